@@ -1,0 +1,1 @@
+"""Data: plate designs, load_data tables, image I/O and the synthetic renderer."""

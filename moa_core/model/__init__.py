@@ -1,0 +1,1 @@
+"""MOAProfiler model: 5-channel EfficientNet-B0, training, and embedding."""

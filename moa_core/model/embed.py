@@ -1,0 +1,52 @@
+"""MP embeddings: field features -> well median -> per-plate DMSO standardization.
+
+Wong et al. (2023), "Embedding extraction and analysis": every field goes through the
+trained EfficientNet; the last convolutional block's output is average-pooled and
+flattened (1280-d). Field embeddings of a well are aggregated by their median, and the
+well embeddings are standardized per plate to the plate's DMSO wells (the same
+standardization CP profiles get, :func:`moa_core.profiles.normalize.standardize_to_controls`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from moa_core.model.fields import normalize
+from moa_core.model.network import EMBEDDING_DIM, embed_and_logits
+
+FEATURE_PREFIX = "MP_"
+
+
+def embedding_columns(dim: int = EMBEDDING_DIM) -> list[str]:
+    return [f"{FEATURE_PREFIX}{i:04d}" for i in range(dim)]
+
+
+@torch.no_grad()
+def embed_fields(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor,
+                 *, batch_size: int = 64, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 1280)`` pooled features and ``(N, n_classes)`` softmax probabilities per field."""
+    model.eval()
+    feats, probs = [], []
+    for i in range(0, len(x), batch_size):
+        xb = normalize(x[i:i + batch_size], mean, sd).to(device)
+        f, logits = embed_and_logits(model, xb)
+        feats.append(f.float().cpu().numpy())
+        probs.append(torch.softmax(logits, 1).float().cpu().numpy())
+    return np.concatenate(feats), np.concatenate(probs)
+
+
+def median_per_well(fields: pd.DataFrame, feats: np.ndarray,
+                    keys: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well")) -> pd.DataFrame:
+    """Median of field embeddings per well; one row per well with :func:`embedding_columns`."""
+    if len(fields) != len(feats):
+        raise ValueError(f"{len(fields)} field rows but {len(feats)} embeddings")
+    cols = embedding_columns(feats.shape[1])
+    df = pd.DataFrame(feats, columns=cols)
+    for k in keys:
+        df[k] = fields[k].to_numpy()
+    well = df.groupby(list(keys), sort=True)[cols].median().reset_index()
+    n = fields.groupby(list(keys), sort=True).size().to_numpy()
+    well.insert(len(keys), "Metadata_n_fields", n)
+    return well

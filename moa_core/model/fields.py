@@ -1,0 +1,86 @@
+"""Field tensors for the CNN: read, scale, resize, normalize, augment.
+
+Preprocessing (Wong et al. 2023, "Data preprocessing and model training"): each image
+is scaled to [0, 1] (divided by the uint16 range) and standardized to mean 0 / SD 1 per
+channel. We standardize with the *training set's* per-channel mean and SD so that
+absolute intensity differences between wells (a real phenotype) survive; per-image
+standardization would erase them. Fields are area-downsampled to ``input_size``
+(a CPU-budget knob; the paper fed 1080² fields to four A100s). Training augmentation:
+random 90° rotations and horizontal flips, plus optional per-channel brightness/contrast
+jitter (the paper used it for LINCS only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from moa_core.data.image_io import CHANNELS
+from moa_core.data.load_data import read_field_from_row
+
+
+def load_field_tensors(
+    load_data: pd.DataFrame,
+    root: str | Path | None,
+    input_size: int,
+    *,
+    expected_shape: tuple[int, int] | None = None,
+    n_threads: int = 2,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """``(N, 5, input_size, input_size)`` float16 tensor of fields scaled to [0, 1]."""
+    rows = load_data.to_dict("records")
+    out = torch.empty((len(rows), len(CHANNELS), input_size, input_size), dtype=torch.float16)
+
+    def one(i: int) -> int:
+        arr = read_field_from_row(rows[i], CHANNELS, Path(root) if root else None, expected_shape=expected_shape)
+        t = torch.from_numpy(arr.astype(np.float32) / 65535.0)[None]
+        if t.shape[-1] != input_size or t.shape[-2] != input_size:
+            t = F.interpolate(t, size=(input_size, input_size), mode="area")
+        out[i] = t[0].to(torch.float16)
+        return i
+
+    with ThreadPoolExecutor(n_threads) as pool:
+        for k, _ in enumerate(pool.map(one, range(len(rows))), 1):
+            if progress and (k % 200 == 0 or k == len(rows)):
+                progress(k, len(rows))
+    return out
+
+
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and SD over a field tensor (the training set's)."""
+    xf = x.float()
+    mean = xf.mean(dim=(0, 2, 3))
+    sd = xf.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return mean, sd
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
+    return (x.float() - mean[None, :, None, None]) / sd[None, :, None, None]
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0) -> torch.Tensor:
+    """Random 90° rotation + horizontal flip per sample; optional brightness/contrast jitter.
+
+    ``x`` is a normalized batch ``(B, C, H, W)``; jitter multiplies each channel's
+    contrast and shifts its brightness by factors drawn from ``[-j, j]``.
+    """
+    b = x.shape[0]
+    k = torch.randint(0, 4, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    out = torch.empty_like(x)
+    for i in range(b):
+        xi = torch.rot90(x[i], int(k[i]), dims=(1, 2))
+        out[i] = torch.flip(xi, dims=(2,)) if flip[i] else xi
+    if color_jitter > 0:
+        c = x.shape[1]
+        contrast = 1 + (torch.rand((b, c, 1, 1), generator=generator) * 2 - 1) * color_jitter
+        bright = (torch.rand((b, c, 1, 1), generator=generator) * 2 - 1) * color_jitter
+        out = out * contrast + bright
+    return out

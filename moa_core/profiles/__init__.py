@@ -1,0 +1,1 @@
+"""Profiles: segmentation, CellProfiler-style features, aggregation and normalization."""

@@ -1,0 +1,146 @@
+"""Feature hygiene and per-plate standardization to negative controls.
+
+DMSO standardization (Wong et al. 2023, "CellProfiler and DeepProfiler extraction"):
+for each feature f on plate p, subtract the mean of plate p's DMSO wells and divide by
+their standard deviation. We use the population SD (``ddof=0``), as pycytominer's
+``normalize(method="standardize")`` does, so the two agree exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from moa_core.errors import NormalizationError, SchemaError
+
+
+def feature_columns(df: pd.DataFrame) -> list[str]:
+    """Every column not prefixed ``Metadata_`` (pycytominer's convention)."""
+    return [c for c in df.columns if not str(c).startswith("Metadata_")]
+
+
+@dataclass
+class FeatureReport:
+    """What :func:`drop_invalid_features` removed, and why."""
+
+    n_input: int
+    non_finite: list[str] = field(default_factory=list)
+    constant: list[str] = field(default_factory=list)
+
+    @property
+    def n_kept(self) -> int:
+        return self.n_input - len(self.non_finite) - len(self.constant)
+
+    def as_metadata(self) -> dict:
+        return {
+            "features_in": self.n_input,
+            "features_kept": self.n_kept,
+            "dropped_non_finite": len(self.non_finite),
+            "dropped_constant": len(self.constant),
+        }
+
+
+def drop_invalid_features(df: pd.DataFrame, features: list[str]) -> tuple[list[str], FeatureReport]:
+    """Features without NaN/inf in any well and not constant across wells.
+
+    CellProfiler features are legitimately undefined for some wells (a texture of a
+    1-pixel cytoplasm) or constant (an Euler number): such columns carry no usable
+    signal for every well and are dropped, counted and named in the report, the way
+    pycytominer's ``feature_select(operation=["drop_na_columns", "variance_threshold"])``
+    would drop them.
+    """
+    x = df[features].to_numpy(np.float64)
+    finite = np.isfinite(x).all(axis=0)
+    rng = np.nanmax(np.where(np.isfinite(x), x, np.nan), axis=0) - np.nanmin(np.where(np.isfinite(x), x, np.nan), axis=0)
+    constant = finite & ~(rng > 0)
+    report = FeatureReport(
+        n_input=len(features),
+        non_finite=[f for f, ok in zip(features, finite) if not ok],
+        constant=[f for f, c in zip(features, constant) if c],
+    )
+    kept = [f for f, ok, c in zip(features, finite, constant) if ok and not c]
+    return kept, report
+
+
+def _check_finite(df: pd.DataFrame, features: list[str], plate_col: str, well_col: str) -> None:
+    x = df[features].to_numpy(np.float64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        row = df.iloc[r]
+        raise SchemaError(
+            f"non-finite value in column {features[c]!r} for plate {row.get(plate_col)} well {row.get(well_col)} "
+            f"({int(bad.sum())} non-finite values in total); clean features first (drop_invalid_features)"
+        )
+
+
+def standardize_to_controls(
+    df: pd.DataFrame,
+    features: list[str],
+    *,
+    control_mask: pd.Series | np.ndarray,
+    plate_col: str = "Metadata_Plate",
+    well_col: str = "Metadata_Well",
+    zero_sd: str = "drop",
+) -> tuple[pd.DataFrame, list[str]]:
+    """Per-plate z-score of ``features`` against the plate's control wells.
+
+    Parameters
+    ----------
+    control_mask
+        Boolean per row: True for negative-control (DMSO) wells.
+    zero_sd
+        A feature whose control SD is 0 on some plate cannot be standardized there.
+        ``"drop"`` (default) removes it from the output and lists it in the second
+        return value; ``"raise"`` raises :class:`NormalizationError`.
+
+    Returns
+    -------
+    (standardized frame, dropped feature names)
+
+    Raises
+    ------
+    NormalizationError
+        A plate has fewer than 2 control wells (its SD is undefined) — the message
+        names the plate.
+    SchemaError
+        A feature value is NaN/inf — the message names column, plate and well.
+    """
+    missing = [c for c in [plate_col, *features] if c not in df.columns]
+    if missing:
+        raise SchemaError(f"missing column(s) {missing[:5]}")
+    if df.empty:
+        raise NormalizationError("no wells to standardize (empty table)")
+    _check_finite(df, features, plate_col, well_col)
+    ctrl = np.asarray(control_mask, dtype=bool)
+    out = df.copy()
+    x = df[features].to_numpy(np.float64)
+    res = np.empty_like(x)
+    zero_any = np.zeros(len(features), bool)
+    plates = df[plate_col].to_numpy()
+    for plate in pd.unique(plates):
+        rows = plates == plate
+        c = rows & ctrl
+        if c.sum() < 2:
+            raise NormalizationError(
+                f"plate {plate} has {int(c.sum())} negative-control (DMSO) well(s); per-plate standardization "
+                f"needs at least 2"
+            )
+        mu = x[c].mean(axis=0)
+        sd = x[c].std(axis=0, ddof=0)
+        zero = ~(sd > 0)
+        if zero.any() and zero_sd == "raise":
+            raise NormalizationError(
+                f"plate {plate}: control SD is 0 for column {features[int(np.argmax(zero))]!r} "
+                f"({int(zero.sum())} columns)"
+            )
+        zero_any |= zero
+        res[rows] = (x[rows] - mu) / np.where(zero, 1.0, sd)
+    keep = ~zero_any
+    kept = [f for f, k in zip(features, keep) if k]
+    dropped = [f for f, k in zip(features, keep) if not k]
+    std = pd.DataFrame(res[:, keep].astype(np.float32), columns=kept, index=df.index)
+    meta = out.drop(columns=features)
+    return pd.concat([meta, std], axis=1), dropped

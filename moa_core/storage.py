@@ -1,0 +1,227 @@
+"""The DuckDB warehouse: tables written in transactions, a read-only snapshot for readers.
+
+DuckDB allows one writer process per file, and a reader blocks writers. The pipeline
+is the only writer (:class:`Warehouse`); readers such as the dashboard open the
+published snapshot (:meth:`Warehouse.publish_snapshot`), a consistent copy written to a
+temporary name and renamed into place.
+
+Two kinds of tables:
+
+- fixed-schema tables shared by partitions (e.g. ``evaluation_results``): a partition
+  is replaced by ``DELETE ... WHERE <keys>`` + ``INSERT`` inside one transaction
+  (:meth:`Warehouse.replace_rows`);
+- wide feature tables whose columns depend on the dataset (CP profiles, embeddings):
+  one table per partition, ``<base>__<key>__<key>`` (:func:`partition_table`), replaced
+  with ``CREATE OR REPLACE TABLE`` in a transaction (:meth:`Warehouse.replace_table`).
+
+Every write is registered in ``catalog`` (table, partition keys, rows, columns, time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from moa_core.errors import SchemaError
+
+_SAFE = re.compile(r"[^0-9A-Za-z_]+")
+
+
+def partition_table(base: str, *keys: str) -> str:
+    """Table name for one partition, e.g. ``cp_profiles__synthetic_cpjump1``."""
+    parts = [base, *(_SAFE.sub("_", k) for k in keys)]
+    return "__".join(parts)
+
+
+def _ident(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][0-9A-Za-z_]*", name):
+        raise ValueError(f"unsafe table name {name!r}")
+    return f'"{name}"'
+
+
+class Warehouse:
+    """A DuckDB file the pipeline writes (one writer; retries while another holds the lock)."""
+
+    def __init__(self, path: str | os.PathLike, *, read_only: bool = False, lock_timeout_s: float = 120.0):
+        self.path = Path(path)
+        self.read_only = read_only
+        self.lock_timeout_s = lock_timeout_s
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self.read_only and not self.path.is_file():
+            raise FileNotFoundError(f"warehouse not found: {self.path}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_s
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.path), read_only=self.read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # ---- writes -------------------------------------------------------------------
+    def _register_catalog(self, con: duckdb.DuckDBPyConnection, table: str, partition: dict, df: pd.DataFrame) -> None:
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS catalog (table_name VARCHAR, partition_key VARCHAR, n_rows BIGINT, "
+            "n_columns INTEGER, written_at TIMESTAMP)"
+        )
+        key = "/".join(f"{k}={v}" for k, v in sorted(partition.items()))
+        con.execute("DELETE FROM catalog WHERE table_name = ? AND partition_key = ?", [table, key])
+        con.execute(
+            "INSERT INTO catalog VALUES (?, ?, ?, ?, now())", [table, key, len(df), len(df.columns)]
+        )
+
+    def replace_table(self, table: str, df: pd.DataFrame, *, partition: dict | None = None) -> None:
+        """Create or replace ``table`` with ``df`` in one transaction."""
+        if df.empty:
+            raise SchemaError(f"refusing to write an empty table {table}")
+        with self.connect() as con:
+            con.begin()
+            try:
+                con.register("_incoming", df)
+                con.execute(f"CREATE OR REPLACE TABLE {_ident(table)} AS SELECT * FROM _incoming")
+                con.unregister("_incoming")
+                self._register_catalog(con, table, partition or {}, df)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+
+    def replace_rows(self, table: str, df: pd.DataFrame, where: dict[str, object]) -> None:
+        """Replace the rows of ``table`` matching ``where`` by ``df`` (one transaction).
+
+        ``df`` must carry the ``where`` columns with those values. Creates the table on
+        first write; afterwards the columns must match (schema drift is an error).
+        """
+        if df.empty:
+            raise SchemaError(f"refusing to write an empty partition {where} of {table}")
+        for k, v in where.items():
+            if k not in df.columns or not (df[k] == v).all():
+                raise SchemaError(f"{table}: every row must have {k} == {v!r}")
+        with self.connect() as con:
+            con.begin()
+            try:
+                con.register("_incoming", df)
+                exists = con.execute(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+                ).fetchone()[0]
+                if not exists:
+                    con.execute(f"CREATE TABLE {_ident(table)} AS SELECT * FROM _incoming LIMIT 0")
+                cols = [r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()]
+                if list(cols) != list(df.columns):
+                    raise SchemaError(
+                        f"{table}: schema drift; table has columns {cols}, new rows have {list(df.columns)}"
+                    )
+                cond = " AND ".join(f"{_ident(k)} = ?" for k in where)
+                con.execute(f"DELETE FROM {_ident(table)} WHERE {cond}", list(where.values()))
+                con.execute(f"INSERT INTO {_ident(table)} SELECT * FROM _incoming")
+                con.unregister("_incoming")
+                self._register_catalog(con, table, where, df)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+
+    # ---- reads --------------------------------------------------------------------
+    def read(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        with self.connect() as con:
+            return con.execute(sql, params or []).df()
+
+    def read_table(self, table: str, where: dict[str, object] | None = None) -> pd.DataFrame:
+        if not self.has_table(table):
+            raise KeyError(f"table {table} not found in {self.path}; materialize its asset first")
+        sql = f"SELECT * FROM {_ident(table)}"
+        params: list = []
+        if where:
+            sql += " WHERE " + " AND ".join(f"{_ident(k)} = ?" for k in where)
+            params = list(where.values())
+        return self.read(sql, params)
+
+    def has_table(self, table: str) -> bool:
+        if not self.path.is_file():
+            return False
+        with self.connect() as con:
+            return bool(con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchone()[0])
+
+    def tables(self) -> list[str]:
+        with self.connect() as con:
+            return [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+
+    # ---- snapshot -----------------------------------------------------------------
+    def publish_snapshot(self, dest: str | os.PathLike) -> Path:
+        """Copy the whole warehouse to ``dest`` consistently (temp name, then rename)."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        os.close(fd)
+        os.unlink(tmp)  # DuckDB must create the file itself
+        try:
+            with self.connect() as con:
+                src = con.execute("SELECT current_database()").fetchone()[0]
+                con.execute(f"ATTACH '{tmp}' AS _snapshot")
+                con.execute(f'COPY FROM DATABASE "{src}" TO _snapshot')
+                con.execute("DETACH _snapshot")
+            os.replace(tmp, dest)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+            Path(tmp + ".wal").unlink(missing_ok=True)
+        return dest
+
+
+@contextlib.contextmanager
+def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
+    """Build a directory under a temporary name; swap it into ``final`` only on success.
+
+    On an exception the temporary directory is removed and ``final`` is untouched, so a
+    reader never sees a half-rendered or half-downloaded dataset.
+    """
+    import shutil
+
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a parquet file via a temporary name in the same folder, then rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
