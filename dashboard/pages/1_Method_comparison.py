@@ -1,0 +1,63 @@
+"""MP vs CP: the paper's analyses side by side for one (dataset, fraction) partition."""
+
+import sys
+from pathlib import Path
+
+import plotly.express as px
+import streamlit as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from dashboard import queries  # noqa: E402
+
+st.set_page_config(page_title="Method comparison", layout="wide")
+st.title("Method comparison: MP vs CP")
+
+if not queries.snapshot_path().is_file():
+    st.warning("No published snapshot yet: run the demo or materialize `dashboard_snapshot`.")
+    st.stop()
+parts = queries.evaluated_partitions()
+if parts.empty:
+    st.warning("The snapshot holds no evaluation results yet.")
+    st.stop()
+
+c1, c2 = st.columns(2)
+dataset = c1.selectbox("Dataset", sorted(parts["dataset"].unique()))
+fraction = c2.selectbox("Training-data fraction (%)", sorted(parts[parts["dataset"] == dataset]["fraction"].unique(),
+                                                             key=lambda f: -float(f)))
+res = queries.evaluation(dataset, fraction)
+
+st.subheader("Headline metrics")
+st.caption("Test wells only; DMSO and single-compound MOAs excluded; 95% bootstrap CIs over wells in brackets.")
+st.dataframe(queries.headline(res), hide_index=True, width="stretch")
+
+left, right = st.columns(2)
+enr = queries.curve(res, "enrichment", "odds_ratio")
+if not enr.empty:
+    left.plotly_chart(
+        px.line(enr, x="parameter", y="value", color="method", markers=True,
+                labels={"parameter": "PCC percentile threshold", "value": "Enrichment (odds ratio)"},
+                title="Enrichment of same-MOA pairs among strongly correlated pairs"),
+        key="enrichment",
+    )
+metric = right.radio("k-NN metric", ["f1", "precision", "recall"], horizontal=True)
+knn = queries.curve(res, "knn", metric)
+if not knn.empty:
+    right.plotly_chart(
+        px.line(knn, x="parameter", y="value", color="method",
+                labels={"parameter": "k (nearest wells)", "value": f"weighted {metric}"},
+                title=f"k-NN MOA prediction over every k ({metric})"),
+        key="knn",
+    )
+
+groups = res[res["analysis"].isin(["intra_inter", "groups"]) & res["metric"].str.endswith("mean")]
+if not groups.empty:
+    st.plotly_chart(
+        px.bar(groups, x="metric", y="value", color="method", barmode="group",
+               error_y=None, title="Mean pairwise PCC by group"),
+        key="groups",
+    )
+
+st.subheader("All results")
+analyses = sorted(res["analysis"].unique())
+pick = st.multiselect("Analyses", analyses, default=analyses)
+st.dataframe(res[res["analysis"].isin(pick)].drop(columns=["dataset", "fraction"]), hide_index=True, width="stretch")

@@ -1,0 +1,90 @@
+"""Read-only queries for the dashboard, against the published warehouse snapshot.
+
+The dashboard never opens the pipeline's own DuckDB file (a reader would block the
+writer); it reads ``<data dir>/snapshot/warehouse.duckdb``, which the
+``dashboard_snapshot`` asset replaces atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def snapshot_path() -> Path:
+    data = Path(os.environ.get("MOA_DATA_DIR", str(REPO_ROOT / ".moa_data")))
+    return data / "snapshot" / "warehouse.duckdb"
+
+
+def query(sql: str, params: list | None = None, path: Path | None = None) -> pd.DataFrame:
+    p = path or snapshot_path()
+    if not p.is_file():
+        raise FileNotFoundError(f"no published snapshot at {p}; run the demo or materialize dashboard_snapshot")
+    con = duckdb.connect(str(p), read_only=True)
+    try:
+        return con.execute(sql, params or []).df()
+    finally:
+        con.close()
+
+
+def has_table(name: str, path: Path | None = None) -> bool:
+    return bool(
+        query("SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?", [name], path)["n"].iloc[0]
+    )
+
+
+def evaluated_partitions(path: Path | None = None) -> pd.DataFrame:
+    """(dataset, fraction) pairs that have evaluation results."""
+    if not has_table("evaluation_results", path):
+        return pd.DataFrame(columns=["dataset", "fraction"])
+    return query("SELECT DISTINCT dataset, fraction FROM evaluation_results ORDER BY dataset, fraction", path=path)
+
+
+def evaluation(dataset: str, fraction: str, path: Path | None = None) -> pd.DataFrame:
+    return query(
+        "SELECT * FROM evaluation_results WHERE dataset = ? AND fraction = ? ORDER BY method, analysis, metric, parameter",
+        [dataset, fraction], path,
+    )
+
+
+HEADLINE = [
+    ("knn", "best_f1", None, "k-NN best weighted F1"),
+    ("knn", "best_k", None, "k at best F1"),
+    ("latent", "f1", None, "Class latent assignment F1"),
+    ("intra_inter", "intra_mean", None, "Intra-MOA mean PCC"),
+    ("intra_inter", "inter_mean", None, "Inter-MOA mean PCC"),
+    ("intra_inter", "delta", None, "Intra - inter delta"),
+    ("enrichment", "odds_ratio", 99.0, "Enrichment OR @ 99th pct"),
+    ("logistic", "f1", None, "Logistic regression F1"),
+    ("map_consistency", "mean_map", None, "MOA-consistency mAP"),
+    ("map_consistency", "fraction_retrieved", None, "Fraction of MOAs retrieved"),
+]
+
+
+def headline(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per headline metric, one column per method (with CI where defined)."""
+    rows = []
+    for analysis, metric, param, label in HEADLINE:
+        sel = results[(results["analysis"] == analysis) & (results["metric"] == metric)]
+        if param is not None:
+            sel = sel[sel["parameter"].astype(float).round(3) == param]
+        if sel.empty:
+            continue
+        row = {"metric": label}
+        for _, r in sel.iterrows():
+            v = r["value"]
+            ci = "" if pd.isna(r.get("ci_low")) else f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+            row[r["method"]] = f"{v:.4g}{ci}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def curve(results: pd.DataFrame, analysis: str, metric: str) -> pd.DataFrame:
+    """Rows of one analysis/metric over its parameter (k, percentile), for plotting."""
+    sel = results[(results["analysis"] == analysis) & (results["metric"] == metric)].dropna(subset=["parameter"])
+    return sel.sort_values(["method", "parameter"])

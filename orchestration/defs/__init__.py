@@ -1,0 +1,1 @@
+"""Asset definitions grouped by domain: ingest, training, evaluation."""

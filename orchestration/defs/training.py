@@ -1,0 +1,149 @@
+"""Training domain: the MOAProfiler checkpoint and MP embeddings, per (dataset, fraction)."""
+
+
+import dataclasses
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from moa_core.data.load_data import read_load_data
+from moa_core.datasets import FRACTIONS, get_dataset
+from moa_core.model.embed import embed_fields, median_per_well
+from moa_core.model.fields import load_field_tensors
+from moa_core.model.train import load_checkpoint, train_classifier
+from moa_core.profiles.normalize import feature_columns, standardize_to_controls
+from moa_core.splits import SPLIT_COL, subsample_training
+from moa_core.storage import partition_table, write_parquet_atomic
+from orchestration.defs.ingest import raw_images, splits
+from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions
+from orchestration.resources import MoaStore
+
+GROUP = "training"
+KEYS = ["Metadata_Plate", "Metadata_Well"]
+
+
+class TrainOverrides(dg.Config):
+    """Optional overrides of the dataset's registered training config (from the launchpad)."""
+
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    input_size: int | None = None
+    device: str | None = None
+
+
+def _fields_for(load_data: pd.DataFrame, wells: pd.DataFrame) -> pd.DataFrame:
+    return load_data.merge(wells, on=KEYS, how="inner").sort_values(KEYS + ["Metadata_Site"]).reset_index(drop=True)
+
+
+def _image_shape(ds: str) -> tuple[int, int] | None:
+    spec = get_dataset(ds)
+    return (spec.synthetic.image_size,) * 2 if spec.synthetic else None
+
+
+@dg.asset(
+    partitions_def=dataset_fraction_partitions,
+    group_name=GROUP,
+    deps=[splits, raw_images],
+    kinds={"pytorch"},
+    description="5-channel EfficientNet-B0 trained to classify each field's MOA (best validation accuracy).",
+)
+def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, store: MoaStore) -> dg.MaterializeResult:
+    ds, frac = dataset_fraction_keys(context)
+    spec = get_dataset(ds)
+    cfg = dataclasses.replace(spec.train, **{k: v for k, v in config.model_dump().items() if v is not None})
+    t0 = time.time()
+    wh = store.warehouse()
+    sp = subsample_training(wh.read_table(partition_table("splits", ds)), FRACTIONS[frac], seed=spec.split_seed)
+    root = store.dataset_dir(ds)
+    load_data = read_load_data(root / "load_data.csv")
+    classes = sorted(sp["Metadata_moa"].unique())
+    cls_index = {c: i for i, c in enumerate(classes)}
+    tr = _fields_for(load_data, sp[sp[SPLIT_COL].eq("train")][KEYS + ["Metadata_moa"]])
+    va = _fields_for(load_data, sp[sp[SPLIT_COL].eq("val")][KEYS + ["Metadata_moa"]])
+    context.log.info(f"loading {len(tr)} training and {len(va)} validation fields at {cfg.input_size}px")
+    x_tr = load_field_tensors(tr, root, cfg.input_size, expected_shape=_image_shape(ds))
+    x_va = load_field_tensors(va, root, cfg.input_size, expected_shape=_image_shape(ds))
+    y_tr = tr["Metadata_moa"].map(cls_index).to_numpy()
+    y_va = va["Metadata_moa"].map(cls_index).to_numpy()
+
+    def on_epoch(rec: dict) -> None:
+        context.log.info(
+            f"epoch {rec['epoch']}/{cfg.epochs}: loss {rec['train_loss']:.3f} train acc {rec['train_accuracy']:.3f} "
+            f"val acc {rec['val_accuracy']:.3f} lr {rec['lr']:.4f} ({rec['seconds']:.0f} s)"
+        )
+
+    ckpt_path = store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt"
+    res = train_classifier(x_tr, y_tr, x_va, y_va, classes, cfg, ckpt_path, on_epoch=on_epoch)
+    hist = pd.DataFrame(res.history)
+    hist.insert(0, "fraction", frac)
+    hist.insert(0, "dataset", ds)
+    wh.replace_rows("training_history", hist, {"dataset": ds, "fraction": frac})
+    row = pd.DataFrame([{
+        "dataset": ds, "fraction": frac, "checkpoint_path": str(ckpt_path), "best_epoch": res.best_epoch,
+        "best_val_accuracy": res.best_val_accuracy, "train_fields": len(tr), "val_fields": len(va),
+        "classes": len(classes), "seconds": res.seconds,
+    }])
+    wh.replace_rows("checkpoints", row, {"dataset": ds, "fraction": frac})
+    return dg.MaterializeResult(
+        metadata={
+            "checkpoint": dg.MetadataValue.path(str(ckpt_path)),
+            "best_epoch": res.best_epoch,
+            "best_val_accuracy": float(res.best_val_accuracy),
+            "train_fields": len(tr),
+            "val_fields": len(va),
+            "classes": len(classes),
+            "train_config": dg.MetadataValue.json(cfg.to_dict()),
+            "history": dg.MetadataValue.md(hist.drop(columns=["dataset", "fraction"]).round(4).to_markdown(index=False)),
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=dataset_fraction_partitions,
+    group_name=GROUP,
+    deps=[mp_checkpoint],
+    kinds={"pytorch", "duckdb"},
+    description="MP embeddings: pooled 1280-d field features -> well median -> per-plate DMSO standardization.",
+)
+def mp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds, frac = dataset_fraction_keys(context)
+    t0 = time.time()
+    wh = store.warehouse()
+    ck = wh.read_table("checkpoints", {"dataset": ds, "fraction": frac})
+    if ck.empty:
+        raise dg.Failure(f"no checkpoint recorded for dataset {ds} fraction {frac}")
+    model, ckpt = load_checkpoint(Path(ck["checkpoint_path"].iloc[0]))
+    root = store.dataset_dir(ds)
+    load_data = read_load_data(root / "load_data.csv")
+    sp = wh.read_table(partition_table("splits", ds))
+    fields = _fields_for(load_data, sp[KEYS])
+    x = load_field_tensors(fields, root, ckpt["config"]["input_size"], expected_shape=_image_shape(ds))
+    context.log.info(f"embedding {len(fields)} fields")
+    feats, probs = embed_fields(model, x, ckpt["channel_mean"], ckpt["channel_sd"])
+    field_df = fields[KEYS + ["Metadata_Site"]].copy()
+    field_df["Metadata_pred_moa"] = np.asarray(ckpt["classes"])[probs.argmax(1)]
+    prob_df = pd.DataFrame(probs, columns=[f"Prob_{c}" for c in ckpt["classes"]])
+    field_path = write_parquet_atomic(
+        pd.concat([field_df, prob_df], axis=1), store.artifact_dir(ds, frac) / "mp_field_predictions.parquet"
+    )
+    well = median_per_well(fields, feats)
+    meta = sp[[c for c in sp.columns if c.startswith("Metadata_")]]
+    well = meta.merge(well, on=KEYS, how="inner")
+    emb_cols = feature_columns(well)
+    std, zero_sd = standardize_to_controls(well, emb_cols, control_mask=well["Metadata_moa"].eq("DMSO"))
+    wh.replace_table(partition_table("mp_embeddings", ds, frac), std, partition={"dataset": ds, "fraction": frac})
+    return dg.MaterializeResult(
+        metadata={
+            "wells": len(std),
+            "fields": len(fields),
+            "dims": len(feature_columns(std)),
+            "dropped_zero_dmso_sd": len(zero_sd),
+            "field_predictions": dg.MetadataValue.path(str(field_path)),
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
