@@ -1,0 +1,36 @@
+"""Shared fixtures: the real public data in ../shared and a mini synthetic dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "data" / "cpjump1" / "cpjump1_metadata.csv").is_file():
+        pytest.skip(f"real public data not found at {SHARED} (CI always has it)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def design(shared_dir):
+    from moa_core.data.design import load_cpjump1_design
+
+    return load_cpjump1_design(shared_dir)
+
+
+@pytest.fixture(scope="session")
+def mini_dataset(design, tmp_path_factory):
+    """The registered mini synthetic dataset rendered once per session."""
+    from moa_core.data.synthetic import render_dataset
+    from moa_core.datasets import get_dataset
+
+    out = tmp_path_factory.mktemp("mini")
+    spec = get_dataset("synthetic_cpjump1_mini").synthetic
+    load_data, wells = render_dataset(design, spec, out)
+    return out, load_data, wells, spec

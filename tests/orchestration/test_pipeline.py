@@ -1,0 +1,92 @@
+"""Materialize the whole asset graph through Dagster on the mini synthetic dataset."""
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from moa_core.storage import Warehouse, partition_table
+from orchestration.definitions import build_definitions
+from orchestration.partitions import multi_key
+from orchestration.resources import MoaStore
+
+DS, FRAC = "synthetic_cpjump1_mini", "100"
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory, shared_dir):
+    root = tmp_path_factory.mktemp("store")
+    store = MoaStore(root=str(root), shared_dir=str(shared_dir), n_workers=1)
+    defs = build_definitions(store)
+    instance = dg.DagsterInstance.ephemeral()
+    results = {}
+    for job, key in [("ingest_job", DS), ("train_eval_job", multi_key(DS, FRAC)), ("publish_job", None)]:
+        results[job] = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
+    return store, instance, results
+
+
+def test_every_asset_materializes_with_metadata(materialized):
+    store, instance, results = materialized
+    assert all(r.success for r in results.values())
+    mats = {}
+    for r in results.values():
+        for ev in r.get_asset_materialization_events():
+            m = ev.event_specific_data.materialization
+            mats[m.asset_key.to_user_string()] = m.metadata
+    assert set(mats) == {"raw_images", "cp_profiles", "cp_embeddings", "splits", "mp_checkpoint", "mp_embeddings",
+                         "evaluation_results", "dashboard_snapshot"}
+    assert mats["raw_images"]["fields"].value > 0 and "seconds" in mats["cp_profiles"]
+    assert mats["mp_checkpoint"]["best_epoch"].value >= 1
+    checks = [e for r in results.values() for e in r.get_asset_check_evaluations()]
+    assert checks and all(c.passed for c in checks)
+
+
+def test_warehouse_holds_mp_and_cp_for_the_same_test_wells(materialized):
+    store, _, _ = materialized
+    wh = Warehouse(store.snapshot_path, read_only=True)
+    res = wh.read_table("evaluation_results", {"dataset": DS, "fraction": FRAC})
+    assert set(res["method"]) == {"MP", "CP"}
+    for analysis in ("enrichment", "intra_inter", "knn", "latent"):
+        assert set(res[res["analysis"] == analysis]["method"]) == {"MP", "CP"}, analysis
+    n = res[(res["analysis"] == "knn") & (res["metric"] == "f1")].groupby("method")["parameter"].max()
+    assert n["MP"] == n["CP"]  # k runs to N-1 on the same wells
+    cp = wh.read_table(partition_table("cp_embeddings", DS))
+    mp = wh.read_table(partition_table("mp_embeddings", DS, FRAC))
+    assert len([c for c in mp.columns if c.startswith("MP_")]) <= 1280
+    assert set(zip(cp.Metadata_Plate, cp.Metadata_Well)) == set(zip(mp.Metadata_Plate, mp.Metadata_Well))
+
+
+def test_rerun_replaces_partition_rows(materialized):
+    store, instance, _ = materialized
+    defs = build_definitions(store)
+    before = Warehouse(store.root_path / "warehouse.duckdb").read(
+        "SELECT count(*) AS n FROM evaluation_results")["n"].iloc[0]
+    r = defs.resolve_job_def("train_eval_job").execute_in_process(
+        instance=instance, partition_key=multi_key(DS, FRAC),
+        asset_selection=[dg.AssetKey("evaluation_results")],
+    )
+    assert r.success
+    after = Warehouse(store.root_path / "warehouse.duckdb").read(
+        "SELECT count(*) AS n FROM evaluation_results")["n"].iloc[0]
+    assert before == after
+
+
+def test_missing_image_fails_naming_the_file_and_keeps_tables(materialized, tmp_path):
+    store, instance, _ = materialized
+    wh = Warehouse(store.root_path / "warehouse.duckdb")
+    before = wh.read_table(partition_table("cp_profiles", DS))
+    ld = pd.read_csv(store.dataset_dir(DS) / "load_data.csv")
+    victim = store.dataset_dir(DS) / ld.iloc[0]["PathName_OrigER"] / ld.iloc[0]["FileName_OrigER"]
+    data = victim.read_bytes()
+    victim.unlink()
+    try:
+        r = build_definitions(store).resolve_job_def("ingest_job").execute_in_process(
+            instance=instance, partition_key=DS, asset_selection=[dg.AssetKey("cp_profiles")], raise_on_error=False,
+        )
+        assert not r.success
+        msg = " ".join(str(e.event_specific_data.error) for e in r.all_events if e.is_step_failure)
+        assert victim.name in msg and f"well {ld.iloc[0]['Metadata_Well']}" in msg
+        after = wh.read_table(partition_table("cp_profiles", DS))
+        pd.testing.assert_frame_equal(before, after)
+    finally:
+        victim.write_bytes(data)
