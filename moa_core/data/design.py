@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moa_core.data.plates import is_edge_well, well_row_col  # noqa: F401 (re-exported)
 from moa_core.errors import SchemaError
 
 NEGCON = "DMSO"
@@ -98,20 +99,6 @@ def load_cpjump1_design(shared_dir: Path | str | None = None) -> pd.DataFrame:
     cmp["Metadata_timepoint"] = cmp["Metadata_timepoint"].astype(int)
     out = cmp[DESIGN_COLUMNS].sort_values(["Metadata_Plate", "Metadata_Well"]).reset_index(drop=True)
     return out
-
-
-def well_row_col(well: str) -> tuple[int, int]:
-    """``"D14"`` -> ``(4, 14)`` (1-based row, column)."""
-    well = str(well).strip()
-    if len(well) < 2 or not well[0].isalpha() or not well[1:].isdigit():
-        raise ValueError(f"not a plate well name: {well!r}")
-    return ord(well[0].upper()) - ord("A") + 1, int(well[1:])
-
-
-def is_edge_well(well: str, n_rows: int = 16, n_cols: int = 24) -> bool:
-    """True for wells on the outer ring of the plate (row A/P or column 1/24 on 384 wells)."""
-    r, c = well_row_col(well)
-    return r in (1, n_rows) or c in (1, n_cols)
 
 
 def select_plates(design: pd.DataFrame, n_plates: int) -> list[str]:

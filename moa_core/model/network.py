@@ -22,6 +22,12 @@ def build_model(num_classes: int, in_channels: int = 5, dropout: float = 0.2) ->
                      padding=old.padding, bias=False)
     nn.init.kaiming_normal_(stem.weight, mode="fan_out")
     model.features[0][0] = stem
+    # torchvision initializes the head uniform(+-1/sqrt(num_classes)): fine for ImageNet's
+    # 1000 classes, but with tens of MOA classes the initial logits have SD ~10 and
+    # from-scratch SGD thrashes. Start the head near zero (initial loss ~ log C).
+    head = model.classifier[-1]
+    nn.init.normal_(head.weight, std=0.01)
+    nn.init.zeros_(head.bias)
     return model
 
 

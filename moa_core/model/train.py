@@ -40,6 +40,7 @@ class TrainConfig:
     milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of ``epochs``
     gamma: float = 0.1
     warmup_epochs: int = 0
+    grad_clip_norm: float | None = None
     input_size: int = 1080
     color_jitter: float = 0.0
     samples_per_epoch: int | None = None  # default: size of the training set
@@ -161,9 +162,11 @@ def train_classifier(
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch} step {b} (loss={loss.item()})")
             loss.backward()
+            if config.grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
             opt.step()
             step += 1
-            loss_sum += float(loss) * len(bi)
+            loss_sum += float(loss.detach()) * len(bi)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(bi)
         sched.step()

@@ -3,7 +3,7 @@
 For every field named in a load_data table: read the five channels (the same reader
 the CNN uses), segment nuclei/cells/cytoplasm (:mod:`.segmentation`), measure each
 compartment with cp_measure, and name columns the CellProfiler way
-(``Cells_Intensity_MeanIntensity_ER``). Single cells are then aggregated to wells with
+(``Cells_Intensity_MeanIntensity_ER``; cp_measure's ``__`` channel separator becomes ``_``). Single cells are then aggregated to wells with
 pycytominer's ``aggregate`` (median, the field's default), plus
 ``Metadata_Count_Cells``.
 
@@ -109,7 +109,7 @@ def measure_field(field: np.ndarray, config: FeatureConfig = FeatureConfig(),
         lab = np.array([int(r[2]) for r in rows])
         for name in objects:
             sel = obj == name.lower()
-            part = pd.DataFrame(data[sel], columns=[f"{name}_{c}" for c in cols])
+            part = pd.DataFrame(data[sel], columns=[f"{name}_{c.replace('__', '_')}" for c in cols])
             part.insert(0, "Metadata_ObjectNumber", lab[sel])
             parts.append(part.set_index("Metadata_ObjectNumber"))
     out = parts[0].join(parts[1:], how="outer")  # cytoplasm may be empty for a cell

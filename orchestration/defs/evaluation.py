@@ -67,7 +67,7 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     fp = fp.merge(test, on=KEYS, how="inner")
     prob_cols = [c for c in fp.columns if c.startswith("Prob_")]
     cls = classification_metrics(fp["Metadata_moa"], fp[prob_cols].to_numpy(), [c[5:] for c in prob_cols], fp)
-    frames.append(cls.to_frame("MP"))
+    frames.append(cls.to_results("MP"))
     out = pd.concat(frames, ignore_index=True)
     out.insert(0, "fraction", frac)
     out.insert(0, "dataset", ds)

@@ -72,5 +72,6 @@ def test_load_data_schema_errors(tmp_path, mini_dataset):
 
 
 def test_read_field_requires_every_channel(tmp_path):
-    with pytest.raises(ImageReadError, match="no path for channel"):
+    write_tiff_atomic(tmp_path / "x.tiff", np.ones((8, 8), np.uint16))
+    with pytest.raises(ImageReadError, match="no path for channel ER"):
         read_field({"DNA": tmp_path / "x.tiff"})

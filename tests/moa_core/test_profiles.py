@@ -32,7 +32,9 @@ def test_measure_field_cellprofiler_columns(mini_dataset):
     assert {"Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_ObjectNumber"} <= set(sc.columns)
     feats = feature_columns(sc)
     assert any(c.startswith("Nuclei_AreaShape") or c.startswith("Nuclei_Area") for c in feats)
-    assert "Cells_Intensity_MeanIntensity_ER" in feats or any("MeanIntensity_ER" in c and c.startswith("Cells_") for c in feats)
+    assert {"Cells_Intensity_MeanIntensity_ER", "Nuclei_Intensity_MeanIntensity_DNA",
+            "Cytoplasm_Intensity_MeanIntensity_Mito", "Cells_Correlation_Pearson_DNA_ER"} <= set(feats)
+    assert not any(c.startswith("Nuclei_Correlation") for c in feats)  # colocalization on whole cells only
     assert not any("Center_" in c or "Location_" in c for c in feats)
     prof = aggregate_wells(sc)
     assert prof["Metadata_Count_Cells"].sum() == len(sc)
