@@ -54,7 +54,6 @@ def evaluation(dataset: str, fraction: str, path: Path | None = None) -> pd.Data
 
 HEADLINE = [
     ("knn", "best_f1", None, "k-NN best weighted F1"),
-    ("knn", "best_k", None, "k at best F1"),
     ("latent", "f1", None, "Class latent assignment F1"),
     ("intra_inter", "intra_mean", None, "Intra-MOA mean PCC"),
     ("intra_inter", "inter_mean", None, "Inter-MOA mean PCC"),
@@ -79,7 +78,8 @@ def headline(results: pd.DataFrame) -> pd.DataFrame:
         for _, r in sel.iterrows():
             v = r["value"]
             ci = "" if pd.isna(r.get("ci_low")) else f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-            row[r["method"]] = f"{v:.4g}{ci}"
+            at_k = f" (k={r['parameter']:g})" if metric.startswith("best_") and not pd.isna(r["parameter"]) else ""
+            row[r["method"]] = f"{v:.4g}{ci}{at_k}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -88,3 +88,21 @@ def curve(results: pd.DataFrame, analysis: str, metric: str) -> pd.DataFrame:
     """Rows of one analysis/metric over its parameter (k, percentile), for plotting."""
     sel = results[(results["analysis"] == analysis) & (results["metric"] == metric)].dropna(subset=["parameter"])
     return sel.sort_values(["method", "parameter"])
+
+
+def holdout(dataset: str, path: Path | None = None) -> pd.DataFrame:
+    """Compound-holdout results (individual / aggregated vote) of one dataset; empty if not materialized."""
+    if not has_table("holdout_results", path):
+        return pd.DataFrame()
+    return query("SELECT * FROM holdout_results WHERE dataset = ? ORDER BY method, analysis, metric, parameter",
+                 [dataset], path)
+
+
+def classification_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Image-field classification: one row per subset (all, edge, cell line, ...), metrics as columns."""
+    cls = results[results["analysis"] == "classification"]
+    if cls.empty:
+        return cls
+    parts = cls["metric"].str.extract(r"^(?P<metric>[^\[]+)(?:\[(?P<subset>.*)\])?$")
+    table = pd.DataFrame({"subset": parts["subset"].fillna("all"), "metric": parts["metric"], "value": cls["value"]})
+    return table.pivot_table(index="subset", columns="metric", values="value", aggfunc="first").reset_index()

@@ -33,7 +33,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "3 rendered 256x256 fields per well at the real pixel scale"
         ),
         synthetic=SyntheticSpec(),
-        train=TrainConfig(epochs=14, batch_size=32, lr=0.1, input_size=128, warmup_epochs=1, num_threads=2),
+        train=TrainConfig(epochs=24, batch_size=32, lr=0.1, input_size=64, warmup_epochs=1, num_threads=2),
     ),
     "synthetic_cpjump1_mini": DatasetSpec(
         name="synthetic_cpjump1_mini",

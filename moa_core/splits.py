@@ -143,6 +143,33 @@ def subsample_training(splits: pd.DataFrame, fraction: float, *, seed: int = 0,
     return out[~drop].reset_index(drop=True)
 
 
+def choose_holdout_compounds(
+    wells: pd.DataFrame,
+    seed: int = 0,
+    *,
+    moa_col: str = "Metadata_moa",
+    compound_col: str = "Metadata_broad_sample",
+    negcon: str = NEGCON,
+) -> dict[str, str]:
+    """One compound per MOA with >= 2 distinct compounds, chosen at random: ``{moa: compound}``.
+
+    MOAs are visited in sorted order and their compounds sorted, drawing from
+    ``numpy.random.default_rng(seed)``, so the choice is reproducible. Controls and rows
+    without an MOA are ignored.
+    """
+    _check(wells, [moa_col, compound_col])
+    d = wells[wells[compound_col].astype("string").ne(negcon).fillna(False)
+              & wells[moa_col].notna() & wells[compound_col].notna()]
+    pairs = d[[moa_col, compound_col]].astype(str).drop_duplicates()
+    rng = np.random.default_rng(seed)
+    out: dict[str, str] = {}
+    for moa, grp in pairs.groupby(moa_col, sort=True):
+        cpds = sorted(grp[compound_col].unique().tolist())
+        if len(cpds) >= 2:
+            out[str(moa)] = cpds[int(rng.integers(len(cpds)))]
+    return out
+
+
 def compound_holdout_split(
     wells: pd.DataFrame,
     *,
@@ -157,11 +184,7 @@ def compound_holdout_split(
     kept, n_multi, n_unann = single_moa_wells(wells, moa_col)
     kept = kept.sort_values(["Metadata_Plate", "Metadata_Well"]).reset_index(drop=True)
     split = np.full(len(kept), "", dtype=object)
-    held: set[str] = set()
-    for moa, grp in kept[kept[moa_col].ne(NEGCON)].groupby(moa_col, sort=True):
-        cpds = sorted(grp[compound_col].unique())
-        if len(cpds) >= 2:
-            held.add(cpds[int(_rng(seed, "holdout", moa).integers(len(cpds)))])
+    held = set(choose_holdout_compounds(kept, seed, moa_col=moa_col, compound_col=compound_col).values())
     is_held = kept[compound_col].isin(held).to_numpy()
     split[is_held] = "test"
     rest = np.flatnonzero(~is_held)

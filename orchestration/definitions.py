@@ -13,7 +13,7 @@ def build_definitions(store: MoaStore | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=dg.load_assets_from_modules(_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(_MODULES),
-        jobs=[jobs.ingest_job, jobs.train_eval_job, jobs.publish_job],
+        jobs=[jobs.ingest_job, jobs.train_eval_job, jobs.holdout_job, jobs.publish_job],
         resources={"store": store or MoaStore()},
     )
 

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.time()
     timings: list[tuple[str, float | None]] = []
     plan = [("ingest_job", args.dataset), ("train_eval_job", multi_key(args.dataset, args.fraction)),
-            ("publish_job", None)]
+            ("holdout_job", args.dataset), ("publish_job", None)]
     for job_name, key in plan:
         t0 = time.time()
         print(f"[demo] {job_name} partition={key or '-'} ...", flush=True)
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         timings += _asset_seconds(result)
         print(f"[demo] {job_name} done in {time.time() - t0:.0f} s", flush=True)
     total = time.time() - t_all
+
+    import pandas as pd
 
     from moa_core.storage import Warehouse
 
@@ -76,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     print("\nAsset wall times (s):")
     for name, sec in timings:
         print(f"  {name:<22} {sec if sec is not None else '-'}")
-    print(f"  {'total (3 runs)':<22} {total:.0f}")
+    print(f"  {'total (4 runs)':<22} {total:.0f}")
     print("\nHeadline numbers (test wells, DMSO and single-compound MOAs excluded):")
     if not res.empty:
-        res["parameter"] = res["parameter"].fillna("")
-        piv = res.pivot_table(index=["analysis", "metric", "parameter"], columns="method", values="value", aggfunc="first")
+        res["metric"] = [m if pd.isna(p) or m == "best_f1" else f"{m}@{p:g}" for m, p in zip(res["metric"], res["parameter"])]
+        piv = res.pivot_table(index=["analysis", "metric"], columns="method", values="value", aggfunc="first")
         print(piv.round(4).to_string())
     print(f"""
 Look at it:

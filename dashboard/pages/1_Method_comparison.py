@@ -57,6 +57,27 @@ if not groups.empty:
         key="groups",
     )
 
+cls = queries.classification_table(res)
+if not cls.empty:
+    st.subheader("Image-field classification (MP)")
+    st.caption("Micro-averaged AUPRC with the prevalence baseline and accuracy with the 1/#classes baseline, "
+               "overall and split by edge wells, cell line and timepoint.")
+    st.dataframe(cls.round(3), hide_index=True)
+
+ho = queries.holdout(dataset)
+if not ho.empty:
+    st.subheader("Held-out compounds")
+    st.caption("One compound per MOA never seen in training; MOA predicted from training-compound MOA medians.")
+    topk = ho[ho["metric"].isin(["top_k_accuracy", "random_baseline"])].copy()
+    topk["series"] = topk["method"] + " " + topk["analysis"].str.replace("holdout_", "") + " vote"
+    topk.loc[topk["metric"] == "random_baseline", "series"] = "random"
+    topk = topk.drop_duplicates(["series", "parameter"])
+    st.plotly_chart(
+        px.line(topk, x="parameter", y="value", color="series", markers=True,
+                labels={"parameter": "k", "value": "top-k accuracy"}, title="Top-k accuracy on held-out compounds"),
+        key="holdout",
+    )
+
 st.subheader("All results")
 analyses = sorted(res["analysis"].unique())
 pick = st.multiselect("Analyses", analyses, default=analyses)

@@ -37,7 +37,7 @@ from .enrichment import (
 )
 from .filtering import filter_test_wells, is_multi_moa
 from .groups import GROUP_NAMES, ThreeGroupResult, three_group_pcc, three_groups_from_similarity, z_test
-from .holdout import HoldoutResult, compound_holdout_eval, holdout_compound_split
+from .holdout import HoldoutResult, compound_holdout_eval
 from .intra_inter import IntraInterResult, intra_inter_from_similarity, intra_inter_moa, pair_summary
 from .knn import KNNResult, knn_curves, knn_from_similarity, neighbor_order
 from .latent import LatentResult, class_latent_assignment, latent_from_array, leave_one_out_medians
@@ -84,7 +84,6 @@ __all__ = [
     "evaluate_embeddings",
     "feature_matrix",
     "filter_test_wells",
-    "holdout_compound_split",
     "intra_inter_from_similarity",
     "intra_inter_moa",
     "is_edge_well",

@@ -2,7 +2,7 @@
 
 Definitions
 -----------
-Split (:func:`holdout_compound_split`)
+Split (:func:`moa_core.splits.choose_holdout_compounds`)
     For every MOA represented by at least two distinct (non-control) compounds, one
     compound is held out, chosen uniformly at random with ``numpy.random.default_rng(seed)``
     (MOAs visited in sorted order, candidate compounds sorted, so the choice is
@@ -53,7 +53,7 @@ from ._common import (
 from .results import result_row, results_frame
 from .similarity import feature_matrix, pearson_cross
 
-__all__ = ["HoldoutResult", "compound_holdout_eval", "holdout_compound_split"]
+__all__ = ["HoldoutResult", "compound_holdout_eval"]
 
 SCHEMES = ("individual", "aggregated")
 
@@ -61,42 +61,6 @@ SCHEMES = ("individual", "aggregated")
 def _treatment_mask(df: pd.DataFrame, moa_col: str, compound_col: str, negcon: str) -> np.ndarray:
     ctl = (df[compound_col].astype("string") == str(negcon)).fillna(False).to_numpy(bool)
     return ~ctl & df[moa_col].notna().to_numpy() & df[compound_col].notna().to_numpy()
-
-
-def holdout_compound_split(
-    design_df: pd.DataFrame,
-    seed: int = 0,
-    *,
-    moa_col: str = DEFAULT_MOA_COL,
-    compound_col: str = DEFAULT_COMPOUND_COL,
-    negcon: str = DEFAULT_NEGCON,
-) -> dict[str, str]:
-    """Pick one random compound per MOA having >= 2 distinct compounds.
-
-    Parameters
-    ----------
-    design_df : pandas.DataFrame
-        Any table with MOA and compound columns (wells or compounds); controls and rows
-        without an MOA are ignored.
-    seed : int
-        Seed of ``numpy.random.default_rng``.
-
-    Returns
-    -------
-    dict
-        ``{moa: held_out_compound}`` for every eligible MOA (sorted by MOA). Hold out
-        with ``df[compound_col].isin(split.values())``.
-    """
-    require_columns(design_df, [moa_col, compound_col])
-    d = design_df[_treatment_mask(design_df, moa_col, compound_col, negcon)]
-    pairs = d[[moa_col, compound_col]].astype(str).drop_duplicates()
-    rng = np.random.default_rng(seed)
-    out: dict[str, str] = {}
-    for moa, grp in pairs.groupby(moa_col, sort=True):
-        cpds = sorted(grp[compound_col].unique().tolist())
-        if len(cpds) >= 2:
-            out[str(moa)] = cpds[int(rng.integers(len(cpds)))]
-    return out
 
 
 @dataclass(frozen=True)

@@ -123,8 +123,8 @@ def train_classifier(
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     device = config.resolved_device()
-    y_tr = torch.as_tensor(y_train, dtype=torch.long)
-    y_va = torch.as_tensor(y_val, dtype=torch.long)
+    y_tr = torch.tensor(np.asarray(y_train), dtype=torch.long)
+    y_va = torch.tensor(np.asarray(y_val), dtype=torch.long)
     mean, sd = channel_stats(x_train)
 
     model = build_model(len(classes), in_channels=x_train.shape[1], dropout=config.dropout).to(device)

@@ -53,8 +53,10 @@ def drop_invalid_features(df: pd.DataFrame, features: list[str]) -> tuple[list[s
     """
     x = df[features].to_numpy(np.float64)
     finite = np.isfinite(x).all(axis=0)
-    rng = np.nanmax(np.where(np.isfinite(x), x, np.nan), axis=0) - np.nanmin(np.where(np.isfinite(x), x, np.nan), axis=0)
-    constant = finite & ~(rng > 0)
+    constant = np.zeros(len(features), bool)
+    if len(x):
+        xf = x[:, finite]
+        constant[finite] = ~(xf.max(axis=0) - xf.min(axis=0) > 0)
     report = FeatureReport(
         n_input=len(features),
         non_finite=[f for f, ok in zip(features, finite) if not ok],

@@ -6,14 +6,14 @@ import time
 import dagster as dg
 import pandas as pd
 
-from moa_core.evaluation import run_embedding_suite
+from moa_core.evaluation import compound_holdout_eval, run_embedding_suite
 from moa_core.evaluation.classification import classification_metrics
 from moa_core.profiles.normalize import feature_columns
 from moa_core.splits import ELIGIBLE_COL, SPLIT_COL
 from moa_core.storage import partition_table
-from orchestration.defs.ingest import cp_embeddings, splits
-from orchestration.defs.training import mp_embeddings
-from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions
+from orchestration.defs.ingest import compound_holdout_splits, cp_embeddings, splits
+from orchestration.defs.training import mp_embeddings, mp_holdout_embeddings
+from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
 from orchestration.resources import MoaStore
 
 GROUP = "evaluation"
@@ -45,13 +45,14 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     wh = store.warehouse()
     sp = wh.read_table(partition_table("splits", ds))
     tables = _method_tables(store, ds, frac)
-    # the same test wells for every method: eligible test wells present in all tables
-    test = sp[sp[SPLIT_COL].eq("test") & sp[ELIGIBLE_COL]][KEYS]
+    # the same test wells for every method: test wells present in all tables. The suite
+    # keeps DMSO only as mAP activity's negatives and drops single-compound MOAs itself.
+    test = sp[sp[SPLIT_COL].eq("test") & (sp[ELIGIBLE_COL] | sp["Metadata_moa"].eq("DMSO"))][KEYS]
     for df in tables.values():
         test = test.merge(df[KEYS], on=KEYS, how="inner")
     train = sp[sp[SPLIT_COL].eq("train")][KEYS]
     frames = []
-    meta: dict[str, object] = {"test_wells": len(test)}
+    meta: dict[str, object] = {"test_wells_incl_dmso": len(test)}
     for method, df in tables.items():
         feats = feature_columns(df)
         test_df = df.merge(test, on=KEYS, how="inner")
@@ -65,6 +66,7 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     fp = pd.read_parquet(store.artifact_dir(ds, frac) / "mp_field_predictions.parquet")
     fp = fp.merge(sp[KEYS + ["Metadata_moa", "Metadata_cell_line", "Metadata_timepoint"]], on=KEYS)
     fp = fp.merge(test, on=KEYS, how="inner")
+    fp = fp[fp["Metadata_moa"].ne("DMSO")]
     prob_cols = [c for c in fp.columns if c.startswith("Prob_")]
     cls = classification_metrics(fp["Metadata_moa"], fp[prob_cols].to_numpy(), [c[5:] for c in prob_cols], fp)
     frames.append(cls.to_results("MP"))
@@ -90,8 +92,41 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
 
 
 @dg.asset(
+    partitions_def=dataset_partitions,
     group_name=GROUP,
-    deps=[evaluation_results],
+    deps=[mp_holdout_embeddings, cp_embeddings, compound_holdout_splits],
+    kinds={"duckdb"},
+    description="Held-out compound MOA prediction (individual and aggregated vote, top-k) for MP and CP.",
+)
+def holdout_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds = dataset_key(context)
+    t0 = time.time()
+    wh = store.warehouse()
+    sp = wh.read_table(partition_table("compound_holdout_splits", ds))
+    tables = {
+        "MP": wh.read_table(partition_table("mp_holdout_embeddings", ds)),
+        "CP": wh.read_table(partition_table("cp_embeddings", ds)),
+    }
+    frames, meta = [], {}
+    for method, df in tables.items():
+        df = df.drop(columns=[c for c in (SPLIT_COL, ELIGIBLE_COL) if c in df.columns])
+        df = df.merge(sp[KEYS + [SPLIT_COL]], on=KEYS, how="inner")
+        # MLEs from every non-held-out well (train + val): all of them are training compounds
+        res = compound_holdout_eval(df[df[SPLIT_COL].ne("test")], df[df[SPLIT_COL].eq("test")], feature_columns(df))
+        out = res.to_results(method)
+        frames.append(out)
+        top1 = out[(out["metric"] == "top_k_accuracy") & (out["parameter"] == 1.0)]
+        for _, r in top1.iterrows():
+            meta[f"{method}_{r['analysis']}_top1"] = float(r["value"])
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "dataset", ds)
+    wh.replace_rows("holdout_results", out, {"dataset": ds})
+    return dg.MaterializeResult(metadata={**meta, "rows": len(out), "seconds": round(time.time() - t0, 1)})
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[evaluation_results, holdout_results],
     kinds={"duckdb"},
     description="Read-only copy of the warehouse for the dashboard (written to a temporary name, then renamed).",
 )

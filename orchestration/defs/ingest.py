@@ -12,7 +12,7 @@ from moa_core.data.synthetic import render_dataset
 from moa_core.datasets import get_dataset
 from moa_core.profiles.features import aggregate_wells, single_cell_profiles
 from moa_core.profiles.normalize import drop_invalid_features, feature_columns, standardize_to_controls
-from moa_core.splits import SPLIT_COL, well_holdout_split
+from moa_core.splits import SPLIT_COL, compound_holdout_split, well_holdout_split
 from moa_core.storage import atomic_directory, partition_table, write_parquet_atomic
 from orchestration.partitions import dataset_key, dataset_partitions
 from orchestration.resources import MoaStore
@@ -149,6 +149,7 @@ def cp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
 def splits(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
     ds = dataset_key(context)
     spec = get_dataset(ds)
+    t0 = time.time()
     wh = store.warehouse()
     wells = wh.read_table(partition_table("wells", ds))
     sp, report = well_holdout_split(wells, seed=spec.split_seed)
@@ -163,6 +164,33 @@ def splits(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Materialize
             "classes": int(sp["Metadata_moa"].nunique()),
             "moas_in_all_splits": int((per_moa == 3).sum()),
             "eval_eligible_test_wells": int((sp[SPLIT_COL].eq("test") & sp["Metadata_eval_eligible"]).sum()),
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[raw_images],
+    kinds={"python", "duckdb"},
+    description="Compound holdout: one random compound per MOA with >= 2 compounds held out; rest 70/30 train/val.",
+)
+def compound_holdout_splits(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds = dataset_key(context)
+    t0 = time.time()
+    wh = store.warehouse()
+    wells = wh.read_table(partition_table("wells", ds))
+    sp, report = compound_holdout_split(wells, seed=get_dataset(ds).split_seed)
+    keep = [c for c in sp.columns if not c.startswith("Latent_")]
+    wh.replace_table(partition_table("compound_holdout_splits", ds), sp[keep], partition={"dataset": ds})
+    held = sp[sp[SPLIT_COL].eq("test")]
+    return dg.MaterializeResult(
+        metadata={
+            **report.as_metadata(),
+            **{f"wells_{k}": int(v) for k, v in sp[SPLIT_COL].value_counts().items()},
+            "held_out_compounds": int(held["Metadata_broad_sample"].nunique()),
+            "seconds": round(time.time() - t0, 1),
         }
     )
 

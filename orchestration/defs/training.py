@@ -17,8 +17,8 @@ from moa_core.model.train import load_checkpoint, train_classifier
 from moa_core.profiles.normalize import feature_columns, standardize_to_controls
 from moa_core.splits import SPLIT_COL, subsample_training
 from moa_core.storage import partition_table, write_parquet_atomic
-from orchestration.defs.ingest import raw_images, splits
-from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions
+from orchestration.defs.ingest import compound_holdout_splits, raw_images, splits
+from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
 from orchestration.resources import MoaStore
 
 GROUP = "training"
@@ -44,20 +44,12 @@ def _image_shape(ds: str) -> tuple[int, int] | None:
     return (spec.synthetic.image_size,) * 2 if spec.synthetic else None
 
 
-@dg.asset(
-    partitions_def=dataset_fraction_partitions,
-    group_name=GROUP,
-    deps=[splits, raw_images],
-    kinds={"pytorch"},
-    description="5-channel EfficientNet-B0 trained to classify each field's MOA (best validation accuracy).",
-)
-def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, store: MoaStore) -> dg.MaterializeResult:
-    ds, frac = dataset_fraction_keys(context)
+def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, overrides: TrainOverrides,
+           ckpt_path: Path) -> tuple[dict, pd.DataFrame]:
+    """Train on the ``train`` wells of ``sp``, select on ``val``; returns (metadata, history)."""
     spec = get_dataset(ds)
-    cfg = dataclasses.replace(spec.train, **{k: v for k, v in config.model_dump().items() if v is not None})
+    cfg = dataclasses.replace(spec.train, **{k: v for k, v in overrides.model_dump().items() if v is not None})
     t0 = time.time()
-    wh = store.warehouse()
-    sp = subsample_training(wh.read_table(partition_table("splits", ds)), FRACTIONS[frac], seed=spec.split_seed)
     root = store.dataset_dir(ds)
     load_data = read_load_data(root / "load_data.csv")
     classes = sorted(sp["Metadata_moa"].unique())
@@ -67,8 +59,6 @@ def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, sto
     context.log.info(f"loading {len(tr)} training and {len(va)} validation fields at {cfg.input_size}px")
     x_tr = load_field_tensors(tr, root, cfg.input_size, expected_shape=_image_shape(ds))
     x_va = load_field_tensors(va, root, cfg.input_size, expected_shape=_image_shape(ds))
-    y_tr = tr["Metadata_moa"].map(cls_index).to_numpy()
-    y_va = va["Metadata_moa"].map(cls_index).to_numpy()
 
     def on_epoch(rec: dict) -> None:
         context.log.info(
@@ -76,31 +66,74 @@ def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, sto
             f"val acc {rec['val_accuracy']:.3f} lr {rec['lr']:.4f} ({rec['seconds']:.0f} s)"
         )
 
-    ckpt_path = store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt"
-    res = train_classifier(x_tr, y_tr, x_va, y_va, classes, cfg, ckpt_path, on_epoch=on_epoch)
+    res = train_classifier(x_tr, tr["Metadata_moa"].map(cls_index).to_numpy(), x_va,
+                           va["Metadata_moa"].map(cls_index).to_numpy(), classes, cfg, ckpt_path, on_epoch=on_epoch)
     hist = pd.DataFrame(res.history)
+    meta = {
+        "checkpoint": dg.MetadataValue.path(str(ckpt_path)),
+        "best_epoch": res.best_epoch,
+        "best_val_accuracy": float(res.best_val_accuracy),
+        "train_fields": len(tr),
+        "val_fields": len(va),
+        "classes": len(classes),
+        "train_config": dg.MetadataValue.json(cfg.to_dict()),
+        "history": dg.MetadataValue.md(hist.round(4).to_markdown(index=False)),
+        "seconds": round(time.time() - t0, 1),
+    }
+    return meta, hist
+
+
+def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, ckpt_path: Path,
+           field_path: Path) -> tuple[pd.DataFrame, dict]:
+    """Embed every field of ``sp``'s wells; write field predictions; return DMSO-standardized wells."""
+    model, ckpt = load_checkpoint(ckpt_path)
+    root = store.dataset_dir(ds)
+    load_data = read_load_data(root / "load_data.csv")
+    fields = _fields_for(load_data, sp[KEYS])
+    x = load_field_tensors(fields, root, ckpt["config"]["input_size"], expected_shape=_image_shape(ds))
+    context.log.info(f"embedding {len(fields)} fields")
+    feats, probs = embed_fields(model, x, ckpt["channel_mean"], ckpt["channel_sd"])
+    field_df = fields[KEYS + ["Metadata_Site"]].copy()
+    field_df["Metadata_pred_moa"] = np.asarray(ckpt["classes"])[probs.argmax(1)]
+    prob_df = pd.DataFrame(probs, columns=[f"Prob_{c}" for c in ckpt["classes"]])
+    write_parquet_atomic(pd.concat([field_df, prob_df], axis=1), field_path)
+    well = median_per_well(fields, feats)
+    well = sp[[c for c in sp.columns if c.startswith("Metadata_")]].merge(well, on=KEYS, how="inner")
+    std, zero_sd = standardize_to_controls(well, feature_columns(well), control_mask=well["Metadata_moa"].eq("DMSO"))
+    meta = {
+        "wells": len(std),
+        "fields": len(fields),
+        "dims": len(feature_columns(std)),
+        "dropped_zero_dmso_sd": len(zero_sd),
+        "field_predictions": dg.MetadataValue.path(str(field_path)),
+    }
+    return std, meta
+
+
+@dg.asset(
+    partitions_def=dataset_fraction_partitions,
+    group_name=GROUP,
+    deps=[splits, raw_images],
+    kinds={"pytorch"},
+    description="5-channel EfficientNet-B0 trained to classify each field's MOA (best validation accuracy).",
+)
+def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, store: MoaStore) -> dg.MaterializeResult:
+    ds, frac = dataset_fraction_keys(context)
+    wh = store.warehouse()
+    sp = subsample_training(wh.read_table(partition_table("splits", ds)), FRACTIONS[frac],
+                            seed=get_dataset(ds).split_seed)
+    ckpt_path = store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt"
+    meta, hist = _train(context, store, ds, sp, config, ckpt_path)
     hist.insert(0, "fraction", frac)
     hist.insert(0, "dataset", ds)
     wh.replace_rows("training_history", hist, {"dataset": ds, "fraction": frac})
     row = pd.DataFrame([{
-        "dataset": ds, "fraction": frac, "checkpoint_path": str(ckpt_path), "best_epoch": res.best_epoch,
-        "best_val_accuracy": res.best_val_accuracy, "train_fields": len(tr), "val_fields": len(va),
-        "classes": len(classes), "seconds": res.seconds,
+        "dataset": ds, "fraction": frac, "checkpoint_path": str(ckpt_path), "best_epoch": meta["best_epoch"],
+        "best_val_accuracy": meta["best_val_accuracy"], "train_fields": meta["train_fields"],
+        "val_fields": meta["val_fields"], "classes": meta["classes"], "seconds": meta["seconds"],
     }])
     wh.replace_rows("checkpoints", row, {"dataset": ds, "fraction": frac})
-    return dg.MaterializeResult(
-        metadata={
-            "checkpoint": dg.MetadataValue.path(str(ckpt_path)),
-            "best_epoch": res.best_epoch,
-            "best_val_accuracy": float(res.best_val_accuracy),
-            "train_fields": len(tr),
-            "val_fields": len(va),
-            "classes": len(classes),
-            "train_config": dg.MetadataValue.json(cfg.to_dict()),
-            "history": dg.MetadataValue.md(hist.drop(columns=["dataset", "fraction"]).round(4).to_markdown(index=False)),
-            "seconds": round(time.time() - t0, 1),
-        }
-    )
+    return dg.MaterializeResult(metadata=meta)
 
 
 @dg.asset(
@@ -117,33 +150,41 @@ def mp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
     ck = wh.read_table("checkpoints", {"dataset": ds, "fraction": frac})
     if ck.empty:
         raise dg.Failure(f"no checkpoint recorded for dataset {ds} fraction {frac}")
-    model, ckpt = load_checkpoint(Path(ck["checkpoint_path"].iloc[0]))
-    root = store.dataset_dir(ds)
-    load_data = read_load_data(root / "load_data.csv")
     sp = wh.read_table(partition_table("splits", ds))
-    fields = _fields_for(load_data, sp[KEYS])
-    x = load_field_tensors(fields, root, ckpt["config"]["input_size"], expected_shape=_image_shape(ds))
-    context.log.info(f"embedding {len(fields)} fields")
-    feats, probs = embed_fields(model, x, ckpt["channel_mean"], ckpt["channel_sd"])
-    field_df = fields[KEYS + ["Metadata_Site"]].copy()
-    field_df["Metadata_pred_moa"] = np.asarray(ckpt["classes"])[probs.argmax(1)]
-    prob_df = pd.DataFrame(probs, columns=[f"Prob_{c}" for c in ckpt["classes"]])
-    field_path = write_parquet_atomic(
-        pd.concat([field_df, prob_df], axis=1), store.artifact_dir(ds, frac) / "mp_field_predictions.parquet"
-    )
-    well = median_per_well(fields, feats)
-    meta = sp[[c for c in sp.columns if c.startswith("Metadata_")]]
-    well = meta.merge(well, on=KEYS, how="inner")
-    emb_cols = feature_columns(well)
-    std, zero_sd = standardize_to_controls(well, emb_cols, control_mask=well["Metadata_moa"].eq("DMSO"))
+    std, meta = _embed(context, store, ds, sp, Path(ck["checkpoint_path"].iloc[0]),
+                       store.artifact_dir(ds, frac) / "mp_field_predictions.parquet")
     wh.replace_table(partition_table("mp_embeddings", ds, frac), std, partition={"dataset": ds, "fraction": frac})
-    return dg.MaterializeResult(
-        metadata={
-            "wells": len(std),
-            "fields": len(fields),
-            "dims": len(feature_columns(std)),
-            "dropped_zero_dmso_sd": len(zero_sd),
-            "field_predictions": dg.MetadataValue.path(str(field_path)),
-            "seconds": round(time.time() - t0, 1),
-        }
-    )
+    return dg.MaterializeResult(metadata={**meta, "seconds": round(time.time() - t0, 1)})
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[compound_holdout_splits, raw_images],
+    kinds={"pytorch"},
+    description="A second EfficientNet-B0 trained with one compound per MOA held out (paper Fig. 4).",
+)
+def mp_holdout_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides,
+                          store: MoaStore) -> dg.MaterializeResult:
+    ds = dataset_key(context)
+    sp = store.warehouse().read_table(partition_table("compound_holdout_splits", ds))
+    meta, _ = _train(context, store, ds, sp, config, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt")
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[mp_holdout_checkpoint],
+    kinds={"pytorch", "duckdb"},
+    description="Well embeddings of the compound-holdout model (held-out compounds never seen in training).",
+)
+def mp_holdout_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds = dataset_key(context)
+    t0 = time.time()
+    wh = store.warehouse()
+    sp = wh.read_table(partition_table("compound_holdout_splits", ds))
+    std, meta = _embed(context, store, ds, sp, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt",
+                       store.artifact_dir(ds) / "mp_holdout_field_predictions.parquet")
+    wh.replace_table(partition_table("mp_holdout_embeddings", ds), std, partition={"dataset": ds})
+    return dg.MaterializeResult(metadata={**meta, "seconds": round(time.time() - t0, 1)})

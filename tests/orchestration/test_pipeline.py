@@ -20,7 +20,8 @@ def materialized(tmp_path_factory, shared_dir):
     defs = build_definitions(store)
     instance = dg.DagsterInstance.ephemeral()
     results = {}
-    for job, key in [("ingest_job", DS), ("train_eval_job", multi_key(DS, FRAC)), ("publish_job", None)]:
+    for job, key in [("ingest_job", DS), ("train_eval_job", multi_key(DS, FRAC)), ("holdout_job", DS),
+                     ("publish_job", None)]:
         results[job] = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
     return store, instance, results
 
@@ -33,8 +34,9 @@ def test_every_asset_materializes_with_metadata(materialized):
         for ev in r.get_asset_materialization_events():
             m = ev.event_specific_data.materialization
             mats[m.asset_key.to_user_string()] = m.metadata
-    assert set(mats) == {"raw_images", "cp_profiles", "cp_embeddings", "splits", "mp_checkpoint", "mp_embeddings",
-                         "evaluation_results", "dashboard_snapshot"}
+    assert set(mats) == {"raw_images", "cp_profiles", "cp_embeddings", "splits", "compound_holdout_splits",
+                         "mp_checkpoint", "mp_embeddings", "evaluation_results", "mp_holdout_checkpoint",
+                         "mp_holdout_embeddings", "holdout_results", "dashboard_snapshot"}
     assert mats["raw_images"]["fields"].value > 0 and "seconds" in mats["cp_profiles"]
     assert mats["mp_checkpoint"]["best_epoch"].value >= 1
     checks = [e for r in results.values() for e in r.get_asset_check_evaluations()]
@@ -53,7 +55,9 @@ def test_warehouse_holds_mp_and_cp_for_the_same_test_wells(materialized):
     cp = wh.read_table(partition_table("cp_embeddings", DS))
     mp = wh.read_table(partition_table("mp_embeddings", DS, FRAC))
     assert len([c for c in mp.columns if c.startswith("MP_")]) <= 1280
-    assert set(zip(cp.Metadata_Plate, cp.Metadata_Well)) == set(zip(mp.Metadata_Plate, mp.Metadata_Well))
+    sp = wh.read_table(partition_table("splits", DS))
+    key = lambda d: set(zip(d.Metadata_Plate, d.Metadata_Well))  # noqa: E731
+    assert key(mp) == key(sp) and key(mp) <= key(cp)  # CP profiles every rendered well, MP the split's
 
 
 def test_rerun_replaces_partition_rows(materialized):

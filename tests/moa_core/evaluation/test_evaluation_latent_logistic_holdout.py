@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
+from moa_core.splits import choose_holdout_compounds
 from moa_core.evaluation import (
     class_latent_assignment,
     compound_holdout_eval,
-    holdout_compound_split,
     latent_from_array,
     leave_one_out_medians,
     logistic_regression_eval,
@@ -130,12 +130,12 @@ def test_logistic_missing_test_moa_raises(synthetic_factory):
 def test_holdout_split_deterministic(synthetic_factory):
     df, _ = synthetic_factory(n_moa=5, cpd_per_moa=3)
     df.loc[df["Metadata_moa"] == "moa_4", "Metadata_broad_sample"] = "single"
-    s1 = holdout_compound_split(df, seed=3)
-    assert s1 == holdout_compound_split(df, seed=3)
+    s1 = choose_holdout_compounds(df, seed=3)
+    assert s1 == choose_holdout_compounds(df, seed=3)
     assert sorted(s1) == ["moa_0", "moa_1", "moa_2", "moa_3"]  # moa_4 has one compound
     for m, c in s1.items():
         assert c.startswith(m.replace("moa", "cpd"))
-    splits = {tuple(holdout_compound_split(df, seed=s).values()) for s in range(10)}
+    splits = {tuple(choose_holdout_compounds(df, seed=s).values()) for s in range(10)}
     assert len(splits) > 1
 
 

@@ -1,0 +1,31 @@
+"""The code location loads the way the Dagster UI and `dg` load it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from orchestration.definitions import defs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_asset_graph_partitions_and_jobs():
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"raw_images", "cp_profiles", "splits", "mp_checkpoint", "mp_embeddings", "evaluation_results"} <= keys
+    ds_fraction = graph.get(dg.AssetKey("mp_checkpoint")).partitions_def
+    assert isinstance(ds_fraction, dg.MultiPartitionsDefinition)
+    assert {d.name for d in ds_fraction.partitions_defs} == {"dataset", "fraction"}
+    assert "synthetic_cpjump1" in graph.get(dg.AssetKey("raw_images")).partitions_def.get_partition_keys()
+    for job in ("ingest_job", "train_eval_job", "holdout_job", "publish_job"):
+        assert defs.resolve_job_def(job) is not None
+
+
+def test_workspace_validates_with_the_dagster_cli():
+    bin_dir = Path(sys.executable).parent
+    out = subprocess.run([str(bin_dir / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "passed validation" in out.stdout + out.stderr
