@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("MOA_SHARED_DIR", str(REPO.parent / "shared")))
 
 
 @pytest.fixture(scope="session")
