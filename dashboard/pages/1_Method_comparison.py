@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from dashboard import queries  # noqa: E402
 
 st.set_page_config(page_title="Method comparison", layout="wide")
+COLORS = {"MP": "#d62728", "CP": "#1f77b4", "DP": "#2ca02c"}
 st.title("Method comparison: MP vs CP")
 
 if not queries.snapshot_path().is_file():
@@ -34,7 +35,7 @@ left, right = st.columns(2)
 enr = queries.curve(res, "enrichment", "odds_ratio")
 if not enr.empty:
     left.plotly_chart(
-        px.line(enr, x="parameter", y="value", color="method", markers=True,
+        px.line(enr, x="parameter", y="value", color="method", markers=True, color_discrete_map=COLORS,
                 labels={"parameter": "PCC percentile threshold", "value": "Enrichment (odds ratio)"},
                 title="Enrichment of same-MOA pairs among strongly correlated pairs"),
         key="enrichment",
@@ -43,7 +44,7 @@ metric = right.radio("k-NN metric", ["f1", "precision", "recall"], horizontal=Tr
 knn = queries.curve(res, "knn", metric)
 if not knn.empty:
     right.plotly_chart(
-        px.line(knn, x="parameter", y="value", color="method",
+        px.line(knn, x="parameter", y="value", color="method", color_discrete_map=COLORS,
                 labels={"parameter": "k (nearest wells)", "value": f"weighted {metric}"},
                 title=f"k-NN MOA prediction over every k ({metric})"),
         key="knn",
@@ -52,7 +53,7 @@ if not knn.empty:
 groups = res[res["analysis"].isin(["intra_inter", "groups"]) & res["metric"].str.endswith("mean")]
 if not groups.empty:
     st.plotly_chart(
-        px.bar(groups, x="metric", y="value", color="method", barmode="group",
+        px.bar(groups, x="metric", y="value", color="method", barmode="group", color_discrete_map=COLORS,
                error_y=None, title="Mean pairwise PCC by group"),
         key="groups",
     )

@@ -28,6 +28,7 @@ from .bootstrap import (
     percentile_ci,
 )
 from .classification import ClassificationResult, classification_metrics, is_edge_well, plate_dimensions
+from .compare import common_test_wells, compare_holdout, compare_methods
 from .enrichment import (
     DEFAULT_PERCENTILES,
     EnrichmentResult,
@@ -54,6 +55,9 @@ from .similarity import (
 from .suite import SuiteResult, evaluate_embeddings, run_embedding_suite
 
 __all__ = [
+    "common_test_wells",
+    "compare_holdout",
+    "compare_methods",
     "DEFAULT_PERCENTILES",
     "GROUP_NAMES",
     "RESULT_COLUMNS",
