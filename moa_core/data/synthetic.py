@@ -31,7 +31,6 @@ by (seed, plate, well, site), so fields can be rendered in any order or in paral
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -412,7 +411,6 @@ def render_dataset(
         wells[f"Latent_{ax}"] = [z[j] for z in latents]
 
     done = 0
-    t0 = time.time()
     if n_workers > 1:
         with ProcessPoolExecutor(n_workers) as pool:
             for _ in pool.map(_render_job, [(j, spec) for j in jobs], chunksize=8):
@@ -427,5 +425,4 @@ def render_dataset(
                 progress(done, len(jobs))
     load_data = pd.DataFrame(rows)
     write_csv_atomic(load_data, out / "load_data.csv")
-    _ = time.time() - t0
     return load_data, wells

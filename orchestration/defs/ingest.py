@@ -139,6 +139,26 @@ def cp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
     )
 
 
+def _materialize_split(context: dg.AssetExecutionContext, store: MoaStore, split_fn, table: str) -> dict:
+    """Split the dataset's wells with ``split_fn`` (a moa_core.splits function), store it, describe it."""
+    ds = dataset_key(context)
+    t0 = time.time()
+    wh = store.warehouse()
+    sp, report = split_fn(wh.read_table(partition_table("wells", ds)), seed=get_dataset(ds).split_seed)
+    keep = [c for c in sp.columns if not c.startswith("Latent_")]
+    wh.replace_table(partition_table(table, ds), sp[keep], partition={"dataset": ds})
+    test = sp[sp[SPLIT_COL].eq("test")]
+    return {
+        **report.as_metadata(),
+        **{f"wells_{k}": int(v) for k, v in sp[SPLIT_COL].value_counts().items()},
+        "classes": int(sp["Metadata_moa"].nunique()),
+        "moas_in_all_splits": int((sp.groupby("Metadata_moa")[SPLIT_COL].nunique() == 3).sum()),
+        "evaluated_test_wells": int(test["Metadata_eval_eligible"].sum()),
+        "test_compounds": int(test["Metadata_broad_sample"].nunique()),
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
@@ -147,26 +167,7 @@ def cp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
     description="The paper's 60/10/30 well holdout per MOA (single-MOA compounds, DMSO as a class).",
 )
 def splits(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
-    ds = dataset_key(context)
-    spec = get_dataset(ds)
-    t0 = time.time()
-    wh = store.warehouse()
-    wells = wh.read_table(partition_table("wells", ds))
-    sp, report = well_holdout_split(wells, seed=spec.split_seed)
-    keep = [c for c in sp.columns if not c.startswith("Latent_")]
-    wh.replace_table(partition_table("splits", ds), sp[keep], partition={"dataset": ds})
-    counts = sp[SPLIT_COL].value_counts().to_dict()
-    per_moa = sp.groupby("Metadata_moa")[SPLIT_COL].nunique()
-    return dg.MaterializeResult(
-        metadata={
-            **report.as_metadata(),
-            **{f"wells_{k}": int(v) for k, v in counts.items()},
-            "classes": int(sp["Metadata_moa"].nunique()),
-            "moas_in_all_splits": int((per_moa == 3).sum()),
-            "eval_eligible_test_wells": int((sp[SPLIT_COL].eq("test") & sp["Metadata_eval_eligible"]).sum()),
-            "seconds": round(time.time() - t0, 1),
-        }
-    )
+    return dg.MaterializeResult(metadata=_materialize_split(context, store, well_holdout_split, "splits"))
 
 
 @dg.asset(
@@ -177,21 +178,8 @@ def splits(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Materialize
     description="Compound holdout: one random compound per MOA with >= 2 compounds held out; rest 70/30 train/val.",
 )
 def compound_holdout_splits(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
-    ds = dataset_key(context)
-    t0 = time.time()
-    wh = store.warehouse()
-    wells = wh.read_table(partition_table("wells", ds))
-    sp, report = compound_holdout_split(wells, seed=get_dataset(ds).split_seed)
-    keep = [c for c in sp.columns if not c.startswith("Latent_")]
-    wh.replace_table(partition_table("compound_holdout_splits", ds), sp[keep], partition={"dataset": ds})
-    held = sp[sp[SPLIT_COL].eq("test")]
     return dg.MaterializeResult(
-        metadata={
-            **report.as_metadata(),
-            **{f"wells_{k}": int(v) for k, v in sp[SPLIT_COL].value_counts().items()},
-            "held_out_compounds": int(held["Metadata_broad_sample"].nunique()),
-            "seconds": round(time.time() - t0, 1),
-        }
+        metadata=_materialize_split(context, store, compound_holdout_split, "compound_holdout_splits")
     )
 
 
