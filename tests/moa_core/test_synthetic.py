@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from moa_core.data.image_io import CHANNEL_MAPS, CHANNELS, read_channel
+from moa_core.data.image_io import CHANNELS, read_channel
 from moa_core.data.synthetic import PhenotypeModel, SyntheticSpec, build_well_table, render_field
 from moa_core.profiles.segmentation import segment_field
 

@@ -1,7 +1,6 @@
 """Materialize the whole asset graph through Dagster on the mini synthetic dataset."""
 
 import dagster as dg
-import duckdb
 import pandas as pd
 import pytest
 
