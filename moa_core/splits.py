@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from moa_core.data.design import NEGCON
+from moa_core.data.design import NEGCON, is_multi_moa
 from moa_core.errors import SchemaError
 
 SPLIT_COL = "Metadata_split"
@@ -66,7 +66,7 @@ def single_moa_wells(
     if single_col in wells.columns:
         multi = ~unannotated & ~wells[single_col].astype(bool) & wells[moa_col].ne(NEGCON)
     else:
-        multi = ~unannotated & wells[moa_col].astype("string").str.contains("|", regex=False).fillna(False)
+        multi = ~unannotated & is_multi_moa(wells[moa_col])
     keep = ~(unannotated | multi)
     return wells[keep].copy(), int(multi.sum()), int(unannotated.sum())
 

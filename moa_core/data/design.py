@@ -39,6 +39,11 @@ DESIGN_COLUMNS = [
 ]
 
 
+def is_multi_moa(moa: pd.Series, sep: str = "|") -> pd.Series:
+    """Boolean Series: True where the MOA annotation lists several MOAs (contains ``sep``)."""
+    return moa.astype("string").str.contains(sep, regex=False).fillna(False).astype(bool)
+
+
 def default_shared_dir() -> Path:
     """``$MOA_SHARED_DIR`` or ``../shared`` beside the repository root."""
     env = os.environ.get("MOA_SHARED_DIR")

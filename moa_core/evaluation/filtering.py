@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from moa_core.data.design import is_multi_moa
 from moa_core.errors import MoaInputError
 
 from ._common import (
@@ -24,11 +25,6 @@ from ._common import (
 )
 
 __all__ = ["filter_test_wells", "is_multi_moa"]
-
-
-def is_multi_moa(moa: pd.Series, sep: str = "|") -> pd.Series:
-    """Boolean Series: True where the MOA annotation lists several MOAs (contains ``sep``)."""
-    return moa.astype("string").str.contains(sep, regex=False).fillna(False).astype(bool)
 
 
 def filter_test_wells(
