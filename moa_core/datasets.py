@@ -1,57 +1,303 @@
-"""Registered datasets: the partitions of the pipeline's ``dataset`` dimension.
+"""The dataset catalogue: datasets as data, not code (the pipeline's dataset partitions).
 
-``synthetic_cpjump1`` is the embedded default (runs everywhere, no network);
-``synthetic_cpjump1_mini`` is a seconds-scale version for smoke tests. Real gallery
-datasets register here too, with a loader instead of a renderer.
+Each entry is one key of the pipeline's dynamic ``dataset`` partition dimension. Entries
+come from three places, later ones overriding earlier ones of the same name:
+
+1. ``moa_core/catalogue.toml``, shipped with the project (the embedded synthetic
+   datasets and the Cell Painting Gallery datasets of the two papers);
+2. the user's own TOML files of the same shape (``$MOA_CATALOGUE``, ``:``-separated, or
+   ``<data dir>/catalogue.toml``);
+3. JSON entries under ``<data dir>/catalogue.d/`` written by :func:`register_entry`
+   (the release sensor registers new JUMP releases there).
+
+Schema of an entry (TOML table ``[datasets.<name>]``)::
+
+    kind          "synthetic" | "images" | "profiles"
+    source        "gallery" (s3://cellpainting-gallery) | "local" (a folder) — images/profiles
+    layout        "cpg0000" | "cpg0004" | "cpg0016" | "local": key layout and channel map
+    description   free text
+    project, source_name, batch     gallery prefix <project>/<source_name>/.../<batch>/
+    bucket        default "cellpainting-gallery"
+    path          local folder (source = "local"); relative to the TOML file's folder
+    load_data     local: load_data file(s) relative to ``path`` (csv, csv.gz, parquet)
+    plates, wells, sites            subsets (empty = everything)
+    channel_map   {"1" = "Mito", ...}: channel number -> stain; defaults per layout
+    annotations   "cpjump1" | "lincs" | "cpg0016" | a path to a per-well table
+    profile_suffix  published profile processing level (cpg0000/cpg0004 file suffix)
+    release, etag   the release a registered profile dataset came from (sensor)
+    dose_uM       keep this dose only (LINCS: 10 uM, the paper's selection)
+    synthetic / train / features    keyword overrides of SyntheticSpec / TrainConfig / FeatureConfig
+    split_seed    seed of the well and compound splits
+
+Names must be valid Dagster partition keys and safe folder/table names:
+``[A-Za-z0-9][A-Za-z0-9_.-]*`` (no ``| , [ ]``, no spaces or slashes).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import re
+import tempfile
+import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from moa_core.data.image_io import CHANNEL_MAPS
 from moa_core.data.synthetic import SyntheticSpec
+from moa_core.errors import SchemaError
 from moa_core.model.train import TrainConfig
 from moa_core.profiles.features import FeatureConfig
 
+SHIPPED_CATALOGUE = Path(__file__).with_name("catalogue.toml")
+KINDS = ("synthetic", "images", "profiles")
+SOURCES = ("gallery", "local")
+LAYOUTS = ("cpg0000", "cpg0004", "cpg0016", "local")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+GALLERY_BUCKET = "cellpainting-gallery"
+
+
+
+def validate_name(name: str) -> str:
+    """Return ``name`` if it is a valid dataset key, else raise :class:`SchemaError`."""
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise SchemaError(
+            f"invalid dataset name {name!r}: use letters, digits, '_', '.', '-' (Dagster partition keys cannot "
+            f"contain '|', ',', '[', ']'), at most 128 characters, starting with a letter or digit"
+        )
+    return name
+
 
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetEntry:
+    """One dataset of the catalogue (see the module docstring for every field)."""
+
     name: str
-    description: str
-    synthetic: SyntheticSpec | None
-    train: TrainConfig
+    kind: str
+    description: str = ""
+    source: str | None = None
+    layout: str | None = None
+    project: str | None = None
+    source_name: str | None = None
+    batch: str | None = None
+    bucket: str = GALLERY_BUCKET
+    path: str | None = None
+    load_data: tuple[str, ...] = ()
+    plates: tuple[str, ...] = ()
+    wells: tuple[str, ...] = ()
+    sites: tuple[int, ...] = ()
+    channel_map: Mapping[int, str] | None = None
+    annotations: str | None = None
+    profile_suffix: str | None = None
+    release: str | None = None
+    etag: str | None = None
+    dose_uM: float | None = None
+    synthetic: SyntheticSpec | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     split_seed: int = 0
+    origin: str = ""
+
+    @property
+    def has_images(self) -> bool:
+        return self.kind in ("synthetic", "images")
+
+    @property
+    def gallery_prefix(self) -> str:
+        """``<project>/<source_name>`` of a gallery dataset."""
+        return f"{self.project}/{self.source_name}"
+
+    def stain_of_channel(self) -> dict[int, str] | None:
+        """Channel number -> stain: the entry's own map, else its layout's."""
+        if self.channel_map:
+            return dict(self.channel_map)
+        return CHANNEL_MAPS.get(self.layout or "")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channel_map"] = {str(k): v for k, v in (self.channel_map or {}).items()} or None
+        return d
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "synthetic_cpjump1": DatasetSpec(
-        name="synthetic_cpjump1",
-        description=(
-            "Synthetic CPJUMP1: real CPJUMP1 compound-plate design (4 plates: A549/U2OS x 24/48 h, "
-            "top-16 MOAs by compound count + multi-MOA compounds, 24 DMSO wells per plate), "
-            "3 rendered 256x256 fields per well at the real pixel scale"
-        ),
-        synthetic=SyntheticSpec(),
-        train=TrainConfig(epochs=24, batch_size=32, lr=0.1, input_size=64, warmup_epochs=1, num_threads=2),
-    ),
-    "synthetic_cpjump1_mini": DatasetSpec(
-        name="synthetic_cpjump1_mini",
-        description="Smoke-test size: 2 plates, 4 MOAs, 6 DMSO wells per plate, 2 fields of 128x128 per well",
-        synthetic=SyntheticSpec(n_plates=2, max_moas=4, dmso_wells_per_plate=6, fields_per_well=2,
-                                image_size=128, cells_per_field=4),
-        train=TrainConfig(epochs=2, batch_size=16, lr=0.05, input_size=64, warmup_epochs=0, num_threads=2),
-        features=FeatureConfig(texture=False),
-    ),
-}
+def _tuple(v: Any, name: str, key: str, typ: type = str) -> tuple:
+    if v is None:
+        return ()
+    if isinstance(v, (str, int)):
+        v = [v]
+    if not isinstance(v, list):
+        raise SchemaError(f"dataset {name}: {key} must be a list, got {type(v).__name__}")
+    out = []
+    for x in v:
+        if typ is str and (not isinstance(x, str) or not x.strip()):
+            raise SchemaError(f"dataset {name}: blank or non-text entry {x!r} in {key}")
+        out.append(typ(x))
+    return tuple(out)
 
+
+def _sub(cls: type, values: Any, name: str, key: str) -> Any:
+    if values is None:
+        return cls()
+    if not isinstance(values, dict):
+        raise SchemaError(f"dataset {name}: {key} must be a table")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SchemaError(f"dataset {name}: unknown {key} option(s) {unknown}; known: {sorted(known)}")
+    vals = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return cls(**vals)
+
+
+def entry_from_dict(name: str, raw: Mapping[str, Any], *, origin: str = "", base_dir: Path | None = None) -> DatasetEntry:
+    """Validate one raw catalogue table into a :class:`DatasetEntry`.
+
+    Raises :class:`SchemaError` naming the dataset and the offending key.
+    """
+    validate_name(name)
+    raw = dict(raw)
+    known = {f.name for f in dataclasses.fields(DatasetEntry)} - {"name", "origin"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SchemaError(f"dataset {name} ({origin}): unknown key(s) {unknown}")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise SchemaError(f"dataset {name} ({origin}): kind must be one of {KINDS}, got {kind!r}")
+    src = raw.get("source")
+    if kind != "synthetic" and src not in SOURCES:
+        raise SchemaError(f"dataset {name} ({origin}): source must be one of {SOURCES}, got {src!r}")
+    layout = raw.get("layout", "local" if src == "local" else None)
+    if kind != "synthetic" and layout not in LAYOUTS:
+        raise SchemaError(f"dataset {name} ({origin}): layout must be one of {LAYOUTS}, got {layout!r}")
+    if src == "gallery":
+        for k in ("project", "source_name", "batch"):
+            if not str(raw.get(k) or "").strip():
+                raise SchemaError(f"dataset {name} ({origin}): a gallery dataset needs {k!r}")
+    path = raw.get("path")
+    if src == "local":
+        if not str(path or "").strip():
+            raise SchemaError(f"dataset {name} ({origin}): a local dataset needs 'path' (its folder)")
+        p = Path(str(path)).expanduser()
+        path = str(p if p.is_absolute() or base_dir is None else (base_dir / p))
+    cmap = raw.get("channel_map")
+    if cmap is not None:
+        try:
+            cmap = {int(k): str(v) for k, v in dict(cmap).items()}
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"dataset {name}: channel_map keys must be channel numbers: {exc}") from None
+    return DatasetEntry(
+        name=name,
+        kind=kind,
+        description=str(raw.get("description", "")),
+        source=src,
+        layout=layout,
+        project=raw.get("project"),
+        source_name=raw.get("source_name"),
+        batch=raw.get("batch"),
+        bucket=raw.get("bucket", GALLERY_BUCKET),
+        path=path,
+        load_data=_tuple(raw.get("load_data"), name, "load_data"),
+        plates=_tuple(raw.get("plates"), name, "plates"),
+        wells=_tuple(raw.get("wells"), name, "wells"),
+        sites=_tuple(raw.get("sites"), name, "sites", int),
+        channel_map=cmap,
+        annotations=raw.get("annotations"),
+        profile_suffix=raw.get("profile_suffix"),
+        release=raw.get("release"),
+        etag=raw.get("etag"),
+        dose_uM=None if raw.get("dose_uM") is None else float(raw["dose_uM"]),
+        synthetic=_sub(SyntheticSpec, raw.get("synthetic"), name, "synthetic") if kind == "synthetic" else None,
+        train=_sub(TrainConfig, raw.get("train"), name, "train"),
+        features=_sub(FeatureConfig, raw.get("features"), name, "features"),
+        split_seed=int(raw.get("split_seed", 0)),
+        origin=origin,
+    )
+
+
+def read_catalogue_file(path: str | os.PathLike) -> dict[str, DatasetEntry]:
+    """Entries of one TOML catalogue file (``[datasets.<name>]`` tables)."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"catalogue file missing: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SchemaError(f"catalogue {p}: not valid TOML: {exc}") from None
+    tables = raw.get("datasets", {})
+    if not isinstance(tables, dict):
+        raise SchemaError(f"catalogue {p}: [datasets] must be a table of tables")
+    return {n: entry_from_dict(n, t, origin=str(p), base_dir=p.parent) for n, t in tables.items()}
+
+
+def registry_dir(data_dir: str | os.PathLike) -> Path:
+    return Path(data_dir) / "catalogue.d"
+
+
+def register_entry(data_dir: str | os.PathLike, name: str, raw: Mapping[str, Any]) -> DatasetEntry:
+    """Validate and persist a machine-registered entry (atomic JSON write); returns it."""
+    entry = entry_from_dict(name, raw, origin="registered")
+    d = registry_dir(data_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=d)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(dict(raw), fh, indent=2, sort_keys=True)
+        os.replace(tmp, d / f"{name}.json")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return entry
+
+
+def _registered(data_dir: Path) -> dict[str, DatasetEntry]:
+    out = {}
+    for f in sorted(registry_dir(data_dir).glob("*.json")):
+        try:
+            raw = json.loads(f.read_text())
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"registered dataset file {f} is not valid JSON: {exc}") from None
+        out[f.stem] = entry_from_dict(f.stem, raw, origin=str(f))
+    return out
+
+
+def user_catalogue_paths(data_dir: str | os.PathLike | None) -> list[Path]:
+    """``$MOA_CATALOGUE`` (``:``-separated) and ``<data dir>/catalogue.toml`` when present."""
+    paths = [Path(p) for p in os.environ.get("MOA_CATALOGUE", "").split(os.pathsep) if p.strip()]
+    if data_dir is not None and (Path(data_dir) / "catalogue.toml").is_file():
+        paths.append(Path(data_dir) / "catalogue.toml")
+    return paths
+
+
+def load_catalogue(data_dir: str | os.PathLike | None = None,
+                   extra: Iterable[str | os.PathLike] = ()) -> dict[str, DatasetEntry]:
+    """Every dataset: shipped, then user TOML files, then registered entries."""
+    entries = read_catalogue_file(SHIPPED_CATALOGUE)
+    for p in [*user_catalogue_paths(data_dir), *map(Path, extra)]:
+        entries.update(read_catalogue_file(p))
+    if data_dir is not None:
+        entries.update(_registered(Path(data_dir)))
+    return entries
+
+
+# ---- the API the pipeline uses ------------------------------------------------------------
+#: Data fractions of the ``fraction`` partition dimension: share of each compound's
+#: training wells kept (the paper's replicate-fraction study).
 FRACTIONS: dict[str, float] = {"100": 1.0, "50": 0.5, "25": 0.25, "10": 0.1}
 DEFAULT_DATASET = "synthetic_cpjump1"
 DEFAULT_FRACTION = "100"
 
+#: The shipped catalogue, for code that needs no data dir (docs, defaults).
+DATASETS: dict[str, DatasetEntry] = read_catalogue_file(SHIPPED_CATALOGUE)
 
-def get_dataset(name: str) -> DatasetSpec:
+#: ``DatasetSpec`` is the name earlier code used for an entry.
+DatasetSpec = DatasetEntry
+
+
+def get_dataset(name: str, data_dir: str | os.PathLike | None = None) -> DatasetEntry:
+    """The catalogue entry ``name`` (shipped, user or registered under ``data_dir``)."""
+    entries = load_catalogue(data_dir) if data_dir is not None else DATASETS
     try:
-        return DATASETS[name]
+        return entries[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; registered: {sorted(DATASETS)}") from None
+        raise KeyError(f"unknown dataset {name!r}; registered: {sorted(entries)}") from None

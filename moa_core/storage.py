@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -104,13 +105,16 @@ class Warehouse:
                 con.rollback()
                 raise
 
-    def replace_rows(self, table: str, df: pd.DataFrame, where: dict[str, object]) -> None:
+    def replace_rows(self, table: str, df: pd.DataFrame, where: dict[str, object], *,
+                     allow_empty: bool = False) -> None:
         """Replace the rows of ``table`` matching ``where`` by ``df`` (one transaction).
 
         ``df`` must carry the ``where`` columns with those values. Creates the table on
-        first write; afterwards the columns must match (schema drift is an error).
+        first write; afterwards the columns must match (schema drift is an error). An
+        empty ``df`` is refused unless ``allow_empty`` (e.g. "no flagged fields"), which
+        then just clears the partition.
         """
-        if df.empty:
+        if df.empty and not allow_empty:
             raise SchemaError(f"refusing to write an empty partition {where} of {table}")
         for k, v in where.items():
             if k not in df.columns or not (df[k] == v).all():
@@ -175,11 +179,12 @@ class Warehouse:
         os.close(fd)
         os.unlink(tmp)  # DuckDB must create the file itself
         try:
+            # No path ever enters SQL (a folder named o'brien, or one carrying SQL, is just
+            # a path): while this process holds the single-writer lock, CHECKPOINT folds the
+            # WAL into the file, which is then copied byte for byte and renamed into place.
             with self.connect() as con:
-                src = con.execute("SELECT current_database()").fetchone()[0]
-                con.execute(f"ATTACH '{tmp}' AS _snapshot")
-                con.execute(f'COPY FROM DATABASE "{src}" TO _snapshot')
-                con.execute("DETACH _snapshot")
+                con.execute("CHECKPOINT")
+                shutil.copyfile(self.path, tmp)
             os.replace(tmp, dest)
         finally:
             Path(tmp).unlink(missing_ok=True)

@@ -35,3 +35,21 @@ def mini_dataset(design, tmp_path_factory):
     spec = get_dataset("synthetic_cpjump1_mini").synthetic
     load_data, wells = render_dataset(design, spec, out)
     return out, load_data, wells, spec
+
+
+@pytest.fixture(scope="session")
+def gallery(shared_dir):
+    """A real S3 endpoint on loopback (moto server) seeded with the gallery's key layout from ../shared.
+
+    Yields ``(endpoint_url, boto3 client, seeded)``; see ``tests/support/s3_server.py``.
+    """
+    from moa_core.data.sources.s3 import make_s3_client
+    from tests.support.s3_server import seed_gallery, start_moto
+
+    server, endpoint = start_moto()
+    try:
+        client = make_s3_client(endpoint, unsigned=False)
+        seeded = seed_gallery(client, shared_dir)
+        yield endpoint, client, seeded
+    finally:
+        server.stop()

@@ -8,9 +8,10 @@ them through ``imagecodecs``.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ from moa_core.errors import ImageReadError
 #: The five Cell Painting channels, in the order every array in this project uses.
 CHANNELS: tuple[str, ...] = ("DNA", "ER", "RNA", "AGP", "Mito")
 
-#: Channel number -> stain, per dataset (cpg0000 / source_4 Phenix exports vs. LINCS).
+#: Channel number -> stain, per gallery layout (the ``-chN`` of Phenix file names):
+#: cpg0000/source_4 and LINCS (cpg0004) number them differently; cpg0016 load_data
+#: files name each channel's file by stain (``FileName_Orig<Stain>``).
 CHANNEL_MAPS: dict[str, dict[int, str]] = {
     "cpg0000": {1: "Mito", 2: "AGP", 3: "RNA", 4: "ER", 5: "DNA"},
     "cpg0004": {1: "DNA", 2: "ER", 3: "RNA", 4: "AGP", 5: "Mito"},
@@ -33,17 +36,38 @@ def field_filename(row: int, col: int, site: int, channel: int) -> str:
     return f"r{row:02d}c{col:02d}f{site:02d}p01-ch{channel}sk1fk1fl1.tiff"
 
 
+def _validate_plane(arr: np.ndarray, name: str, where: str, expected_shape: tuple[int, int] | None) -> np.ndarray:
+    if arr.ndim != 2:
+        raise ImageReadError(f"image {name}{where} has shape {arr.shape}; expected one 2-D channel")
+    if arr.dtype != np.uint16:
+        raise ImageReadError(f"image {name}{where} has dtype {arr.dtype}; expected uint16")
+    if expected_shape is not None and tuple(arr.shape) != tuple(expected_shape):
+        raise ImageReadError(f"image {name}{where} has shape {arr.shape}; expected {tuple(expected_shape)}")
+    return arr
+
+
+def decode_tiff(data: bytes, name: str, *, expected_shape: tuple[int, int] | None = None,
+                context: str = "") -> np.ndarray:
+    """Decode one single-channel 16-bit TIFF held in memory (e.g. read straight from S3)."""
+    where = f" ({context})" if context else ""
+    try:
+        arr = tifffile.imread(io.BytesIO(data))
+    except Exception as exc:  # tifffile raises many types for corrupt/truncated data
+        raise ImageReadError(f"cannot read image {name}{where}: {type(exc).__name__}: {exc}") from exc
+    return _validate_plane(arr, name, where, expected_shape)
+
+
 def read_channel(
     path: str | os.PathLike,
     *,
     expected_shape: tuple[int, int] | None = None,
     context: str = "",
 ) -> np.ndarray:
-    """Read one single-channel 16-bit TIFF, validating it.
+    """Read one single-channel 16-bit TIFF from a local file, validating it.
 
     Raises :class:`ImageReadError` naming the file (and ``context``, e.g. plate/well/site)
     when the file is missing, truncated/corrupt, not 2-D, not uint16, or of an
-    unexpected shape.
+    unexpected shape. ``s3://`` URIs are read by :class:`moa_core.data.locator.ImageLocator`.
     """
     p = Path(path)
     where = f" ({context})" if context else ""
@@ -53,13 +77,7 @@ def read_channel(
         arr = tifffile.imread(p)
     except Exception as exc:  # tifffile raises many types for corrupt/truncated data
         raise ImageReadError(f"cannot read image {p}{where}: {type(exc).__name__}: {exc}") from exc
-    if arr.ndim != 2:
-        raise ImageReadError(f"image {p}{where} has shape {arr.shape}; expected one 2-D channel")
-    if arr.dtype != np.uint16:
-        raise ImageReadError(f"image {p}{where} has dtype {arr.dtype}; expected uint16")
-    if expected_shape is not None and tuple(arr.shape) != tuple(expected_shape):
-        raise ImageReadError(f"image {p}{where} has shape {arr.shape}; expected {tuple(expected_shape)}")
-    return arr
+    return _validate_plane(arr, str(p), where, expected_shape)
 
 
 def read_field(
@@ -68,17 +86,51 @@ def read_field(
     channels: Sequence[str] = CHANNELS,
     expected_shape: tuple[int, int] | None = None,
     context: str = "",
+    reader: Callable[..., np.ndarray] = read_channel,
 ) -> np.ndarray:
-    """Read a field's channels into a ``(C, H, W)`` uint16 array in ``channels`` order."""
+    """Read a field's channels into a ``(C, H, W)`` uint16 array in ``channels`` order.
+
+    ``reader(path, expected_shape=..., context=...)`` reads one channel (local files by
+    default; an :class:`~moa_core.data.locator.ImageLocator`'s ``read_channel`` for S3).
+    """
     planes = []
     shape = expected_shape
     for ch in channels:
         if ch not in paths:
             raise ImageReadError(f"no path for channel {ch}{' (' + context + ')' if context else ''}")
-        plane = read_channel(paths[ch], expected_shape=shape, context=f"{context} channel {ch}".strip())
+        plane = reader(paths[ch], expected_shape=shape, context=f"{context} channel {ch}".strip())
         shape = plane.shape
         planes.append(plane)
     return np.stack(planes)
+
+
+def apply_illumination(plane: np.ndarray, illum: np.ndarray, *, name: str = "illumination function",
+                       context: str = "") -> np.ndarray:
+    """CellProfiler ``CorrectIlluminationApply`` (divide): ``plane / illum``, back to uint16.
+
+    The JUMP illumination functions (``<Plate>_Illum<Stain>.npy``) are smooth float
+    arrays with robust minimum ~1, so the quotient stays in the 16-bit range; it is
+    rounded and clipped to [0, 65535] (CellProfiler keeps floats; we keep the one
+    uint16 representation every reader of this project uses).
+    """
+    where = f" ({context})" if context else ""
+    if illum.shape != plane.shape:
+        raise ImageReadError(f"{name}{where} has shape {illum.shape}; the image has {plane.shape}")
+    if not np.isfinite(illum).all() or (illum <= 0).any():
+        raise ImageReadError(f"{name}{where} has non-finite or non-positive values")
+    out = np.rint(plane.astype(np.float32) / illum.astype(np.float32))
+    return np.clip(out, 0, 65535).astype(np.uint16)
+
+
+def decode_npy(data: bytes, name: str) -> np.ndarray:
+    """A CellProfiler ``.npy`` illumination function, without unpickling (``allow_pickle=False``)."""
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:
+        raise ImageReadError(f"cannot read illumination function {name}: {type(exc).__name__}: {exc}") from exc
+    if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+        raise ImageReadError(f"illumination function {name} must be a 2-D float array, got {arr.shape} {arr.dtype}")
+    return arr
 
 
 def write_tiff_atomic(path: str | os.PathLike, image: np.ndarray, *, compression: str | None = "zlib") -> None:

@@ -39,7 +39,7 @@ def load_field_tensors(
     out = torch.empty((len(rows), len(CHANNELS), input_size, input_size), dtype=torch.float16)
 
     def one(i: int) -> int:
-        arr = read_field_from_row(rows[i], CHANNELS, Path(root) if root else None, expected_shape=expected_shape)
+        arr = read_field_from_row(rows[i], CHANNELS, root, expected_shape=expected_shape)
         t = torch.from_numpy(arr.astype(np.float32) / 65535.0)[None]
         if t.shape[-1] != input_size or t.shape[-2] != input_size:
             t = F.interpolate(t, size=(input_size, input_size), mode="area")

@@ -61,3 +61,24 @@ def test_atomic_directory_keeps_old_on_failure(tmp_path):
             raise RuntimeError("download broke")
     assert (final / "a.txt").read_text() == "1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+@pytest.mark.parametrize("folder", ["o'brien", "x' AS a; CREATE TABLE injected (i INT); --"])
+def test_snapshot_paths_are_data_not_sql(tmp_path, folder):
+    """A data folder whose name carries quotes or SQL is just a path: the snapshot works, nothing runs."""
+    root = tmp_path / folder
+    wh = Warehouse(root / "warehouse.duckdb")
+    wh.replace_table("t", pd.DataFrame({"a": [1, 2]}))
+    snap = wh.publish_snapshot(root / "snapshot" / "warehouse.duckdb")
+    ro = Warehouse(snap, read_only=True)
+    assert ro.read("SELECT sum(a) AS s FROM t")["s"].iloc[0] == 3
+    assert "injected" not in ro.tables() and "injected" not in wh.tables()
+    assert sorted(p.name for p in snap.parent.iterdir()) == ["warehouse.duckdb"]  # no temporary left
+
+
+def test_replace_rows_allow_empty_clears_the_partition(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    a = pd.DataFrame({"dataset": ["d1", "d1"], "reason": ["blank", "noise"]})
+    wh.replace_rows("qc", a, {"dataset": "d1"})
+    wh.replace_rows("qc", a.iloc[:0], {"dataset": "d1"}, allow_empty=True)
+    assert wh.read("SELECT count(*) AS n FROM qc")["n"].iloc[0] == 0
