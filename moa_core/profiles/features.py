@@ -13,9 +13,12 @@ sits in the field, not its phenotype, and are dropped.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -78,19 +81,14 @@ class FeatureConfig:
         return asdict(self)
 
 
-def measure_field(field: np.ndarray, config: FeatureConfig = FeatureConfig(),
-                  seg_params: SegmentationParams = SegmentationParams()) -> pd.DataFrame:
-    """Single-cell features of one ``(5, H, W)`` uint16 field.
-
-    Returns one row per segmented cell (``Metadata_ObjectNumber``) with
-    ``<Compartment>_<Feature>`` columns; an empty frame when no nucleus is found.
-    Intensities are measured on images scaled to [0, 1] (CellProfiler's convention).
-    """
+def measure_field_with_qc(field: np.ndarray, config: FeatureConfig = FeatureConfig(),
+                          seg_params: SegmentationParams = SegmentationParams()) -> tuple[pd.DataFrame, str | None]:
+    """:func:`measure_field` plus the segmentation's flag (why a field has no cells, else None)."""
     from cp_measure.featurizer import featurize
 
-    seg = segment_field(field)
+    seg = segment_field(field, seg_params)
     if seg.n_objects == 0:
-        return pd.DataFrame()
+        return pd.DataFrame(), seg.flag or "no cells segmented"
     img = field.astype(np.float32)[None] / 65535.0
     masks = dict(zip(OBJECTS, seg.stack()))
     runs = [(OBJECTS, False)]
@@ -113,17 +111,32 @@ def measure_field(field: np.ndarray, config: FeatureConfig = FeatureConfig(),
             part.insert(0, "Metadata_ObjectNumber", lab[sel])
             parts.append(part.set_index("Metadata_ObjectNumber"))
     out = parts[0].join(parts[1:], how="outer")  # cytoplasm may be empty for a cell
-    return out.reset_index()
+    return out.reset_index(), None
 
 
-def _field_worker(args: tuple[dict, str | None, FeatureConfig, tuple[int, int] | None]) -> pd.DataFrame:
+def measure_field(field: np.ndarray, config: FeatureConfig = FeatureConfig(),
+                  seg_params: SegmentationParams = SegmentationParams()) -> pd.DataFrame:
+    """Single-cell features of one ``(5, H, W)`` uint16 field.
+
+    Returns one row per segmented cell (``Metadata_ObjectNumber``) with
+    ``<Compartment>_<Feature>`` columns; an empty frame when no nucleus is found.
+    Intensities are measured on images scaled to [0, 1] (CellProfiler's convention).
+    """
+    return measure_field_with_qc(field, config, seg_params)[0]
+
+
+def _field_qc_worker(args: tuple[dict, object, FeatureConfig, tuple[int, int] | None]) -> tuple[pd.DataFrame, str | None]:
     row, root, config, shape = args
-    field = read_field_from_row(row, CHANNELS, Path(root) if root else None, expected_shape=shape)
-    cells = measure_field(field, config)
+    field = read_field_from_row(row, CHANNELS, root, expected_shape=shape)
+    cells, flag = measure_field_with_qc(field, config)
     if not cells.empty:
         for k in ("Metadata_Site", "Metadata_Well", "Metadata_Plate"):
             cells.insert(0, k, row[k])
-    return cells
+    return cells, flag
+
+
+def _field_worker(args: tuple[dict, object, FeatureConfig, tuple[int, int] | None]) -> pd.DataFrame:
+    return _field_qc_worker(args)[0]
 
 
 def single_cell_profiles(
@@ -137,7 +150,7 @@ def single_cell_profiles(
 ) -> pd.DataFrame:
     """Single-cell features for every field of ``load_data`` (images resolved against ``root``)."""
     rows = load_data.to_dict("records")
-    args = [(r, str(root) if root else None, config, expected_shape) for r in rows]
+    args = [(r, root, config, expected_shape) for r in rows]
     out: list[pd.DataFrame] = []
     if n_workers > 1:
         with ProcessPoolExecutor(n_workers) as pool:
@@ -168,3 +181,113 @@ def aggregate_wells(single_cells: pd.DataFrame, strata: tuple[str, ...] = ("Meta
     prof = prof.merge(counts, on=list(strata), how="left")
     meta = [c for c in prof.columns if c.startswith("Metadata_")]
     return prof[meta + [c for c in prof.columns if c not in meta]]
+
+
+@dataclass
+class PlateProfileReport:
+    """What :func:`profile_plate` did for one plate."""
+
+    plate: str
+    fields: int
+    cells: int
+    flagged_fields: pd.DataFrame
+    seconds: float
+    parquet_path: Path
+
+    def as_metadata(self) -> dict:
+        return {"plate": self.plate, "fields": self.fields, "cells": self.cells,
+                "flagged_fields": len(self.flagged_fields), "seconds": round(self.seconds, 1)}
+
+
+def _iter_fields(args: list, pool: ProcessPoolExecutor | None) -> Iterator[tuple[pd.DataFrame, str | None]]:
+    if pool is not None:
+        yield from pool.map(_field_qc_worker, args, chunksize=2)
+    else:
+        for a in args:
+            yield _field_qc_worker(a)
+
+
+def profile_plate(
+    load_data_plate: pd.DataFrame,
+    out_path: str | Path,
+    root: object = None,
+    config: FeatureConfig = FeatureConfig(),
+    *,
+    n_workers: int = 1,
+    expected_shape: tuple[int, int] | None = None,
+    chunk_fields: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> PlateProfileReport:
+    """One plate's single cells, streamed chunk by chunk into one parquet file.
+
+    Memory is bounded by ``chunk_fields`` fields of cells, whatever the plate or dataset
+    size: each chunk is appended to the file with ``pyarrow.parquet.ParquetWriter``
+    (schema fixed by the first non-empty chunk; later chunks reindexed to it; float32
+    features). The file is written under a temporary name and renamed at the end; an
+    error leaves neither. ``root`` (a folder, or an image locator that reads ``s3://``) is
+    passed to the readers as is. Fields without cells are listed with the reason.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t0 = time.time()
+    plates = load_data_plate["Metadata_Plate"].astype(str).unique()
+    if len(plates) != 1:
+        raise ValueError(f"profile_plate needs the fields of exactly one plate, got {list(plates)[:5]}")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    rows = load_data_plate.to_dict("records")
+    writer = None
+    columns: list[str] | None = None
+    n_cells = 0
+    flagged: list[dict] = []
+    pool = ProcessPoolExecutor(n_workers) if n_workers > 1 else None
+    try:
+        for start in range(0, len(rows), chunk_fields):
+            chunk = rows[start:start + chunk_fields]
+            cells = []
+            for r, (df, flag) in zip(chunk, _iter_fields([(r, root, config, expected_shape) for r in chunk], pool)):
+                if df.empty:
+                    flagged.append({"Metadata_Plate": str(r["Metadata_Plate"]), "Metadata_Well": str(r["Metadata_Well"]),
+                                    "Metadata_Site": int(r["Metadata_Site"]), "reason": flag or "no cells segmented"})
+                else:
+                    cells.append(df)
+            if cells:
+                part = pd.concat(cells, ignore_index=True)
+                if columns is None:
+                    columns = list(part.columns)
+                part = part.reindex(columns=columns)
+                part["Metadata_Site"] = part["Metadata_Site"].astype(int)
+                for c in ("Metadata_Plate", "Metadata_Well"):
+                    part[c] = part[c].astype(str)
+                feats = [c for c in columns if not c.startswith("Metadata_")]
+                part[feats] = part[feats].astype(np.float32)
+                table = pa.Table.from_pandas(part, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+                n_cells += len(part)
+            if progress:
+                progress(min(start + chunk_fields, len(rows)), len(rows))
+        if writer is None:
+            raise ValueError(f"plate {plates[0]}: no cells were segmented in any of its {len(rows)} fields")
+        writer.close()
+        writer = None
+        os.replace(tmp, out)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    flagged_df = pd.DataFrame(flagged, columns=["Metadata_Plate", "Metadata_Well", "Metadata_Site", "reason"])
+    return PlateProfileReport(str(plates[0]), len(rows), n_cells, flagged_df, time.time() - t0, out)
+
+
+def aggregate_plate(parquet_path: str | Path) -> pd.DataFrame:
+    """Well medians of one plate's single-cell parquet (as :func:`aggregate_wells`; NaN cells are skipped)."""
+    return aggregate_wells(pd.read_parquet(parquet_path))

@@ -26,6 +26,12 @@ class SegmentationParams:
     smoothing_sigma: float = 2.0
     min_nucleus_fraction: float = 0.15  # of the expected nuclear area
     cell_threshold_factor: float = 0.6  # x Otsu threshold of the cytoplasm image
+    #: Absolute floor on the DNA channel's contrast, in raw 16-bit counts: the 99.9th
+    #: percentile minus the median. Real JUMP fields have backgrounds of a few hundred
+    #: counts and nuclei above 5,000; an empty well, a failed stain or camera noise
+    #: (SD ~20 counts) stays far below 200. The percentile normalization that follows
+    #: would otherwise stretch noise to [0, 1] and Otsu would find "nuclei" in it.
+    min_dna_contrast: float = 200.0
 
 
 @dataclass
@@ -33,6 +39,7 @@ class Segmentation:
     nuclei: np.ndarray
     cells: np.ndarray
     cytoplasm: np.ndarray
+    flag: str | None = None  # why the field has no objects (empty field, failed stain), if it was refused
 
     @property
     def n_objects(self) -> int:
@@ -73,17 +80,33 @@ def segment_nuclei(dna: np.ndarray, p: SegmentationParams = SegmentationParams()
     return segmentation.relabel_sequential(lab)[0].astype(np.int32)
 
 
+def dna_contrast(dna: np.ndarray) -> float:
+    """99.9th percentile minus median of the raw DNA channel (counts)."""
+    lo, hi = np.percentile(dna, [50, 99.9])
+    return float(hi - lo)
+
+
 def segment_field(field: np.ndarray, p: SegmentationParams = SegmentationParams(),
                   channels: tuple[str, ...] = CHANNELS) -> Segmentation:
-    """Segment a ``(C, H, W)`` field (channels in ``channels`` order)."""
+    """Segment a ``(C, H, W)`` field (channels in ``channels`` order).
+
+    A field whose DNA contrast is below ``p.min_dna_contrast`` gets no objects and a
+    ``flag`` saying why (empty field or failed DNA stain).
+    """
     ch = {c: i for i, c in enumerate(channels)}
+    contrast = dna_contrast(field[ch["DNA"]])
+    if contrast < p.min_dna_contrast:
+        z = np.zeros(field.shape[1:], np.int32)
+        return Segmentation(z, z.copy(), z.copy(),
+                            flag=f"empty field or failed DNA stain: contrast {contrast:.0f} counts "
+                                 f"< floor {p.min_dna_contrast:.0f}")
     nuclei = segment_nuclei(field[ch["DNA"]], p)
     cyto_img = filters.gaussian(
         _norm(field[ch["AGP"]]) + _norm(field[ch["ER"]]) + 0.5 * _norm(field[ch["RNA"]]), p.smoothing_sigma
     )
     if nuclei.max() == 0:
         z = np.zeros_like(nuclei)
-        return Segmentation(nuclei, z, z.copy())
+        return Segmentation(nuclei, z, z.copy(), flag="no nucleus found")
     mask = cyto_img > p.cell_threshold_factor * filters.threshold_otsu(cyto_img)
     mask |= nuclei > 0
     cells = segmentation.watershed(-cyto_img, nuclei, mask=mask).astype(np.int32)

@@ -93,3 +93,121 @@ def test_drop_invalid_features_counts_and_names():
     kept, rep = drop_invalid_features(df, ["f1", "f2", "const"])
     assert kept == ["f1"] and rep.non_finite == ["f2"] and rep.constant == ["const"]
     assert rep.as_metadata()["features_kept"] == 1
+
+
+# ---- feature hygiene for real plates ----------------------------------------------------------
+def _plate_frame(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"Metadata_Plate": ["P1"] * (n // 2) + ["P2"] * (n // 2),
+                       "Metadata_Well": [f"W{i:02d}" for i in range(n)]})
+    for j in range(6):
+        df[f"Cells_f{j}"] = rng.normal(size=n)
+    return df
+
+
+def test_one_bad_well_keeps_the_feature_for_every_other_well():
+    from moa_core.profiles.normalize import clean_features
+
+    df = _plate_frame()
+    df.loc[3, "Cells_f1"] = np.nan  # a NaN cytoplasm feature in one well
+    df.loc[25, "Cells_f2"] = np.inf  # an inf form factor
+    df["Cells_allnan"] = np.nan
+    df["Cells_const"] = 7.0
+    out, kept, rep = clean_features(df, [c for c in df.columns if c.startswith("Cells_")])
+    assert kept == [f"Cells_f{j}" for j in range(6)]
+    assert [c for c, _ in rep.dropped_na] == ["Cells_allnan"] and rep.dropped_constant == ["Cells_const"]
+    assert rep.inf_to_nan == 1
+    assert sorted(map(tuple, rep.imputed.to_numpy().tolist())) == [("Cells_f1", "P1", "W03"), ("Cells_f2", "P2", "W25")]
+    assert out.loc[3, "Cells_f1"] == pytest.approx(np.median(df.loc[[i for i in range(20) if i != 3], "Cells_f1"]))
+    untouched = [i for i in range(40) if i not in (3, 25)]
+    np.testing.assert_allclose(out.loc[untouched, kept].to_numpy(), df.loc[untouched, kept].to_numpy(), rtol=1e-6)
+    assert np.isfinite(out[kept].to_numpy()).all()
+    md = rep.as_metadata()
+    assert md["imputed_values"] == 2 and "Cells_allnan (100%)" in md["dropped_na_names"]
+
+
+def test_na_cutoff_matches_pycytominer_drop_na_columns():
+    from pycytominer import feature_select
+
+    from moa_core.profiles.normalize import clean_features
+
+    df = _plate_frame(n=40)
+    df.loc[:1, "Cells_f0"] = np.nan  # 2/40 = 5%: kept at na_cutoff 0.05
+    df.loc[:2, "Cells_f3"] = np.nan  # 3/40 = 7.5%: dropped
+    feats = [c for c in df.columns if c.startswith("Cells_")]
+    ref = feature_select(df, features=feats, operation="drop_na_columns", na_cutoff=0.05)
+    _, kept, _ = clean_features(df, feats, na_cutoff=0.05)
+    assert kept == [c for c in ref.columns if c.startswith("Cells_")]
+    assert "Cells_f0" in kept and "Cells_f3" not in kept
+
+
+# ---- segmentation floor -----------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["blank", "constant", "noise"])
+def test_empty_or_failed_stain_fields_yield_no_nuclei_and_a_flag(kind):
+    rng = np.random.default_rng(1)
+    shape = (5, 256, 256)
+    field = {"blank": np.zeros(shape), "constant": np.full(shape, 300.0),
+             "noise": rng.normal(300, 20, shape)}[kind].clip(0, 65535).astype(np.uint16)
+    seg = segment_field(field)
+    assert seg.n_objects == 0 and seg.flag and "contrast" in seg.flag
+
+
+def test_floor_keeps_real_and_synthetic_segmentation(shared_dir, mini_dataset):
+    from moa_core.data.load_data import read_field_from_row
+    from moa_core.profiles.segmentation import SegmentationParams
+
+    no_floor = SegmentationParams(min_dna_contrast=0.0)
+    for compound in ("DMSO", "AMG900", "FK-866"):
+        f = _real_field(shared_dir, compound)
+        a, b = segment_field(f), segment_field(f, no_floor)
+        assert a.flag is None and a.n_objects == b.n_objects > 0
+    root, ld, _, _ = mini_dataset
+    for _, row in ld.head(6).iterrows():
+        f = read_field_from_row(row, root=root)
+        assert segment_field(f).n_objects == segment_field(f, no_floor).n_objects
+
+
+# ---- single cells streamed per plate ----------------------------------------------------------
+def test_profile_plate_streams_the_same_cells_and_flags_empty_fields(mini_dataset, tmp_path):
+    import shutil
+
+    from moa_core.data.image_io import write_tiff_atomic
+    from moa_core.profiles.features import aggregate_plate, profile_plate
+
+    root, ld, _, _ = mini_dataset
+    plate = ld["Metadata_Plate"].iloc[0]
+    one = ld[ld["Metadata_Plate"].eq(plate)].head(10).reset_index(drop=True)
+    cfg = FeatureConfig(texture=False)
+    rep = profile_plate(one, tmp_path / "p.parquet", root, cfg, chunk_fields=3)
+    old = single_cell_profiles(one, root, cfg)
+    new = pd.read_parquet(tmp_path / "p.parquet")
+    assert rep.cells == len(new) == len(old) and rep.fields == 10 and rep.flagged_fields.empty
+    key = ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_ObjectNumber"]
+    a = old.sort_values(key).reset_index(drop=True)
+    b = new[a.columns].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    pd.testing.assert_frame_equal(aggregate_plate(tmp_path / "p.parquet"), aggregate_wells(new))
+    # an all-zero field: flagged with its reason, the rest profiled
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    r0 = one.iloc[0]
+    for ch in ("DNA", "ER", "RNA", "AGP", "Mito"):
+        write_tiff_atomic(copy / r0[f"PathName_Orig{ch}"] / r0[f"FileName_Orig{ch}"], np.zeros((128, 128), np.uint16))
+    rep2 = profile_plate(one, tmp_path / "q.parquet", copy, cfg)
+    assert rep2.flagged_fields[["Metadata_Well", "Metadata_Site"]].values.tolist() == [[r0["Metadata_Well"],
+                                                                                      r0["Metadata_Site"]]]
+    assert "contrast" in rep2.flagged_fields["reason"].iloc[0]
+
+
+def test_profile_plate_failure_leaves_no_file(mini_dataset, tmp_path):
+    from moa_core.errors import ImageReadError
+    from moa_core.profiles.features import profile_plate
+
+    root, ld, _, _ = mini_dataset
+    one = ld[ld["Metadata_Plate"].eq(ld["Metadata_Plate"].iloc[0])].head(4).reset_index(drop=True)
+    one.loc[2, "FileName_OrigER"] = "missing.tiff"
+    with pytest.raises(ImageReadError, match=rf"well {one.loc[2, 'Metadata_Well']} site {one.loc[2, 'Metadata_Site']}"):
+        profile_plate(one, tmp_path / "p.parquet", root, FeatureConfig(texture=False), chunk_fields=2)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="exactly one plate"):
+        profile_plate(ld, tmp_path / "p.parquet", root)
