@@ -1,20 +1,23 @@
-"""The code location: assets by domain, their checks, jobs and resources."""
+"""The code location: assets by domain, their checks, jobs, automation and resources."""
 
 import dagster as dg
 
-from orchestration.defs import evaluation, ingest, jobs, training
-from orchestration.resources import MoaStore
+from orchestration.defs import automation, evaluation, ingest, jobs, published, training
+from orchestration.resources import MoaStore, gallery_s3
 
-_MODULES = [ingest, training, evaluation]
+_MODULES = [ingest, published, training, evaluation]
 
 
-def build_definitions(store: MoaStore | None = None) -> dg.Definitions:
-    """All definitions, with ``store`` (default: ``$MOA_DATA_DIR`` or ``.moa_data``)."""
+def build_definitions(store: MoaStore | None = None, s3_endpoint_url: str | None = None) -> dg.Definitions:
+    """All definitions, with ``store`` (default: ``$MOA_DATA_DIR`` or ``.moa_data``) and the gallery's S3
+    (``s3_endpoint_url``, default ``$MOA_S3_ENDPOINT_URL`` or AWS)."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules(_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(_MODULES),
-        jobs=[jobs.ingest_job, jobs.train_eval_job, jobs.holdout_job, jobs.publish_job],
-        resources={"store": store or MoaStore()},
+        jobs=[jobs.ingest_job, jobs.published_job, jobs.train_eval_job, jobs.holdout_job, jobs.publish_job],
+        sensors=[automation.catalogue_sensor, automation.jump_release_sensor],
+        schedules=[automation.jump_rerun_schedule],
+        resources={"store": store or MoaStore(), "s3": gallery_s3(s3_endpoint_url)},
     )
 
 

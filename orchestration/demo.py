@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from moa_core.datasets import DATASETS, DEFAULT_DATASET, DEFAULT_FRACTION, FRACTIONS
+from moa_core.datasets import DEFAULT_DATASET, DEFAULT_FRACTION, FRACTIONS
 
 
 def _asset_seconds(result) -> list[tuple[str, float | None]]:
@@ -27,7 +27,7 @@ def _asset_seconds(result) -> list[tuple[str, float | None]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default=DEFAULT_DATASET, choices=sorted(DATASETS))
+    ap.add_argument("--dataset", default=DEFAULT_DATASET, help="a synthetic or image dataset of the catalogue")
     ap.add_argument("--fraction", default=DEFAULT_FRACTION, choices=list(FRACTIONS))
     ap.add_argument("--data-dir", default=None, help="where files and the warehouse go (default: $MOA_DATA_DIR or .moa_data)")
     args = ap.parse_args(argv)
@@ -37,26 +37,27 @@ def main(argv: list[str] | None = None) -> int:
     from orchestration.resources import default_data_dir  # after MOA_DATA_DIR is set
 
     data_dir = Path(default_data_dir()).resolve()
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_dir / "dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
-
-    import dagster as dg
-
+    from moa_core.datasets import load_catalogue
     from orchestration.definitions import defs
-    from orchestration.partitions import multi_key
+    from orchestration.materialize import prepare_instance, run_job
 
-    instance = dg.DagsterInstance.get()
+    catalogue = load_catalogue(data_dir)
+    if args.dataset not in catalogue or not catalogue[args.dataset].has_images:
+        ap.error(f"--dataset must be an image dataset of the catalogue: "
+                 f"{sorted(n for n, e in catalogue.items() if e.has_images)}")
+    instance = prepare_instance(data_dir)
+    home = Path(os.environ["DAGSTER_HOME"])
     t_all = time.time()
     timings: list[tuple[str, float | None]] = []
-    plan = [("ingest_job", args.dataset), ("train_eval_job", multi_key(args.dataset, args.fraction)),
-            ("holdout_job", args.dataset), ("publish_job", None)]
-    for job_name, key in plan:
+    for job_name in ("ingest_job", "train_eval_job", "holdout_job", "publish_job"):
         t0 = time.time()
-        print(f"[demo] {job_name} partition={key or '-'} ...", flush=True)
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, partition_key=key)
+        print(f"[demo] {job_name} dataset={args.dataset} fraction={args.fraction} ...", flush=True)
+        result = run_job(defs, instance, job_name, args.dataset, args.fraction)
         if not result.success:
-            print(f"[demo] {job_name} failed", file=sys.stderr)
+            for ev in result.all_events:
+                if ev.is_step_failure:
+                    print(f"[demo] {ev.step_key} failed: {ev.event_specific_data.error.message.strip()}",
+                          file=sys.stderr)
             return 1
         timings += _asset_seconds(result)
         print(f"[demo] {job_name} done in {time.time() - t0:.0f} s", flush=True)

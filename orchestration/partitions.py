@@ -1,19 +1,38 @@
-"""Partitions: per dataset, and from training on, per (dataset, training-data fraction)."""
+"""Partitions: per dataset (dynamic: the catalogue's entries), and per (dataset, data fraction).
+
+The ``dataset`` dimension is a :class:`dagster.DynamicPartitionsDefinition`: its keys are
+the names of the catalogue's entries (``moa_core/catalogue.toml``, the user's own TOML,
+and releases registered by the JUMP release sensor). :func:`sync_dataset_partitions` adds
+every catalogue entry to the instance; the ``catalogue_sensor`` does that on its own.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import dagster as dg
 
-from moa_core.datasets import DATASETS, FRACTIONS
+from moa_core.datasets import FRACTIONS, validate_name
 
-dataset_partitions = dg.StaticPartitionsDefinition(sorted(DATASETS))
+DATASET_PARTITIONS_NAME = "dataset"
+
+dataset_partitions = dg.DynamicPartitionsDefinition(name=DATASET_PARTITIONS_NAME)
 fraction_partitions = dg.StaticPartitionsDefinition(list(FRACTIONS))
 dataset_fraction_partitions = dg.MultiPartitionsDefinition(
     {"dataset": dataset_partitions, "fraction": fraction_partitions}
 )
 
 
-def dataset_key(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
+def sync_dataset_partitions(instance: dg.DagsterInstance, names: Iterable[str]) -> list[str]:
+    """Add the dataset keys ``names`` that the instance does not have yet; returns those added."""
+    have = set(instance.get_dynamic_partitions(DATASET_PARTITIONS_NAME))
+    new = sorted({validate_name(n) for n in names} - have)
+    if new:
+        instance.add_dynamic_partitions(DATASET_PARTITIONS_NAME, new)
+    return new
+
+
+def dataset_key(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext | dg.OpExecutionContext) -> str:
     return str(context.partition_key)
 
 

@@ -15,6 +15,20 @@ from orchestration.resources import MoaStore
 
 GROUP = "evaluation"
 
+#: Method name -> (well-embedding table base name, whether it is per fraction).
+METHOD_TABLES = {"MP": ("mp_embeddings", True), "CP": ("cp_embeddings", False),
+                 "CP published": ("cp_published_embeddings", False)}
+
+
+def available_methods(wh, ds: str, frac: str) -> dict[str, pd.DataFrame]:
+    """Every method whose embeddings exist for (dataset, fraction): they are scored on their common wells."""
+    out = {}
+    for method, (base, per_fraction) in METHOD_TABLES.items():
+        table = partition_table(base, ds, frac) if per_fraction else partition_table(base, ds)
+        if wh.has_table(table):
+            out[method] = wh.read_table(table)
+    return out
+
 
 @dg.asset(
     partitions_def=dataset_fraction_partitions,
@@ -32,11 +46,11 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     t0 = time.time()
     wh = store.warehouse()
     sp = wh.read_table(partition_table("splits", ds))
-    tables = {
-        "MP": wh.read_table(partition_table("mp_embeddings", ds, frac)),
-        "CP": wh.read_table(partition_table("cp_embeddings", ds)),
-    }
-    fields = {"MP": pd.read_parquet(store.artifact_dir(ds, frac) / "mp_field_predictions.parquet")}
+    tables = available_methods(wh, ds, frac)
+    if not tables:
+        raise dg.Failure(f"dataset {ds} fraction {frac}: no MP, CP or CP published embeddings to evaluate")
+    fp = store.artifact_dir(ds, frac) / "mp_field_predictions.parquet"
+    fields = {"MP": pd.read_parquet(fp)} if "MP" in tables and fp.is_file() else {}
     context.log.info(f"evaluating {', '.join(tables)} on {len(common_test_wells(sp, tables))} common test wells")
     out = compare_methods(tables, sp, field_predictions=fields, seed=0)
     out.insert(0, "fraction", frac)

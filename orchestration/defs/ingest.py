@@ -1,19 +1,25 @@
-"""Ingest domain: raw images (load_data), CellProfiler-style profiles, splits."""
+"""Ingest domain: raw images (load_data) from any source, CellProfiler-style profiles per plate, splits."""
 
 
+import re
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pandas as pd
+from dagster_aws.s3 import S3Resource
 
 from moa_core.data.design import load_cpjump1_design
-from moa_core.data.load_data import read_load_data, validate_load_data
+from moa_core.data.locator import load_locator, save_locator
+from moa_core.data.sources import open_image_source
+from moa_core.data.sources.annotations import well_annotations
 from moa_core.data.synthetic import render_dataset
-from moa_core.datasets import get_dataset
-from moa_core.profiles.features import aggregate_wells, single_cell_profiles
-from moa_core.profiles.normalize import drop_invalid_features, feature_columns, standardize_to_controls
+from moa_core.profiles.features import aggregate_plate, profile_plate
+from moa_core.profiles.normalize import clean_features, feature_columns, standardize_to_controls
 from moa_core.splits import SPLIT_COL, compound_holdout_split, well_holdout_split
-from moa_core.storage import atomic_directory, partition_table, write_parquet_atomic
+from moa_core.storage import atomic_directory, partition_table
 from orchestration.partitions import dataset_key, dataset_partitions
 from orchestration.resources import MoaStore
 
@@ -29,85 +35,160 @@ def _progress(context: dg.AssetExecutionContext, what: str):
     return report
 
 
+def _transfer(store: MoaStore, s3: S3Resource):
+    from moa_core.data.sources.s3 import S3Transfer
+
+    return S3Transfer(s3.get_client(), max_workers=store.download_workers)
+
+
+def _render_synthetic(context: dg.AssetExecutionContext, store: MoaStore, entry) -> tuple[pd.DataFrame, dict]:
+    final = store.dataset_dir(entry.name)
+    design = load_cpjump1_design(store.shared_path)
+    with atomic_directory(final) as tmp:
+        _, wells = render_dataset(design, entry.synthetic, tmp, n_workers=store.n_workers,
+                                  progress=_progress(context, "rendered fields"))
+    return wells, {"image_size": entry.synthetic.image_size, "mean_cells_per_field": float(entry.synthetic.mean_cells),
+            "bytes_on_disk": int(sum(f.stat().st_size for f in final.rglob("*.tiff"))),
+            "spec": dg.MetadataValue.json(entry.synthetic.to_dict())}
+
+
+def _download_images(context: dg.AssetExecutionContext, source, load_data: pd.DataFrame) -> dict:
+    """Copy every image and illumination file into the local cache (concurrent, resumable, cached)."""
+    objs = source.image_objects(load_data)
+    dest = source.cache_dir / "objects"
+    t0 = time.time()
+
+    def report(done: int, total: int, n_bytes: int) -> None:
+        if done == total or done % 200 == 0:
+            context.log.info(f"downloaded {done}/{total} objects, {n_bytes / 1e6:.1f} MB ({time.time() - t0:.0f} s)")
+
+    stats = source.transfer.download_many([(b, k, dest / b / k) for b, k in objs], progress=report)
+    return {f"download_{k}": v for k, v in stats.as_metadata().items()}
+
+
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
-    kinds={"python", "duckdb"},
-    description="Raw Cell Painting fields (5-channel 16-bit TIFFs) and their load_data table.",
+    kinds={"python", "s3", "duckdb"},
+    description=(
+        "Raw Cell Painting fields and their load_data table: rendered (synthetic), listed from the gallery's "
+        "per-plate load_data files on S3 (optionally downloaded), or read from a local folder."
+    ),
 )
-def raw_images(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+def raw_images(context: dg.AssetExecutionContext, store: MoaStore, s3: S3Resource) -> dg.MaterializeResult:
     ds = dataset_key(context)
-    spec = get_dataset(ds)
-    if spec.synthetic is None:
-        raise dg.Failure(f"dataset {ds} has no renderer; its loader is registered elsewhere")
+    entry = store.dataset(ds)
+    if not entry.has_images:
+        raise dg.Failure(f"dataset {ds} is a published-profile dataset (no images); materialize published_profiles")
     t0 = time.time()
-    design = load_cpjump1_design(store.shared_path)
-    final = store.dataset_dir(ds)
-    with atomic_directory(final) as tmp:
-        load_data, wells = render_dataset(
-            design, spec.synthetic, tmp, n_workers=store.n_workers, progress=_progress(context, "rendered fields")
-        )
-    validate_load_data(load_data, source=f"{ds} load_data")
-    load_data.insert(0, "Metadata_image_root", str(final))
+    meta: dict = {}
+    wells = None
+    if entry.kind == "synthetic":  # the renderer knows its wells (and their true latents)
+        wells, meta = _render_synthetic(context, store, entry)
+    source = open_image_source(entry, cache_dir=store.cache_dir, root=store.dataset_dir(ds),
+                               transfer=_transfer(store, s3) if entry.source == "gallery" else None,
+                               endpoint_url=s3.endpoint_url, image_cache=store.download_images)
+    plates = source.list_plates()
+    load_data = pd.concat([source.read_load_data(p) for p in plates], ignore_index=True)
+    context.log.info(f"{ds}: {len(plates)} plate(s), {len(load_data)} fields")
+    if entry.source == "gallery" and store.download_images:
+        meta.update(_download_images(context, source, load_data))
+    if wells is None:
+        wells = well_annotations(entry, load_data, store.shared_path, source)
     wh = store.warehouse()
+    save_locator(store.dataset_dir(ds), source.locator())
     wh.replace_table(partition_table("load_data", ds), load_data, partition={"dataset": ds})
     wh.replace_table(partition_table("wells", ds), wells, partition={"dataset": ds})
-    n_bytes = sum(f.stat().st_size for f in final.rglob("*.tiff"))
     return dg.MaterializeResult(
         metadata={
-            "plates": wells["Metadata_Plate"].nunique(),
-            "wells": len(wells),
+            **meta,
+            "plates": len(plates),
+            "wells": int(load_data[["Metadata_Plate", "Metadata_Well"]].drop_duplicates().shape[0]),
+            "annotated_wells": len(wells),
             "fields": len(load_data),
-            "compounds": wells["Metadata_broad_sample"].nunique(),
+            "compounds": int(wells["Metadata_broad_sample"].nunique()),
             "moas": int(wells["Metadata_moa"].nunique()),
-            "image_size": spec.synthetic.image_size,
-            "mean_cells_per_field": float(spec.synthetic.mean_cells),
-            "bytes_on_disk": int(n_bytes),
-            "image_root": dg.MetadataValue.path(str(final)),
-            "load_data_csv": dg.MetadataValue.path(str(final / "load_data.csv")),
+            "illumination_corrected_fields": int(load_data["FileName_IllumDNA"].notna().sum()),
+            "source": entry.source or "synthetic",
+            "load_data_files": dg.MetadataValue.json(sorted(load_data["Metadata_load_data_file"].unique().tolist())),
             "seconds": round(time.time() - t0, 1),
-            "spec": dg.MetadataValue.json(spec.synthetic.to_dict()),
         }
     )
 
 
-@dg.asset(
-    partitions_def=dataset_partitions,
-    group_name=GROUP,
-    deps=[raw_images],
-    kinds={"python", "duckdb"},
-    description="CellProfiler-style well profiles: cp_measure features of nuclei/cells/cytoplasm, median per well.",
-)
-def cp_profiles(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+def _mapping_key(plate: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", plate)
+
+
+@dg.op(ins={"start": dg.In(dg.Nothing)}, out=dg.DynamicOut(str),
+       description="One output per plate of the dataset's load_data.")
+def cp_plates(context: dg.OpExecutionContext, store: MoaStore) -> Iterator[dg.DynamicOutput[str]]:
     ds = dataset_key(context)
-    spec = get_dataset(ds)
+    plates = sorted(store.warehouse().read_table(partition_table("load_data", ds))["Metadata_Plate"].unique())
+    for plate in plates:
+        yield dg.DynamicOutput(str(plate), mapping_key=_mapping_key(str(plate)))
+
+
+@dg.op(description="Segment and measure one plate's fields; single cells streamed to the plate's parquet.")
+def cp_profile_plate(context: dg.OpExecutionContext, store: MoaStore, plate: str) -> dict:
+    ds = dataset_key(context)
+    entry = store.dataset(ds)
+    ld = store.warehouse().read_table(partition_table("load_data", ds), {"Metadata_Plate": plate})
+    shape = (entry.synthetic.image_size,) * 2 if entry.synthetic else None
+    out = store.artifact_dir(ds) / "single_cells" / f"{plate}.parquet"
+    rep = profile_plate(ld, out, load_locator(store.dataset_dir(ds)), entry.features, n_workers=store.n_workers,
+                        expected_shape=shape, progress=_progress(context, f"plate {plate}: profiled fields"))
+    context.log.info(f"plate {plate}: {rep.cells} cells in {rep.fields} fields, {len(rep.flagged_fields)} flagged")
+    return {"plate": plate, "path": str(out), "cells": int(rep.cells), "fields": int(rep.fields),
+            "seconds": float(rep.seconds), "flagged": rep.flagged_fields.to_dict("records")}
+
+
+@dg.op(description="Well medians of every plate, joined to the well annotations, into the warehouse.")
+def cp_collect(context: dg.OpExecutionContext, store: MoaStore, plates: list[dict]) -> None:
+    ds = dataset_key(context)
     t0 = time.time()
-    root = store.dataset_dir(ds)
-    load_data = read_load_data(root / "load_data.csv")
-    shape = (spec.synthetic.image_size,) * 2 if spec.synthetic else None
-    sc = single_cell_profiles(
-        load_data, root, spec.features, n_workers=store.n_workers, expected_shape=shape,
-        progress=_progress(context, "profiled fields"),
-    )
-    sc_path = write_parquet_atomic(sc, store.artifact_dir(ds) / "cp_single_cells.parquet")
-    prof = aggregate_wells(sc)
+    prof = pd.concat([aggregate_plate(Path(p["path"])) for p in plates], ignore_index=True)
     wh = store.warehouse()
     wells = wh.read_table(partition_table("wells", ds))
     meta = [c for c in wells.columns if c.startswith("Metadata_")]
     prof = wells[meta].merge(prof, on=["Metadata_Plate", "Metadata_Well"], how="inner")
+    if prof.empty:
+        raise dg.Failure(f"dataset {ds}: no profiled well has an annotation (check the wells table)")
+    flagged = [f for p in plates for f in p["flagged"]]
     wh.replace_table(partition_table("cp_profiles", ds), prof, partition={"dataset": ds})
-    return dg.MaterializeResult(
-        metadata={
-            "wells": len(prof),
-            "cells": len(sc),
-            "features": len(feature_columns(prof)),
-            "median_cells_per_well": float(prof["Metadata_Count_Cells"].median()),
-            "wells_without_cells": int(len(wells) - len(prof)),
-            "single_cells_parquet": dg.MetadataValue.path(str(sc_path)),
-            "feature_config": dg.MetadataValue.json(spec.features.to_dict()),
-            "seconds": round(time.time() - t0, 1),
-        }
-    )
+    qc = pd.DataFrame(flagged, columns=["Metadata_Plate", "Metadata_Well", "Metadata_Site", "reason"])
+    qc.insert(0, "dataset", ds)
+    qc = qc.astype({"dataset": "string", "Metadata_Plate": "string", "Metadata_Well": "string",
+                    "Metadata_Site": "int64", "reason": "string"})  # typed even when empty
+    wh.replace_rows("field_qc", qc, {"dataset": ds}, allow_empty=True)
+    context.add_output_metadata({
+        "plates": len(plates),
+        "wells": len(prof),
+        "cells": int(sum(p["cells"] for p in plates)),
+        "fields": int(sum(p["fields"] for p in plates)),
+        "flagged_fields": len(flagged),
+        "features": len(feature_columns(prof)),
+        "median_cells_per_well": float(prof["Metadata_Count_Cells"].median()),
+        "wells_without_cells": int(len(wells) - len(prof)),
+        "single_cells_dir": dg.MetadataValue.path(str(store.artifact_dir(ds) / "single_cells")),
+        "feature_config": dg.MetadataValue.json(store.dataset(ds).features.to_dict()),
+        "seconds_per_plate": dg.MetadataValue.json({p["plate"]: round(p["seconds"], 1) for p in plates}),
+        "seconds": round(sum(p["seconds"] for p in plates) + time.time() - t0, 1),
+    })
+
+
+@dg.graph_asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    ins={"raw_images": dg.AssetIn(dagster_type=dg.Nothing)},
+    kinds={"python", "duckdb"},
+    description=(
+        "CellProfiler-style well profiles: cp_measure features of nuclei/cells/cytoplasm, fanned out per plate "
+        "(single cells streamed to one parquet per plate), median per well."
+    ),
+)
+def cp_profiles(raw_images):
+    return cp_collect(cp_plates(raw_images).map(cp_profile_plate).collect())
 
 
 @dg.asset(
@@ -122,11 +203,8 @@ def cp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
     t0 = time.time()
     wh = store.warehouse()
     prof = wh.read_table(partition_table("cp_profiles", ds))
-    feats, report = drop_invalid_features(prof, feature_columns(prof))
-    meta = [c for c in prof.columns if c.startswith("Metadata_")]
-    std, zero_sd = standardize_to_controls(
-        prof[meta + feats], feats, control_mask=prof["Metadata_moa"].eq("DMSO")
-    )
+    clean, feats, report = clean_features(prof, feature_columns(prof))
+    std, zero_sd = standardize_to_controls(clean, feats, control_mask=clean["Metadata_moa"].eq("DMSO"))
     wh.replace_table(partition_table("cp_embeddings", ds), std, partition={"dataset": ds})
     return dg.MaterializeResult(
         metadata={
@@ -144,7 +222,7 @@ def _materialize_split(context: dg.AssetExecutionContext, store: MoaStore, split
     ds = dataset_key(context)
     t0 = time.time()
     wh = store.warehouse()
-    sp, report = split_fn(wh.read_table(partition_table("wells", ds)), seed=get_dataset(ds).split_seed)
+    sp, report = split_fn(wh.read_table(partition_table("wells", ds)), seed=store.dataset(ds).split_seed)
     keep = [c for c in sp.columns if not c.startswith("Latent_")]
     wh.replace_table(partition_table(table, ds), sp[keep], partition={"dataset": ds})
     test = sp[sp[SPLIT_COL].eq("test")]
@@ -162,7 +240,7 @@ def _materialize_split(context: dg.AssetExecutionContext, store: MoaStore, split
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
-    deps=[raw_images],
+    deps=[raw_images, "published_profiles"],
     kinds={"python", "duckdb"},
     description="The paper's 60/10/30 well holdout per MOA (single-MOA compounds, DMSO as a class).",
 )
@@ -173,7 +251,7 @@ def splits(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Materialize
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
-    deps=[raw_images],
+    deps=[raw_images, "published_profiles"],
     kinds={"python", "duckdb"},
     description="Compound holdout: one random compound per MOA with >= 2 compounds held out; rest 70/30 train/val.",
 )

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.groups("ingest"),
-    description="Raw images -> CP profiles -> CP embeddings, and the train/val/test splits, for one dataset.",
+    description="Raw images -> CP profiles (per plate) -> CP embeddings, and the train/val/test splits, for one dataset.",
+)
+published_job = dg.define_asset_job(
+    "published_job",
+    selection=dg.AssetSelection.groups("published") | dg.AssetSelection.assets("splits", "compound_holdout_splits"),
+    description="Published CellProfiler profiles -> DuckDB, splits and their evaluation, for one profile dataset.",
 )
 train_eval_job = dg.define_asset_job(
     "train_eval_job",
     selection=dg.AssetSelection.assets("mp_checkpoint", "mp_embeddings", "evaluation_results"),
-    description="Train MOAProfiler, embed, and evaluate MP vs CP, for one (dataset, fraction).",
+    description="Train MOAProfiler, embed, and evaluate MP vs CP (and CP published), for one (dataset, fraction).",
 )
 holdout_job = dg.define_asset_job(
     "holdout_job",

@@ -9,8 +9,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from moa_core.data.load_data import read_load_data
-from moa_core.datasets import FRACTIONS, get_dataset
+from moa_core.data.locator import ImageLocator, load_locator
+from moa_core.datasets import FRACTIONS
 from moa_core.model.embed import embed_fields, median_per_well
 from moa_core.model.fields import load_field_tensors
 from moa_core.model.train import load_checkpoint, train_classifier
@@ -39,26 +39,30 @@ def _fields_for(load_data: pd.DataFrame, wells: pd.DataFrame) -> pd.DataFrame:
     return load_data.merge(wells, on=KEYS, how="inner").sort_values(KEYS + ["Metadata_Site"]).reset_index(drop=True)
 
 
-def _image_shape(ds: str) -> tuple[int, int] | None:
-    spec = get_dataset(ds)
+def _image_shape(store: MoaStore, ds: str) -> tuple[int, int] | None:
+    spec = store.dataset(ds)
     return (spec.synthetic.image_size,) * 2 if spec.synthetic else None
+
+
+def _fields_source(store: MoaStore, ds: str) -> tuple[pd.DataFrame, ImageLocator]:
+    """The dataset's load_data (warehouse) and the locator that reads its files (local or S3)."""
+    return store.warehouse().read_table(partition_table("load_data", ds)), load_locator(store.dataset_dir(ds))
 
 
 def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, overrides: TrainOverrides,
            ckpt_path: Path) -> tuple[dict, pd.DataFrame]:
     """Train on the ``train`` wells of ``sp``, select on ``val``; returns (metadata, history)."""
-    spec = get_dataset(ds)
+    spec = store.dataset(ds)
     cfg = dataclasses.replace(spec.train, **{k: v for k, v in overrides.model_dump().items() if v is not None})
     t0 = time.time()
-    root = store.dataset_dir(ds)
-    load_data = read_load_data(root / "load_data.csv")
+    load_data, root = _fields_source(store, ds)
     classes = sorted(sp["Metadata_moa"].unique())
     cls_index = {c: i for i, c in enumerate(classes)}
     tr = _fields_for(load_data, sp[sp[SPLIT_COL].eq("train")][KEYS + ["Metadata_moa"]])
     va = _fields_for(load_data, sp[sp[SPLIT_COL].eq("val")][KEYS + ["Metadata_moa"]])
     context.log.info(f"loading {len(tr)} training and {len(va)} validation fields at {cfg.input_size}px")
-    x_tr = load_field_tensors(tr, root, cfg.input_size, expected_shape=_image_shape(ds))
-    x_va = load_field_tensors(va, root, cfg.input_size, expected_shape=_image_shape(ds))
+    x_tr = load_field_tensors(tr, root, cfg.input_size, expected_shape=_image_shape(store, ds))
+    x_va = load_field_tensors(va, root, cfg.input_size, expected_shape=_image_shape(store, ds))
 
     def on_epoch(rec: dict) -> None:
         context.log.info(
@@ -87,10 +91,9 @@ def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.D
            field_path: Path) -> tuple[pd.DataFrame, dict]:
     """Embed every field of ``sp``'s wells; write field predictions; return DMSO-standardized wells."""
     model, ckpt = load_checkpoint(ckpt_path)
-    root = store.dataset_dir(ds)
-    load_data = read_load_data(root / "load_data.csv")
+    load_data, root = _fields_source(store, ds)
     fields = _fields_for(load_data, sp[KEYS])
-    x = load_field_tensors(fields, root, ckpt["config"]["input_size"], expected_shape=_image_shape(ds))
+    x = load_field_tensors(fields, root, ckpt["config"]["input_size"], expected_shape=_image_shape(store, ds))
     context.log.info(f"embedding {len(fields)} fields")
     feats, probs = embed_fields(model, x, ckpt["channel_mean"], ckpt["channel_sd"])
     field_df = fields[KEYS + ["Metadata_Site"]].copy()
@@ -121,7 +124,7 @@ def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, sto
     ds, frac = dataset_fraction_keys(context)
     wh = store.warehouse()
     sp = subsample_training(wh.read_table(partition_table("splits", ds)), FRACTIONS[frac],
-                            seed=get_dataset(ds).split_seed)
+                            seed=store.dataset(ds).split_seed)
     ckpt_path = store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt"
     meta, hist = _train(context, store, ds, sp, config, ckpt_path)
     hist.insert(0, "fraction", frac)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from moa_core.datasets import load_catalogue
 from orchestration.definitions import defs
+from orchestration.partitions import sync_dataset_partitions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,9 +20,16 @@ def test_asset_graph_partitions_and_jobs():
     ds_fraction = graph.get(dg.AssetKey("mp_checkpoint")).partitions_def
     assert isinstance(ds_fraction, dg.MultiPartitionsDefinition)
     assert {d.name for d in ds_fraction.partitions_defs} == {"dataset", "fraction"}
-    assert "synthetic_cpjump1" in graph.get(dg.AssetKey("raw_images")).partitions_def.get_partition_keys()
-    for job in ("ingest_job", "train_eval_job", "holdout_job", "publish_job"):
+    ds = graph.get(dg.AssetKey("raw_images")).partitions_def
+    assert isinstance(ds, dg.DynamicPartitionsDefinition) and ds.name == "dataset"
+    instance = dg.DagsterInstance.ephemeral()
+    assert sync_dataset_partitions(instance, load_catalogue()) and "synthetic_cpjump1" in ds.get_partition_keys(
+        dynamic_partitions_store=instance)
+    assert sync_dataset_partitions(instance, load_catalogue()) == []  # idempotent
+    for job in ("ingest_job", "published_job", "train_eval_job", "holdout_job", "publish_job"):
         assert defs.resolve_job_def(job) is not None
+    assert {s.name for s in defs.sensors} == {"catalogue_sensor", "jump_release_sensor"}
+    assert [s.name for s in defs.schedules] == ["jump_rerun_schedule"]
 
 
 def test_workspace_validates_with_the_dagster_cli():

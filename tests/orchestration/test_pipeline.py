@@ -6,7 +6,7 @@ import pytest
 
 from moa_core.storage import Warehouse, partition_table
 from orchestration.definitions import build_definitions
-from orchestration.partitions import multi_key
+from orchestration.partitions import multi_key, sync_dataset_partitions
 from orchestration.resources import MoaStore
 
 DS, FRAC = "synthetic_cpjump1_mini", "100"
@@ -18,6 +18,7 @@ def materialized(tmp_path_factory, shared_dir):
     store = MoaStore(root=str(root), shared_dir=str(shared_dir), n_workers=1)
     defs = build_definitions(store)
     instance = dg.DagsterInstance.ephemeral()
+    sync_dataset_partitions(instance, [DS])
     results = {}
     for job, key in [("ingest_job", DS), ("train_eval_job", multi_key(DS, FRAC)), ("holdout_job", DS),
                      ("publish_job", None)]:

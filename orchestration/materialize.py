@@ -1,0 +1,94 @@
+"""Materialize one job for one partition from the command line, on the persistent Dagster instance.
+
+    uv run python -m orchestration.materialize DATASET JOB [--fraction 100]
+    uv run python -m orchestration.materialize --scan-releases
+
+Registers the catalogue's datasets as ``dataset`` partitions first (what the always-on
+``catalogue_sensor`` does under ``dagster dev``), then executes the job in this process
+against ``$DAGSTER_HOME`` (default ``<data dir>/dagster_home``), so its runs and
+metadata appear in the Dagster UI. ``--scan-releases`` evaluates ``jump_release_sensor``
+once (new JUMP releases -> catalogue entries + partitions) and prints what it found.
+Jobs: ingest_job, published_job (dataset); train_eval_job (dataset x fraction);
+holdout_job (dataset); publish_job (unpartitioned, DATASET ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DATASET_JOBS = {"ingest_job", "published_job", "holdout_job"}
+
+
+def prepare_instance(data_dir: Path):
+    """The persistent instance under ``$DAGSTER_HOME``, with every catalogue dataset as a partition."""
+    import dagster as dg
+
+    from moa_core.datasets import load_catalogue
+    from orchestration.partitions import sync_dataset_partitions
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_dir / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch(exist_ok=True)
+    instance = dg.DagsterInstance.get()
+    sync_dataset_partitions(instance, load_catalogue(data_dir))
+    return instance
+
+
+def run_job(defs, instance, job: str, dataset: str | None, fraction: str = "100"):
+    """Execute ``job`` for its partition of ``dataset`` (and ``fraction``); returns the result."""
+    from orchestration.partitions import multi_key
+
+    key = None if job == "publish_job" else (multi_key(dataset, fraction) if job == "train_eval_job" else dataset)
+    return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+
+
+def scan_releases(defs, instance) -> list[str]:
+    """Evaluate ``jump_release_sensor`` once and apply what it registers; returns the new dataset names."""
+    import dagster as dg
+
+    from orchestration.defs.automation import jump_release_sensor
+
+    ctx = dg.build_sensor_context(instance=instance, resources=defs.resources)
+    res = jump_release_sensor(ctx)
+    for req in res.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+    return [r.partition_key for r in res.run_requests]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("dataset", nargs="?")
+    ap.add_argument("job", nargs="?", default="ingest_job")
+    ap.add_argument("--fraction", default="100")
+    ap.add_argument("--scan-releases", action="store_true")
+    ap.add_argument("--data-dir", default=None, help="default: $MOA_DATA_DIR or .moa_data")
+    args = ap.parse_args(argv)
+    if args.data_dir:
+        os.environ["MOA_DATA_DIR"] = str(Path(args.data_dir).resolve())
+    from orchestration.definitions import defs
+    from orchestration.resources import default_data_dir
+
+    instance = prepare_instance(Path(default_data_dir()).resolve())
+    if args.scan_releases:
+        for name in scan_releases(defs, instance):
+            print(f"registered {name}: uv run python -m orchestration.materialize {name} published_job")
+        return 0
+    if not args.dataset:
+        ap.error("give DATASET and JOB, or --scan-releases")
+    result = run_job(defs, instance, args.job, args.dataset, args.fraction)
+    for ev in result.get_asset_materialization_events():
+        m = ev.event_specific_data.materialization
+        print(f"materialized {m.asset_key.to_user_string()} [{ev.partition or '-'}]")
+    if not result.success:
+        for ev in result.all_events:
+            if ev.is_step_failure:
+                print(f"FAILED {ev.step_key}: {ev.event_specific_data.error.message.strip()}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
