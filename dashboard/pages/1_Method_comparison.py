@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from dashboard import queries  # noqa: E402
 
 st.set_page_config(page_title="Method comparison", layout="wide")
-COLORS = {"MP": "#d62728", "CP": "#1f77b4", "DP": "#2ca02c"}
+COLORS = {"MP": "#d62728", "CP": "#1f77b4", "CP published": "#9467bd", "DP recipe (trained here)": "#2ca02c"}
 st.title("Method comparison: MP vs CP")
 
 if not queries.snapshot_path().is_file():

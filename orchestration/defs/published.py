@@ -53,8 +53,12 @@ def published_profiles(context: dg.AssetExecutionContext, store: MoaStore, s3: S
     if entry.source == "gallery":
         from moa_core.data.sources.s3 import S3Transfer
 
+        def report(done: int, total: int, n_bytes: int) -> None:
+            if done == total or done % 20 == 0:
+                context.log.info(f"profiles: {done}/{total} files, {n_bytes / 1e6:.1f} MB ({time.time() - t0:.0f} s)")
+
         files, stats = fetch_profiles(entry, S3Transfer(s3.get_client(), max_workers=store.download_workers),
-                                      store.cache_dir / "gallery" / "profiles")
+                                      store.cache_dir / "gallery" / "profiles", progress=report)
         meta.update({f"download_{k}": v for k, v in stats.as_metadata().items()})
     elif entry.source == "local":
         files = local_profiles(entry)

@@ -186,3 +186,21 @@ def test_registered_release_materializes_with_its_etag(world):
     t = Warehouse(store.root_path / "warehouse.duckdb").read_table(
         partition_table("published_profiles", "cpg0016_compound_v1.0"))
     assert set(t["Metadata_Source"]) == {"source_4", "source_13"} and t["Metadata_etag"].nunique() == 1
+
+
+def test_download_images_into_the_cache_then_rerun_downloads_nothing(world):
+    store, _, instance, _, endpoint, _ = world
+    dl_store = MoaStore(root=store.root, shared_dir=store.shared_dir, n_workers=1, download_images=True)
+    defs = build_definitions(dl_store, s3_endpoint_url=endpoint)
+    metas = []
+    for _ in range(2):
+        r = defs.resolve_job_def("ingest_job").execute_in_process(
+            instance=instance, partition_key="fixture_cpjump1", asset_selection=[dg.AssetKey("raw_images")])
+        assert r.success
+        metas.append(r.get_asset_materialization_events()[0].event_specific_data.materialization.metadata)
+    first, second = metas
+    assert first["download_objects"].value == 10 and first["download_cached_objects"].value == 0  # 2 fields x 5
+    assert first["download_bytes"].value > 10e6 and first["download_MB_per_s"].value > 0
+    assert second["download_cached_objects"].value == 10 and second["download_bytes"].value == 0
+    cached = sorted((store.root_path / "cache" / "gallery" / "objects").rglob("*.tiff"))
+    assert len(cached) == 10 and not list((store.root_path / "cache").rglob("*.part"))

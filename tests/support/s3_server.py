@@ -99,10 +99,10 @@ class FaultProxy:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
+                proxy._record(self.command, key, self.headers.get("Range"), status, len(body))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
-                proxy._record(self.command, key, self.headers.get("Range"), status, len(body))
 
             def _forward(self) -> None:
                 if proxy.rules.latency_s:
@@ -114,12 +114,19 @@ class FaultProxy:
                     return self._reply_error(503, "SlowDown", key)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
-                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                # one upstream keep-alive connection per client connection, as a real S3 front end keeps
+                if getattr(self, "_up", None) is None:
+                    self._up = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
+                try:
+                    self._up.request(self.command, self.path, body=body, headers=headers)
+                    resp = self._up.getresponse()
+                except (http.client.HTTPException, OSError):
+                    self._up.close()
+                    self._up = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                    self._up.request(self.command, self.path, body=body, headers=headers)
+                    resp = self._up.getresponse()
                 data = resp.read()
-                conn.close()
                 truncate = self.command == "GET" and resp.status in (200, 206) and self._take(proxy.rules.truncate, key)
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
@@ -132,9 +139,11 @@ class FaultProxy:
                     self.send_header("Connection", "close")
                 self.end_headers()
                 sent = data[: len(data) // 2] if truncate else data
+                # logged before the reply goes out, so a client that has its answer sees the entry
+                proxy._record(self.command, key, self.headers.get("Range"), resp.status,
+                              0 if self.command == "HEAD" else len(sent))
                 if self.command != "HEAD":
                     self.wfile.write(sent)
-                proxy._record(self.command, key, self.headers.get("Range"), resp.status, len(sent))
                 if truncate:
                     self.close_connection = True
                     with contextlib.suppress(OSError):
@@ -142,7 +151,10 @@ class FaultProxy:
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # socketserver's default backlog of 5 drops SYNs of concurrent clients
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

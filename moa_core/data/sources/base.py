@@ -34,6 +34,7 @@ LOAD_DATA_COLUMNS: list[str] = [
     *[c for ch in CHANNELS for c in (filename_col(ch), pathname_col(ch))],
     *[c for ch in CHANNELS for c in (illum_filename_col(ch), illum_pathname_col(ch))],
     "Metadata_load_data_file",
+    "Metadata_load_data_etag",
 ]
 
 
@@ -60,14 +61,19 @@ def subset_fields(df: pd.DataFrame, wells: tuple[str, ...] = (), sites: tuple[in
     return out.reset_index(drop=True)
 
 
-def canonical_load_data(df: pd.DataFrame, source_file: str) -> pd.DataFrame:
-    """``df`` validated and reduced to :data:`LOAD_DATA_COLUMNS` (absent ``_Illum`` columns are None)."""
+def canonical_load_data(df: pd.DataFrame, source_file: str, etag: str = "") -> pd.DataFrame:
+    """``df`` validated and reduced to :data:`LOAD_DATA_COLUMNS` (absent ``_Illum`` columns are None).
+
+    Every row records the load_data file it came from and that file's ETag (gallery) so a
+    table says which release it was built from.
+    """
     validate_load_data(df, source=source_file)
     out = df.copy()
     for c in LOAD_DATA_COLUMNS:
         if c not in out.columns:
             out[c] = None
     out["Metadata_load_data_file"] = source_file
+    out["Metadata_load_data_etag"] = etag
     out["Metadata_Plate"] = out["Metadata_Plate"].astype(str)
     out["Metadata_Well"] = out["Metadata_Well"].astype(str)
     out["Metadata_Site"] = pd.to_numeric(out["Metadata_Site"]).astype(int)

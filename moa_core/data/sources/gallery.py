@@ -104,7 +104,8 @@ class GallerySource:
         """The plate's load_data (downloaded once, cached by ETag), validated, subset, canonical."""
         key = self.load_data_key(plate)
         dest = self.cache_dir / "load_data" / key
-        self.transfer.download(self.bucket, key, dest)
+        info = self.transfer.head(self.bucket, key)
+        self.transfer.download(self.bucket, key, dest, info=info)
         uri = f"s3://{self.bucket}/{key}"
         df = read_table_file(dest)
         check_channel_map(df, self.entry.stain_of_channel(), source=uri)
@@ -112,7 +113,7 @@ class GallerySource:
             other = sorted(set(df["Metadata_Plate"].astype(str)) - {plate})
             if other:
                 raise SourceError(f"{uri}: names plate(s) {other} in the folder of plate {plate}")
-        df = canonical_load_data(df, uri)
+        df = canonical_load_data(df, uri, etag=info.etag)
         return subset_fields(df, self.entry.wells, self.entry.sites, source=uri)
 
     def locator(self) -> ImageLocator:

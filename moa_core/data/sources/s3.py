@@ -205,8 +205,13 @@ class S3Transfer:
             token = r["NextContinuationToken"]
 
     # ---- reads ----------------------------------------------------------------------
-    def _get_stream(self, bucket: str, key: str, sink, *, start: int = 0, etag: str | None = None) -> int:
-        """One GET (from byte ``start``) streamed into ``sink.write``; returns bytes written; checks length."""
+    def _get_stream(self, bucket: str, key: str, sink, *, start: int = 0, etag: str | None = None,
+                    learn: dict | None = None) -> int:
+        """One GET (from byte ``start``) streamed into ``sink.write``; returns bytes written; checks length.
+
+        ``learn`` receives the object's ``etag`` and total ``size`` from the response headers
+        before the body is read (a fresh download needs no HEAD).
+        """
         kw = {"Bucket": bucket, "Key": key}
         if start:
             kw["Range"] = f"bytes={start}-"
@@ -214,6 +219,10 @@ class S3Transfer:
             kw["IfMatch"] = etag
         r = self.client.get_object(**kw)
         expected = int(r["ContentLength"])
+        if learn is not None:
+            total = str(r.get("ContentRange", "")).rpartition("/")[2]
+            learn["etag"] = _strip(r.get("ETag"))
+            learn["size"] = int(total) if total.isdigit() else start + expected
         n = 0
         body = r["Body"]
         try:
@@ -262,41 +271,47 @@ class S3Transfer:
         return self._download(bucket, key, Path(dest), info)[0]
 
     def _download(self, bucket: str, key: str, dest: Path, info: ObjectInfo | None) -> tuple[bool, int]:
-        info = info or self.head(bucket, key)
-        if self.is_cached(dest, info):
+        part, part_meta = self._part(dest)
+        if info is None and (dest.exists() or part.exists()):
+            info = self.head(bucket, key)  # something local to validate or resume: ask for the ETag first
+        if info is not None and self.is_cached(dest, info):
             return False, 0
         dest.parent.mkdir(parents=True, exist_ok=True)
-        part, part_meta = self._part(dest)
-        resume_ok = False
-        if part.is_file() and part_meta.is_file():
+        known = {"etag": info.etag, "size": info.size} if info is not None else {}
+        if info is not None:
             try:
-                resume_ok = json.loads(part_meta.read_text()).get("etag") == info.etag
+                resume_ok = part.is_file() and json.loads(part_meta.read_text()).get("etag") == info.etag
             except (OSError, json.JSONDecodeError):
                 resume_ok = False
-        if not resume_ok or part.stat().st_size > info.size:
+            if not resume_ok or part.stat().st_size > info.size:
+                part.unlink(missing_ok=True)
+                _write_json_atomic(part_meta, {"bucket": bucket, "key": key, "etag": info.etag})
+        else:
             part.unlink(missing_ok=True)
-            _write_json_atomic(part_meta, {"bucket": bucket, "key": key, "etag": info.etag})
-        moved = 0
 
         def once() -> int:
             start = part.stat().st_size if part.is_file() else 0
-            if start >= info.size:
+            if known and start >= known["size"]:
                 return 0
+            learn: dict = {}
             with open(part, "ab") as fh:
                 try:
-                    return self._get_stream(bucket, key, fh, start=start, etag=info.etag or None)
+                    return self._get_stream(bucket, key, fh, start=start, etag=known.get("etag") or None, learn=learn)
                 finally:
                     fh.flush()
+                    if not known and learn:  # a fresh download learns the ETag from its first response
+                        known.update(learn)
+                        _write_json_atomic(part_meta, {"bucket": bucket, "key": key, "etag": learn["etag"]})
 
         try:
-            moved = self._call(f"s3://{bucket}/{key}", once) if info.size else 0
+            moved = self._call(f"s3://{bucket}/{key}", once)
             if not part.exists():
                 part.touch()
-            if part.stat().st_size != info.size:
-                raise TruncatedObjectError(f"s3://{bucket}/{key}: {part.stat().st_size} of {info.size} bytes")
+            if part.stat().st_size != known["size"]:
+                raise TruncatedObjectError(f"s3://{bucket}/{key}: {part.stat().st_size} of {known['size']} bytes")
             os.replace(part, dest)
-            _write_json_atomic(self._sidecar(dest), {"bucket": bucket, "key": key, "size": info.size,
-                                                     "etag": info.etag})
+            _write_json_atomic(self._sidecar(dest), {"bucket": bucket, "key": key, "size": known["size"],
+                                                     "etag": known["etag"]})
         except SourceError as exc:
             # a missing or forbidden object leaves nothing behind; an exhausted retry keeps
             # the .part (never at dest) so the next attempt resumes where this one stopped
