@@ -39,7 +39,6 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from moa_core.data.synthetic import SyntheticSpec
 from moa_core.errors import SchemaError
 from moa_core.model.train import TrainConfig
 from moa_core.profiles.features import FeatureConfig
+from moa_core.storage import write_json_atomic
 
 SHIPPED_CATALOGUE = Path(__file__).with_name("catalogue.toml")
 KINDS = ("synthetic", "images", "profiles")
@@ -237,16 +237,7 @@ def registry_dir(data_dir: str | os.PathLike) -> Path:
 def register_entry(data_dir: str | os.PathLike, name: str, raw: Mapping[str, Any]) -> DatasetEntry:
     """Validate and persist a machine-registered entry (atomic JSON write); returns it."""
     entry = entry_from_dict(name, raw, origin="registered")
-    d = registry_dir(data_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(dict(raw), fh, indent=2, sort_keys=True)
-        os.replace(tmp, d / f"{name}.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(dict(raw), registry_dir(data_dir) / f"{name}.json")
     return entry
 
 

@@ -108,19 +108,11 @@ LOCATOR_FILE = "locator.json"
 def save_locator(folder: str | os.PathLike, locator: ImageLocator) -> Path:
     """Record how a dataset's files are read (``folder/locator.json``, temporary name then rename)."""
     import dataclasses
-    import json
-    import tempfile
+
+    from moa_core.storage import write_json_atomic
 
     d = Path(folder)
-    d.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{LOCATOR_FILE}.", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(dataclasses.asdict(locator), fh, indent=2)
-        os.replace(tmp, d / LOCATOR_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(dataclasses.asdict(locator), d / LOCATOR_FILE)
     return d / LOCATOR_FILE
 
 

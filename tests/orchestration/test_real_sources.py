@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from moa_core.data.design import DESIGN_COLUMNS
-from moa_core.data.image_io import CHANNELS
 from moa_core.data.sources import LOAD_DATA_COLUMNS
 from moa_core.storage import Warehouse, partition_table
 from orchestration.defs.automation import jump_release_sensor

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from moa_core.errors import MoaInputError
+from moa_core.storage import write_json_atomic
 
 RETRY_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
                "InternalError", "ServiceUnavailable", "503", "500", "502", "504", "429", "RequestTimeTooSkewed"}
@@ -125,17 +125,6 @@ def _code(exc: Exception) -> str:
 
 def _strip(etag: str | None) -> str:
     return (etag or "").strip('"')
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -285,7 +274,7 @@ class S3Transfer:
                 resume_ok = False
             if not resume_ok or part.stat().st_size > info.size:
                 part.unlink(missing_ok=True)
-                _write_json_atomic(part_meta, {"bucket": bucket, "key": key, "etag": info.etag})
+                write_json_atomic({"bucket": bucket, "key": key, "etag": info.etag}, part_meta)
         else:
             part.unlink(missing_ok=True)
 
@@ -301,7 +290,7 @@ class S3Transfer:
                     fh.flush()
                     if not known and learn:  # a fresh download learns the ETag from its first response
                         known.update(learn)
-                        _write_json_atomic(part_meta, {"bucket": bucket, "key": key, "etag": learn["etag"]})
+                        write_json_atomic({"bucket": bucket, "key": key, "etag": learn["etag"]}, part_meta)
 
         try:
             moved = self._call(f"s3://{bucket}/{key}", once)
@@ -310,8 +299,8 @@ class S3Transfer:
             if part.stat().st_size != known["size"]:
                 raise TruncatedObjectError(f"s3://{bucket}/{key}: {part.stat().st_size} of {known['size']} bytes")
             os.replace(part, dest)
-            _write_json_atomic(self._sidecar(dest), {"bucket": bucket, "key": key, "size": known["size"],
-                                                     "etag": known["etag"]})
+            write_json_atomic({"bucket": bucket, "key": key, "size": known["size"], "etag": known["etag"]},
+                              self._sidecar(dest))
         except SourceError as exc:
             # a missing or forbidden object leaves nothing behind; an exhausted retry keeps
             # the .part (never at dest) so the next attempt resumes where this one stopped

@@ -8,7 +8,7 @@ import pytest
 import tifffile
 
 from moa_core.data.sources.s3 import S3Transfer, SourceError, make_s3_client, parse_s3_uri
-from tests.support.s3_server import FaultProxy, FaultRules, moto_server
+from tests.support.s3_server import FaultProxy, moto_server
 
 BUCKET = "bench-bucket"
 
