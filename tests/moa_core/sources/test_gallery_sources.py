@@ -124,3 +124,18 @@ def test_local_folder_bad_inputs(tmp_path):
     entry = entry_from_dict("x", {"kind": "images", "source": "local", "path": str(tmp_path / "f")})
     with pytest.raises(SchemaError, match=r"load_data.csv: blank Metadata_Well in row 0"):
         open_image_source(entry, cache_dir=tmp_path).list_plates()
+
+
+def test_lincs_image_wells_come_from_the_plates_profile_metadata(gallery, shared_dir, tmp_path):
+    """LINCS platemaps travel with its profiles: the image dataset's wells table is built from them (10 uM)."""
+    endpoint, _, _ = gallery
+    entry = dataclasses.replace(DATASETS["cpg0004_lincs_batch1"], profile_suffix="normalized_feature_select")
+    src = open_image_source(entry, cache_dir=tmp_path, transfer=S3Transfer(make_s3_client(endpoint)),
+                            endpoint_url=endpoint)
+    raw = pd.read_csv(shared_dir / "data" / "lincs" / "SQ00015054_normalized_feature_select.csv.gz")
+    ld = raw[["Metadata_Plate", "Metadata_Well"]].assign(Metadata_Site=1)
+    wells = well_annotations(entry, ld, shared_dir, src)
+    at10 = raw[(raw["Metadata_mmoles_per_liter"] - 10).abs() < 0.5]
+    assert wells["Metadata_moa"].eq("DMSO").sum() == 24
+    assert set(wells.loc[wells["Metadata_moa"].ne("DMSO"), "Metadata_Well"]) <= set(at10["Metadata_Well"])
+    assert len(wells) == 24 + len(at10)  # every 10 uM well and DMSO; splits apply the single-MOA filter
