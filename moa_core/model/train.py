@@ -6,6 +6,19 @@ and 75, class-balanced training set, DMSO as a class, and the checkpoint with th
 validation accuracy kept. The demo scales epochs, batch and input size down for a
 2-core CPU and adds a short linear warm-up (noted in the config).
 
+Checkpoint selection: on the validation split's *balanced accuracy at well level with
+the negative control excluded* (field probabilities averaged per well) when the wells
+and the control class are given: DMSO is ~30 % of validation fields but 1/K of the
+balanced training draws, so plain field accuracy rewards an always-"DMSO" model.
+
+Crash safety: after every epoch the full training state (weights, optimizer, the
+scheduler's epoch, both random generators, the best weights so far, the history) goes to
+``<checkpoint>.resume.pt`` (temporary name, then rename). Training again with the same
+config and data resumes after the last finished epoch and ends with the same weights as
+an uninterrupted run; a different config or data refuses to mix. Every file is read with
+``torch.load(weights_only=True)``: a checkpoint that is not plain tensors and containers
+(a pickle carrying code) is refused before anything runs.
+
 Class balance: the paper duplicates minority-class images until every MOA is equally
 represented. We draw each epoch's samples with class-balanced probabilities (with
 replacement), which gives every class the same expected share without materializing
@@ -14,6 +27,8 @@ the duplicated set.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 import time
@@ -22,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -71,17 +87,97 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     classes: list[str] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+    sha256: str = ""
+
+    @property
+    def warnings(self) -> list[str]:
+        """Signs that the model did not learn, for the asset metadata and the dashboard."""
+        out = []
+        if self.history and self.best_epoch == self.history[-1]["epoch"] and len(self.history) > 1:
+            out.append(f"best epoch is the last ({self.best_epoch}): still improving, train longer")
+        k = max(1, len(self.classes) - 1)
+        if self.best_val_accuracy < 2.0 / k:
+            out.append(f"best validation score {self.best_val_accuracy:.3f} is near chance (~{1 / k:.3f})")
+        return out
 
 
-def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor,
-              device: torch.device, batch: int = 128) -> float:
+CHECKPOINT_FORMAT = "moa_profiler.efficientnet_b0.v1"
+RESUME_FORMAT = "moa_profiler.train_state.v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is not ours, is corrupt, or does not match its recorded hash."""
+
+
+def _probabilities(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor,
+                   device: torch.device, batch: int = 128) -> torch.Tensor:
     model.eval()
-    correct = 0
-    with torch.no_grad():
+    out = []
+    with torch.inference_mode():
         for i in range(0, len(x), batch):
-            xb = normalize(x[i:i + batch], mean, sd).to(device)
-            correct += int((model(xb).argmax(1).cpu() == y[i:i + batch]).sum())
-    return correct / max(1, len(x))
+            out.append(torch.softmax(model(normalize(x[i:i + batch], mean, sd).to(device)).float(), 1).cpu())
+    return torch.cat(out)
+
+
+def well_balanced_accuracy(probs: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                           exclude_class: int | None = None) -> float:
+    """Balanced accuracy over wells: field probabilities averaged per well, argmax, mean per-class recall.
+
+    Wells whose true class is ``exclude_class`` (the negative control) are left out, as
+    the paper's MOA analyses leave DMSO out. Mirrors ``sklearn.metrics.balanced_accuracy_score``
+    on the well-level predictions.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    df = pd.DataFrame(probs)
+    df["_g"], df["_y"] = groups, y
+    per_well = df.groupby("_g", sort=False)
+    p = per_well[list(range(probs.shape[1]))].mean().to_numpy()
+    yw = per_well["_y"].first().to_numpy()
+    keep = yw != exclude_class if exclude_class is not None else np.ones(len(yw), bool)
+    if not keep.any():
+        return float("nan")
+    return float(balanced_accuracy_score(yw[keep], p[keep].argmax(1)))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def safe_load(path: str | os.PathLike, *, expected_format: str, expected_sha256: str | None = None,
+              map_location: str = "cpu") -> dict:
+    """``torch.load(weights_only=True)`` of one of our files, after checking its hash (if given) and format."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint missing: {p}")
+    if expected_sha256 is not None:
+        got = file_sha256(p)
+        if got != expected_sha256:
+            raise CheckpointError(f"checkpoint {p} has SHA-256 {got[:16]}..., its warehouse row records "
+                                  f"{expected_sha256[:16]}...: re-materialize the checkpoint asset")
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # UnpicklingError for code-carrying pickles, RuntimeError for corrupt zips
+        raise CheckpointError(f"{p} is not a MOAProfiler checkpoint (loaded with weights_only=True, nothing was "
+                              f"executed): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(obj, dict) or obj.get("format") != expected_format:
+        raise CheckpointError(f"{p} is not a {expected_format} file")
+    return obj
+
+
+def _fingerprint(config: TrainConfig, classes: list[str], x: torch.Tensor, y: torch.Tensor) -> str:
+    """What a resumed run must share with the interrupted one: config, classes, data shape and content sample."""
+    h = hashlib.sha256(json.dumps({"config": config.to_dict(), "classes": list(classes),
+                                   "shape": list(x.shape)}, sort_keys=True).encode())
+    h.update(y.numpy().tobytes())
+    step = max(1, len(x) // 64)
+    h.update(x[::step].float().sum(dim=(1, 2, 3)).numpy().round(3).tobytes())
+    return h.hexdigest()
 
 
 def save_checkpoint_atomic(obj: dict, path: str | os.PathLike) -> None:
@@ -98,6 +194,11 @@ def save_checkpoint_atomic(obj: dict, path: str | os.PathLike) -> None:
         raise
 
 
+def resume_path(checkpoint_path: str | os.PathLike) -> Path:
+    p = Path(checkpoint_path)
+    return p.with_name(p.stem + ".resume.pt")
+
+
 def train_classifier(
     x_train: torch.Tensor,
     y_train: np.ndarray,
@@ -108,13 +209,18 @@ def train_classifier(
     checkpoint_path: str | os.PathLike,
     *,
     on_epoch: Callable[[dict], None] | None = None,
+    val_groups: np.ndarray | None = None,
+    exclude_class: int | None = None,
 ) -> TrainResult:
-    """Train EfficientNet-B0 on field tensors; keep the best-validation-accuracy weights.
+    """Train EfficientNet-B0 on field tensors; keep the best validation weights; resume after a crash.
 
     ``x_*`` are ``(N, 5, H, W)`` tensors scaled to [0, 1] (see
     :func:`~moa_core.model.fields.load_field_tensors`); ``y_*`` are integer class
-    indices into ``classes``. The checkpoint holds the weights, ``classes``, the
-    training-set channel statistics, the config and the per-epoch history.
+    indices into ``classes``. With ``val_groups`` (the validation fields' well IDs) the
+    checkpoint is selected on :func:`well_balanced_accuracy` with ``exclude_class`` (the
+    negative control) left out; otherwise on field accuracy. The checkpoint holds the
+    weights, ``classes``, the training-set channel statistics, the config and the
+    per-epoch history; its SHA-256 is in the result.
     """
     if len(x_train) == 0 or len(x_val) == 0:
         raise ValueError(f"need training and validation fields, got {len(x_train)} and {len(x_val)}")
@@ -138,12 +244,30 @@ def train_classifier(
     n_per_epoch = config.samples_per_epoch or len(y_tr)
     steps_per_epoch = max(1, int(np.ceil(n_per_epoch / config.batch_size)))
     warmup_steps = config.warmup_epochs * steps_per_epoch
+    selection = "well_balanced_accuracy" if val_groups is not None else "field_accuracy"
 
     best = {"acc": -1.0, "epoch": -1, "state": None}
     history: list[dict] = []
     t0 = time.time()
     step = 0
-    for epoch in range(1, config.epochs + 1):
+    start_epoch = 1
+    fingerprint = _fingerprint(config, classes, x_train, y_tr)
+    rpath = resume_path(checkpoint_path)
+    if rpath.is_file():
+        state = safe_load(rpath, expected_format=RESUME_FORMAT)
+        if state["fingerprint"] != fingerprint:
+            raise CheckpointError(f"{rpath} was written by a run with another config or other data; refusing to "
+                                  f"mix them: delete it to start afresh")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.last_epoch = state["epoch"]
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        best, history, step = state["best"], state["history"], state["step"]
+        start_epoch = state["epoch"] + 1
+    resumed_from = start_epoch - 1
+
+    for epoch in range(start_epoch, config.epochs + 1):
         model.train()
         idx = torch.multinomial(weights, n_per_epoch, replacement=True, generator=gen)
         loss_sum, correct, seen = 0.0, 0, 0
@@ -170,7 +294,8 @@ def train_classifier(
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(bi)
         sched.step()
-        val_acc = _accuracy(model, x_val, y_va, mean, sd, device)
+        probs = _probabilities(model, x_val, mean, sd, device)
+        val_acc = float((probs.argmax(1) == y_va).float().mean())
         rec = {
             "epoch": epoch,
             "train_loss": loss_sum / max(1, seen),
@@ -179,14 +304,24 @@ def train_classifier(
             "lr": opt.param_groups[0]["lr"],
             "seconds": time.time() - t0,
         }
+        if val_groups is not None:
+            rec["val_balanced_accuracy"] = well_balanced_accuracy(probs.numpy(), y_va.numpy(), np.asarray(val_groups),
+                                                                  exclude_class)
+        score = rec.get("val_balanced_accuracy", val_acc)
         history.append(rec)
-        if val_acc > best["acc"]:
-            best = {"acc": val_acc, "epoch": epoch,
+        if score > best["acc"]:
+            best = {"acc": score, "epoch": epoch,
                     "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        save_checkpoint_atomic({
+            "format": RESUME_FORMAT, "fingerprint": fingerprint, "epoch": epoch, "step": step,
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "best": best, "history": history,
+        }, rpath)
         if on_epoch:
             on_epoch(rec)
 
     ckpt = {
+        "format": CHECKPOINT_FORMAT,
         "state_dict": best["state"],
         "classes": list(classes),
         "channel_mean": mean,
@@ -194,20 +329,50 @@ def train_classifier(
         "config": config.to_dict(),
         "best_epoch": best["epoch"],
         "best_val_accuracy": best["acc"],
+        "selection": selection,
         "history": history,
         "in_channels": int(x_train.shape[1]),
     }
     save_checkpoint_atomic(ckpt, checkpoint_path)
-    return TrainResult(Path(checkpoint_path), best["epoch"], best["acc"], history, time.time() - t0, list(classes))
+    rpath.unlink(missing_ok=True)
+    return TrainResult(Path(checkpoint_path), best["epoch"], best["acc"], history, time.time() - t0, list(classes),
+                       resumed_from, file_sha256(checkpoint_path))
 
 
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Rebuild the trained model (eval mode) and return it with the checkpoint dict."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint missing: {p}")
-    ckpt = torch.load(p, map_location=device, weights_only=False)
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu",
+                    expected_sha256: str | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the trained model (eval mode) and return it with the checkpoint dict.
+
+    Loaded with ``torch.load(weights_only=True)`` after checking ``expected_sha256`` (the
+    hash recorded in the warehouse row): a file that is not ours, or was swapped, raises
+    :class:`CheckpointError` and runs nothing.
+    """
+    ckpt = safe_load(path, expected_format=CHECKPOINT_FORMAT, expected_sha256=expected_sha256,
+                     map_location=device)
     model = build_model(len(ckpt["classes"]), in_channels=ckpt["in_channels"], dropout=ckpt["config"]["dropout"])
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model.to(device), ckpt
+
+
+def content_addressed(path: str | os.PathLike, sha256: str) -> Path:
+    """Rename a finished checkpoint to ``<stem>-<sha12><suffix>`` and return the new path.
+
+    A warehouse row that records (path, hash) then always names a complete file with
+    that hash: a crash between this rename and the row's update leaves the row pointing
+    at the previous checkpoint, which is still there (see :func:`prune_checkpoints`).
+    """
+    p = Path(path)
+    final = p.with_name(f"{p.stem}-{sha256[:12]}{p.suffix}")
+    os.replace(p, final)
+    return final
+
+
+def prune_checkpoints(keep: str | os.PathLike) -> list[Path]:
+    """Remove the other content-addressed checkpoints of the same stem once ``keep`` is recorded."""
+    keep = Path(keep)
+    stem = keep.stem.rsplit("-", 1)[0]
+    gone = [p for p in keep.parent.glob(f"{stem}-*{keep.suffix}") if p != keep]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return gone

@@ -306,11 +306,22 @@ def apply_paper_filters(df: pd.DataFrame, *, single_moa: bool = True, dose_uM: f
 
 
 def load_published_profiles(warehouse: Warehouse, table: str, df: pd.DataFrame, *, partition: dict) -> dict:
-    """Validate the canonical schema and write ``table`` in one transaction; returns load metadata."""
+    """Validate the canonical schema and write ``table`` in one transaction; returns load metadata.
+
+    The metadata reports ``rows, plates, features, release, etag, seconds, rows_per_s`` and the
+    finite check: ``non_finite_values`` (NaN or ±inf cells), ``columns_with_non_finite`` and
+    ``worst_column`` (most non-finite cells; "" when all finite). Non-finite values are
+    reported, not removed: feature hygiene (``moa_core.profiles.normalize``) decides.
+    """
     missing = [c for c in PUBLISHED_METADATA if c not in df.columns]
     if missing:
         raise SchemaError(f"{table}: not in the canonical schema, missing {missing}")
+    if df.empty:
+        raise SchemaError(f"{table}: no rows to load")
     feats = [c for c in df.columns if c not in PUBLISHED_METADATA]
+    bad_cols = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
+    if not feats or bad_cols:
+        raise SchemaError(f"{table}: features must be numeric and at least one; offending {bad_cols[:5]}")
     bad = ~np.isfinite(df[feats].to_numpy(np.float32))
     per_col = bad.sum(axis=0)
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from moa_core.data.locator import ImageLocator, load_locator
 from moa_core.datasets import FRACTIONS
 from moa_core.model.embed import embed_fields, median_per_well
 from moa_core.model.fields import load_field_tensors
-from moa_core.model.train import load_checkpoint, train_classifier
+from moa_core.model.train import content_addressed, load_checkpoint, prune_checkpoints, train_classifier
 from moa_core.profiles.normalize import feature_columns, standardize_to_controls
 from moa_core.splits import SPLIT_COL, subsample_training
 from moa_core.storage import partition_table, write_parquet_atomic
@@ -65,18 +65,31 @@ def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.D
     x_va = load_field_tensors(va, root, cfg.input_size, expected_shape=_image_shape(store, ds))
 
     def on_epoch(rec: dict) -> None:
+        bal = f" well balanced acc (no DMSO) {rec['val_balanced_accuracy']:.3f}" if "val_balanced_accuracy" in rec else ""
         context.log.info(
             f"epoch {rec['epoch']}/{cfg.epochs}: loss {rec['train_loss']:.3f} train acc {rec['train_accuracy']:.3f} "
-            f"val acc {rec['val_accuracy']:.3f} lr {rec['lr']:.4f} ({rec['seconds']:.0f} s)"
+            f"val acc {rec['val_accuracy']:.3f}{bal} lr {rec['lr']:.4f} ({rec['seconds']:.0f} s)"
         )
 
     res = train_classifier(x_tr, tr["Metadata_moa"].map(cls_index).to_numpy(), x_va,
-                           va["Metadata_moa"].map(cls_index).to_numpy(), classes, cfg, ckpt_path, on_epoch=on_epoch)
+                           va["Metadata_moa"].map(cls_index).to_numpy(), classes, cfg, ckpt_path, on_epoch=on_epoch,
+                           val_groups=(va["Metadata_Plate"] + "/" + va["Metadata_Well"]).to_numpy(),
+                           exclude_class=cls_index.get("DMSO"))
+    if res.resumed_from_epoch:
+        context.log.info(f"resumed after epoch {res.resumed_from_epoch} from the previous attempt's saved state")
+    for w in res.warnings:
+        context.log.warning(w)
+    final = content_addressed(res.checkpoint_path, res.sha256)
     hist = pd.DataFrame(res.history)
     meta = {
-        "checkpoint": dg.MetadataValue.path(str(ckpt_path)),
+        "checkpoint": dg.MetadataValue.path(str(final)),
+        "sha256": res.sha256,
         "best_epoch": res.best_epoch,
-        "best_val_accuracy": float(res.best_val_accuracy),
+        "epochs": len(res.history),
+        "best_val_score": float(res.best_val_accuracy),
+        "selected_on": "well balanced accuracy, DMSO excluded" if "DMSO" in cls_index else "field accuracy",
+        "resumed_from_epoch": res.resumed_from_epoch,
+        "warnings": "; ".join(res.warnings) or "none",
         "train_fields": len(tr),
         "val_fields": len(va),
         "classes": len(classes),
@@ -87,10 +100,11 @@ def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.D
     return meta, hist
 
 
-def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, ckpt_path: Path,
+def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, row: pd.Series,
            field_path: Path) -> tuple[pd.DataFrame, dict]:
-    """Embed every field of ``sp``'s wells; write field predictions; return DMSO-standardized wells."""
-    model, ckpt = load_checkpoint(ckpt_path)
+    """Embed every field of ``sp``'s wells with the checkpoint of warehouse ``row`` (hash checked first);
+    write field predictions; return DMSO-standardized wells."""
+    model, ckpt = load_checkpoint(row["checkpoint_path"], expected_sha256=row["sha256"])
     load_data, root = _fields_source(store, ds)
     fields = _fields_for(load_data, sp[KEYS])
     x = load_field_tensors(fields, root, ckpt["config"]["input_size"], expected_shape=_image_shape(store, ds))
@@ -113,29 +127,47 @@ def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.D
     return std, meta
 
 
+def _record_checkpoint(store: MoaStore, ds: str, frac: str, model: str, meta: dict) -> None:
+    """The checkpoint's row (path + SHA-256) in one transaction, then the superseded files go."""
+    row = pd.DataFrame([{
+        "dataset": ds, "fraction": frac, "model": model, "checkpoint_path": meta["checkpoint"].path,
+        "sha256": meta["sha256"], "best_epoch": meta["best_epoch"], "best_val_score": meta["best_val_score"],
+        "selected_on": meta["selected_on"], "warnings": meta["warnings"], "train_fields": meta["train_fields"],
+        "val_fields": meta["val_fields"], "classes": meta["classes"], "seconds": meta["seconds"],
+    }])
+    store.warehouse().replace_rows("checkpoints", row, {"dataset": ds, "fraction": frac, "model": model})
+    prune_checkpoints(meta["checkpoint"].path)
+
+
+def _recorded_checkpoint(store: MoaStore, ds: str, frac: str, model: str) -> pd.Series:
+    wh = store.warehouse()
+    ck = wh.read_table("checkpoints", {"dataset": ds, "fraction": frac, "model": model}) \
+        if wh.has_table("checkpoints") else pd.DataFrame()
+    if ck.empty:
+        raise dg.Failure(f"no {model} checkpoint recorded for dataset {ds} fraction {frac}: materialize it first")
+    return ck.iloc[0]
+
+
 @dg.asset(
     partitions_def=dataset_fraction_partitions,
     group_name=GROUP,
     deps=[splits, raw_images],
     kinds={"pytorch"},
-    description="5-channel EfficientNet-B0 trained to classify each field's MOA (best validation accuracy).",
+    description=(
+        "5-channel EfficientNet-B0 trained to classify each field's MOA; the checkpoint with the best well-level "
+        "balanced validation accuracy (DMSO excluded); resumes after a crash; SHA-256 in its warehouse row."
+    ),
 )
 def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, store: MoaStore) -> dg.MaterializeResult:
     ds, frac = dataset_fraction_keys(context)
     wh = store.warehouse()
     sp = subsample_training(wh.read_table(partition_table("splits", ds)), FRACTIONS[frac],
                             seed=store.dataset(ds).split_seed)
-    ckpt_path = store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt"
-    meta, hist = _train(context, store, ds, sp, config, ckpt_path)
+    meta, hist = _train(context, store, ds, sp, config, store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt")
     hist.insert(0, "fraction", frac)
     hist.insert(0, "dataset", ds)
     wh.replace_rows("training_history", hist, {"dataset": ds, "fraction": frac})
-    row = pd.DataFrame([{
-        "dataset": ds, "fraction": frac, "checkpoint_path": str(ckpt_path), "best_epoch": meta["best_epoch"],
-        "best_val_accuracy": meta["best_val_accuracy"], "train_fields": meta["train_fields"],
-        "val_fields": meta["val_fields"], "classes": meta["classes"], "seconds": meta["seconds"],
-    }])
-    wh.replace_rows("checkpoints", row, {"dataset": ds, "fraction": frac})
+    _record_checkpoint(store, ds, frac, "mp", meta)
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -150,11 +182,8 @@ def mp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
     wh = store.warehouse()
-    ck = wh.read_table("checkpoints", {"dataset": ds, "fraction": frac})
-    if ck.empty:
-        raise dg.Failure(f"no checkpoint recorded for dataset {ds} fraction {frac}")
     sp = wh.read_table(partition_table("splits", ds))
-    std, meta = _embed(context, store, ds, sp, Path(ck["checkpoint_path"].iloc[0]),
+    std, meta = _embed(context, store, ds, sp, _recorded_checkpoint(store, ds, frac, "mp"),
                        store.artifact_dir(ds, frac) / "mp_field_predictions.parquet")
     wh.replace_table(partition_table("mp_embeddings", ds, frac), std, partition={"dataset": ds, "fraction": frac})
     return dg.MaterializeResult(metadata={**meta, "seconds": round(time.time() - t0, 1)})
@@ -172,6 +201,7 @@ def mp_holdout_checkpoint(context: dg.AssetExecutionContext, config: TrainOverri
     ds = dataset_key(context)
     sp = store.warehouse().read_table(partition_table("compound_holdout_splits", ds))
     meta, _ = _train(context, store, ds, sp, config, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt")
+    _record_checkpoint(store, ds, "100", "mp_holdout", meta)
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -187,7 +217,7 @@ def mp_holdout_embeddings(context: dg.AssetExecutionContext, store: MoaStore) ->
     t0 = time.time()
     wh = store.warehouse()
     sp = wh.read_table(partition_table("compound_holdout_splits", ds))
-    std, meta = _embed(context, store, ds, sp, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt",
+    std, meta = _embed(context, store, ds, sp, _recorded_checkpoint(store, ds, "100", "mp_holdout"),
                        store.artifact_dir(ds) / "mp_holdout_field_predictions.parquet")
     wh.replace_table(partition_table("mp_holdout_embeddings", ds), std, partition={"dataset": ds})
     return dg.MaterializeResult(metadata={**meta, "seconds": round(time.time() - t0, 1)})

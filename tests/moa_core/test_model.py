@@ -67,3 +67,104 @@ def test_field_tensors_from_load_data(mini_dataset):
     assert float(x.max()) <= 1.0 and float(x.min()) >= 0.0
     mean, sd = channel_stats(x)
     assert mean.shape == (5,) and (sd > 0).all()
+
+
+def _task(n, seed=0, classes=3):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = torch.rand((n, 5, 32, 32), generator=g) * 0.2
+    x[:, 0] += y[:, None, None].float() * 0.3
+    return x.half(), y.numpy()
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """A run killed after epoch 2 (its per-epoch state saved), trained again, ends equal to an uninterrupted run."""
+    from moa_core.model.train import resume_path
+
+    x_tr, y_tr = _task(48)
+    x_va, y_va = _task(24, seed=1)
+    cfg = TrainConfig(epochs=4, batch_size=12, lr=0.05, input_size=32, num_threads=2, milestones=(0.5,))
+    ref = train_classifier(x_tr, y_tr, x_va, y_va, ["a", "b", "c"], cfg, tmp_path / "ref.pt")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_2(rec):
+        if rec["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_classifier(x_tr, y_tr, x_va, y_va, ["a", "b", "c"], cfg, tmp_path / "run.pt", on_epoch=kill_after_2)
+    assert resume_path(tmp_path / "run.pt").is_file() and not (tmp_path / "run.pt").exists()
+    res = train_classifier(x_tr, y_tr, x_va, y_va, ["a", "b", "c"], cfg, tmp_path / "run.pt")
+    assert res.resumed_from_epoch == 2 and not resume_path(tmp_path / "run.pt").exists()
+    a, b = load_checkpoint(ref.checkpoint_path)[1], load_checkpoint(res.checkpoint_path)[1]
+    assert a["best_epoch"] == b["best_epoch"]
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+
+
+def test_resume_with_another_config_refuses_to_mix(tmp_path):
+    from moa_core.model.train import CheckpointError
+
+    x_tr, y_tr = _task(24)
+    cfg = TrainConfig(epochs=3, batch_size=12, lr=0.05, input_size=32, num_threads=2)
+
+    def stop(rec):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], cfg, tmp_path / "c.pt", on_epoch=stop)
+    with pytest.raises(CheckpointError, match="another config or other data"):
+        train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], TrainConfig(**{**cfg.__dict__, "lr": 0.01}),
+                         tmp_path / "c.pt")
+
+
+def test_checkpoints_load_weights_only_and_refuse_code_or_a_wrong_hash(tmp_path):
+    import pickle
+
+    from moa_core.model.train import CheckpointError
+
+    x_tr, y_tr = _task(24)
+    cfg = TrainConfig(epochs=1, batch_size=12, lr=0.05, input_size=32, num_threads=2)
+    res = train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], cfg, tmp_path / "c.pt")
+    load_checkpoint(res.checkpoint_path, expected_sha256=res.sha256)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "moa_profiler.efficientnet_b0.v1", "x": Payload()}, evil)
+    with pytest.raises(CheckpointError, match="weights_only=True, nothing was executed"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    evil.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(CheckpointError, match="not a MOAProfiler checkpoint"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="is not a moa_profiler.efficientnet_b0.v1 file"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="warehouse row records"):
+        load_checkpoint(res.checkpoint_path, expected_sha256="0" * 64)
+
+
+def test_well_balanced_accuracy_excludes_controls_and_averages_fields():
+    from sklearn.metrics import balanced_accuracy_score
+
+    from moa_core.model.train import well_balanced_accuracy
+
+    # 3 classes, class 0 = DMSO; wells w1..w5 with 2 fields each
+    probs = np.array([[.9, .05, .05], [.8, .1, .1],      # w1 DMSO, right
+                      [.1, .8, .1], [.1, .3, .6],        # w2 class 1: mean -> class 1
+                      [.1, .2, .7], [.2, .2, .6],        # w3 class 2, right
+                      [.7, .2, .1], [.6, .3, .1],        # w4 class 1, predicted DMSO
+                      [.1, .1, .8], [.1, .2, .7]])       # w5 class 2, right
+    y = np.array([0, 0, 1, 1, 2, 2, 1, 1, 2, 2])
+    g = np.array(["w1", "w1", "w2", "w2", "w3", "w3", "w4", "w4", "w5", "w5"])
+    got = well_balanced_accuracy(probs, y, g, exclude_class=0)
+    assert got == pytest.approx(balanced_accuracy_score([1, 2, 1, 2], [1, 2, 0, 2]))  # (0.5 + 1) / 2
+    assert well_balanced_accuracy(probs, y, g) == pytest.approx(balanced_accuracy_score([0, 1, 2, 1, 2], [0, 1, 2, 0, 2]))

@@ -1,5 +1,6 @@
 """Published CellProfiler profiles: reading, canonical schema, annotations, the paper's filters, DuckDB load."""
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,14 +136,61 @@ def test_annotate_by_inchikey_with_jump_tables(shared_dir):
         annotate_by_inchikey(prof, wells, compounds.drop(columns=["Metadata_InChIKey"]), ann)
 
 
-def test_load_into_duckdb_and_a_failed_load_keeps_the_old_table(tmp_path, lincs):
+def _plain(df):
+    """Missing values as None and strings as str, so DuckDB's and pandas' NA spellings compare equal."""
+    return df.astype(object).where(df.notna(), None)
+
+
+def test_load_into_duckdb_reads_back_identical(tmp_path, lincs):
     c = _lincs_canonical(lincs)
     wh = Warehouse(tmp_path / "w.duckdb")
     meta = load_published_profiles(wh, "published_profiles__x", c, partition={"dataset": "x"})
-    assert meta["rows"] == 384 and meta["features"] == c.shape[1] - len(PUBLISHED_METADATA)
+    assert meta["rows"] == 384 and meta["plates"] == 1 and meta["features"] == c.shape[1] - len(PUBLISHED_METADATA)
+    assert meta["etag"] == "e1" and meta["release"] == "cpg0004/SQ00015054_normalized_feature_select"
     back = wh.read_table("published_profiles__x")
-    pd.testing.assert_frame_equal(back[c.columns[4:12]].astype(str), c[c.columns[4:12]].astype(str))
-    with pytest.raises(SchemaError, match="Metadata_etag"):
+    assert list(back.columns) == list(c.columns)
+    pd.testing.assert_frame_equal(_plain(back), _plain(c))
+
+
+def test_lincs_moas_come_from_the_repurposing_map(lincs):
+    raw = pd.read_csv(lincs / "SQ00015054_normalized_feature_select.csv.gz")
+    rep = pd.read_csv(lincs / "repurposing_info_external_moa_map_resolved.tsv", sep="\t")
+    c = _lincs_canonical(lincs)
+    expected = raw["Metadata_broad_sample"].map(rep.set_index("broad_sample")["moa"])
+    mapped = expected.notna().to_numpy()
+    assert mapped.sum() > 300
+    assert (c["Metadata_moa"].to_numpy()[mapped] == expected.to_numpy()[mapped]).all()
+    n_pipes = expected[mapped].str.count(r"\|").to_numpy() + 1
+    assert (c["Metadata_n_moa"].to_numpy()[mapped] == n_pipes).all()
+
+
+def test_non_finite_features_are_counted_and_the_worst_named(tmp_path, lincs):
+    c = _lincs_canonical(lincs)
+    feats = c.columns[len(PUBLISHED_METADATA):]
+    c.loc[:9, feats[3]] = np.nan
+    c.loc[0, feats[5]] = np.inf
+    meta = load_published_profiles(Warehouse(tmp_path / "w.duckdb"), "t", c, partition={})
+    assert meta["non_finite_values"] == 11 and meta["columns_with_non_finite"] == 2
+    assert meta["worst_column"] == feats[3]
+    with pytest.raises(SchemaError, match=r"t: features must be numeric.*'Cells_bad'"):
+        load_published_profiles(Warehouse(tmp_path / "w.duckdb"), "t", c.assign(Cells_bad="x"), partition={})
+
+
+def test_a_failed_load_keeps_the_previous_table(tmp_path, lincs):
+    c = _lincs_canonical(lincs)
+    wh = Warehouse(tmp_path / "w.duckdb")
+    load_published_profiles(wh, "published_profiles__x", c, partition={"dataset": "x"})
+    with pytest.raises(SchemaError, match="Metadata_etag"):  # refused before any write
         load_published_profiles(wh, "published_profiles__x", c.drop(columns=["Metadata_etag"]),
                                 partition={"dataset": "x"})
-    assert len(wh.read_table("published_profiles__x")) == 384
+    # fail midway: the new table is created inside the transaction, then the catalog row is
+    # refused by a CHECK constraint planted on the warehouse's catalog table
+    with wh.connect() as con:
+        con.execute("DROP TABLE catalog")
+        con.execute("CREATE TABLE catalog (table_name VARCHAR, partition_key VARCHAR, "
+                    "n_rows BIGINT CHECK (n_rows < 100), n_columns INTEGER, written_at TIMESTAMP)")
+    half = c.iloc[:200].assign(Metadata_release="second")
+    with pytest.raises(duckdb.ConstraintException):
+        load_published_profiles(wh, "published_profiles__x", half, partition={"dataset": "x"})
+    back = wh.read_table("published_profiles__x")
+    assert len(back) == 384 and back["Metadata_release"].eq(c["Metadata_release"].iloc[0]).all()

@@ -94,3 +94,23 @@ def test_missing_image_fails_naming_the_file_and_keeps_tables(materialized, tmp_
         pd.testing.assert_frame_equal(before, after)
     finally:
         victim.write_bytes(data)
+
+
+def test_a_swapped_checkpoint_is_refused_by_its_hash(materialized):
+    store, instance, _ = materialized
+    row = Warehouse(store.root_path / "warehouse.duckdb").read_table(
+        "checkpoints", {"dataset": DS, "fraction": FRAC, "model": "mp"}).iloc[0]
+    path = store.artifact_dir(DS, FRAC) / row["checkpoint_path"].rsplit("/", 1)[-1]
+    assert path.is_file() and len(row["sha256"]) == 64 and row["sha256"][:12] in path.name
+    assert sorted(p.name for p in path.parent.glob("*.pt")) == [path.name]  # no resume file, no stale checkpoint
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[:-10] + b"0123456789")  # planted or corrupted after the row was written
+        r = build_definitions(store).resolve_job_def("train_eval_job").execute_in_process(
+            instance=instance, partition_key=multi_key(DS, FRAC), asset_selection=[dg.AssetKey("mp_embeddings")],
+            raise_on_error=False)
+        assert not r.success
+        msg = " ".join(str(e.event_specific_data.error) for e in r.all_events if e.is_step_failure)
+        assert "its warehouse row records" in msg and path.name in msg
+    finally:
+        path.write_bytes(original)
