@@ -123,21 +123,26 @@ def well_holdout_split(
 
 
 def subsample_training(splits: pd.DataFrame, fraction: float, *, seed: int = 0,
-                       moa_col: str = "Metadata_moa") -> pd.DataFrame:
-    """Keep a ``fraction`` of each MOA's training wells (at least one); val/test untouched.
+                       moa_col: str = "Metadata_moa",
+                       compound_col: str = "Metadata_broad_sample") -> pd.DataFrame:
+    """Keep a ``fraction`` of each compound's training replicate wells (at least one); val/test untouched.
 
-    Nested by construction: the wells kept at a smaller fraction are a subset of those
-    kept at a larger one (same per-MOA permutation), so data-scaling curves compare
-    like with like.
+    The replicate-fraction study of Wong et al. (2023, ESI Fig. 10): every compound keeps
+    the same share of its replicate wells (DMSO counts as one compound). Nested by
+    construction: the wells kept at a smaller fraction are a subset of those kept at a
+    larger one (the same per-compound permutation), so data-scaling curves compare like
+    with like.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    _check(splits, [SPLIT_COL, moa_col, compound_col])
     out = splits.copy()
     drop = np.zeros(len(out), bool)
     train = out[SPLIT_COL].eq("train").to_numpy()
-    for moa, idx in out[train].groupby(moa_col, sort=True).indices.items():
+    groups = out[train].groupby([moa_col, compound_col], sort=True).indices
+    for (moa, compound), idx in groups.items():
         rows = np.flatnonzero(train)[idx]
-        order = rows[_rng(seed, "fraction", moa).permutation(len(rows))]
+        order = rows[_rng(seed, "fraction", moa, compound).permutation(len(rows))]
         n_keep = max(1, math.ceil(fraction * len(order)))
         drop[order[n_keep:]] = True
     return out[~drop].reset_index(drop=True)

@@ -65,6 +65,16 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor) -> torch.Te
     return (x.float() - mean[None, :, None, None]) / sd[None, :, None, None]
 
 
+def random_crop(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One random ``size`` x ``size`` window per sample of ``(B, C, H, W)`` (no resampling: native pixels)."""
+    b, _, h, w = x.shape
+    if size >= h and size >= w:
+        return x
+    ys = torch.randint(0, h - size + 1, (b,), generator=generator)
+    xs = torch.randint(0, w - size + 1, (b,), generator=generator)
+    return torch.stack([x[i, :, ys[i]:ys[i] + size, xs[i]:xs[i] + size] for i in range(b)])
+
+
 def augment(x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0) -> torch.Tensor:
     """Random 90° rotation + horizontal flip per sample; optional brightness/contrast jitter.
 

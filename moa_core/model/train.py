@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from moa_core.model.fields import augment, channel_stats, normalize
+from moa_core.model.fields import augment, channel_stats, normalize, random_crop
 from moa_core.model.network import build_model
 
 
@@ -50,6 +50,7 @@ class TrainConfig:
     epochs: int = 100
     batch_size: int = 56
     lr: float = 0.1
+    optimizer: str = "sgd"  # the paper's SGD with momentum; "adamw" for short from-scratch CPU runs
     momentum: float = 0.9
     weight_decay: float = 1e-4
     dropout: float = 0.2
@@ -58,6 +59,7 @@ class TrainConfig:
     warmup_epochs: int = 0
     grad_clip_norm: float | None = None
     input_size: int = 1080
+    crop_size: int | None = None  # train on random native-resolution crops of this size (fields stay whole for val/embedding)
     color_jitter: float = 0.0
     samples_per_epoch: int | None = None  # default: size of the training set
     seed: int = 0
@@ -234,8 +236,13 @@ def train_classifier(
     mean, sd = channel_stats(x_train)
 
     model = build_model(len(classes), in_channels=x_train.shape[1], dropout=config.dropout).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                              weight_decay=config.weight_decay)
+    elif config.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'sgd' or 'adamw'")
     milestones = sorted({max(1, int(round(m * config.epochs))) for m in config.milestones})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=config.gamma)
 
@@ -278,7 +285,8 @@ def train_classifier(
             if step < warmup_steps:
                 for g in opt.param_groups:
                     g["lr"] = config.lr * (step + 1) / warmup_steps
-            xb = augment(normalize(x_train[bi], mean, sd), gen, config.color_jitter).to(device)
+            xs = x_train[bi] if not config.crop_size else random_crop(x_train[bi], config.crop_size, gen)
+            xb = augment(normalize(xs, mean, sd), gen, config.color_jitter).to(device)
             yb = y_tr[bi].to(device)
             opt.zero_grad(set_to_none=True)
             logits = model(xb)

@@ -7,6 +7,8 @@ import dagster as dg
 import pandas as pd
 
 from moa_core.evaluation.compare import common_test_wells, compare_holdout, compare_methods
+from moa_core.datasets import FRACTIONS
+from moa_core.splits import subsample_training
 from moa_core.storage import partition_table
 from orchestration.defs.ingest import compound_holdout_splits, cp_embeddings, splits
 from orchestration.defs.training import mp_embeddings, mp_holdout_embeddings
@@ -45,7 +47,9 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
     wh = store.warehouse()
-    sp = wh.read_table(partition_table("splits", ds))
+    # the fraction's own training split: logistic regression (and MP) see the same subsample
+    sp = subsample_training(wh.read_table(partition_table("splits", ds)), FRACTIONS[frac],
+                            seed=store.dataset(ds).split_seed)
     tables = available_methods(wh, ds, frac)
     if not tables:
         raise dg.Failure(f"dataset {ds} fraction {frac}: no MP, CP or CP published embeddings to evaluate")

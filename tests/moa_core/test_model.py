@@ -168,3 +168,22 @@ def test_well_balanced_accuracy_excludes_controls_and_averages_fields():
     got = well_balanced_accuracy(probs, y, g, exclude_class=0)
     assert got == pytest.approx(balanced_accuracy_score([1, 2, 1, 2], [1, 2, 0, 2]))  # (0.5 + 1) / 2
     assert well_balanced_accuracy(probs, y, g) == pytest.approx(balanced_accuracy_score([0, 1, 2, 1, 2], [0, 1, 2, 0, 2]))
+
+
+def test_random_crop_takes_native_pixels_and_training_accepts_crops_and_adamw(tmp_path):
+    from moa_core.model.fields import random_crop
+
+    x = torch.arange(2 * 5 * 16 * 16, dtype=torch.float32).reshape(2, 5, 16, 16)
+    c = random_crop(x, 6, torch.Generator().manual_seed(0))
+    assert c.shape == (2, 5, 6, 6)
+    for i in range(2):  # each crop is a contiguous window of its own sample, not a resampling
+        y0, x0 = divmod(int(c[i, 0, 0, 0] - x[i, 0, 0, 0]), 16)
+        assert torch.equal(c[i], x[i, :, y0:y0 + 6, x0:x0 + 6])
+    assert random_crop(x, 16, torch.Generator()) is x
+    x_tr, y_tr = _task(24)
+    cfg = TrainConfig(epochs=1, batch_size=12, lr=1e-3, optimizer="adamw", crop_size=16, input_size=32, num_threads=2)
+    res = train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], cfg, tmp_path / "c.pt")
+    assert res.checkpoint_path.is_file()
+    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
+        train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], TrainConfig(epochs=1, optimizer="lbfgs"),
+                         tmp_path / "d.pt")

@@ -74,3 +74,19 @@ def test_empty_or_malformed_input():
         well_holdout_split(_wells().iloc[:0])
     with pytest.raises(SchemaError, match="Metadata_moa"):
         well_holdout_split(_wells().drop(columns=["Metadata_moa"]))
+
+
+def test_fractions_keep_each_compounds_share_of_replicates_nested():
+    import math
+
+    sp, _ = well_holdout_split(_wells(), seed=0)
+    tr = sp[sp[SPLIT_COL] == "train"]
+    n_full = tr.groupby("Metadata_broad_sample").size()
+    prev = None
+    for f in (1.0, 0.75, 0.5, 0.25):
+        sub = subsample_training(sp, f, seed=3)
+        n = sub[sub[SPLIT_COL] == "train"].groupby("Metadata_broad_sample").size()
+        assert (n == n_full.map(lambda k: max(1, math.ceil(f * k)))).all()  # every compound, its own share
+        keys = set(zip(sub["Metadata_Plate"], sub["Metadata_Well"]))
+        assert prev is None or keys <= prev  # nested
+        prev = keys
