@@ -187,3 +187,36 @@ def test_random_crop_takes_native_pixels_and_training_accepts_crops_and_adamw(tm
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], TrainConfig(epochs=1, optimizer="lbfgs"),
                          tmp_path / "d.pt")
+
+
+def test_augment_reaches_all_8_dihedral_transforms():
+    x = torch.arange(2 * 2, dtype=torch.float32).reshape(1, 1, 2, 2).repeat(400, 5, 1, 1)
+    out = augment(x, torch.Generator().manual_seed(0))
+    seen = {tuple(o[0].flatten().tolist()) for o in out}
+    d4 = set()
+    for k in range(4):
+        r = torch.rot90(x[0, 0], k, dims=(0, 1))
+        d4 |= {tuple(r.flatten().tolist()), tuple(torch.flip(r, dims=(1,)).flatten().tolist())}
+    assert len(d4) == 8 and seen == d4
+
+
+def test_class_balanced_sampler_gives_every_class_the_same_share(tmp_path, monkeypatch):
+    """The epoch draws of train_classifier: 1/K of the samples per class whatever the class sizes."""
+    import moa_core.model.train as train_mod
+
+    drawn = []
+    real = torch.multinomial
+
+    def spy(weights, n, replacement=False, generator=None):
+        idx = real(weights, n, replacement=replacement, generator=generator)
+        drawn.append(idx)
+        return idx
+
+    monkeypatch.setattr(train_mod.torch, "multinomial", spy)
+    y = np.array([0] * 60 + [1] * 12 + [2] * 4)  # 15:3:1 imbalance
+    x = torch.rand((len(y), 5, 16, 16)).half()
+    cfg = TrainConfig(epochs=1, batch_size=250, lr=1e-3, optimizer="adamw", input_size=16, num_threads=2,
+                      samples_per_epoch=3000)
+    train_classifier(x, y, x[:6], y[:6], ["a", "b", "c"], cfg, tmp_path / "c.pt")
+    share = np.bincount(y[drawn[0].numpy()], minlength=3) / 3000
+    assert np.allclose(share, 1 / 3, atol=0.03)  # ~3.5 binomial SDs
