@@ -333,3 +333,28 @@ def load_published_profiles(warehouse: Warehouse, table: str, df: pd.DataFrame, 
             "worst_column": worst, "release": str(df["Metadata_release"].iloc[0]) if len(df) else "",
             "etag": str(df["Metadata_etag"].iloc[0]) if len(df) else "", "seconds": round(sec, 3),
             "rows_per_s": round(len(df) / sec, 1) if sec > 0 else float("inf")}
+
+
+def published_embeddings(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """"CP published" well embeddings: :func:`~moa_core.profiles.normalize.clean_features`, then each plate
+    standardized to its DMSO wells, as the project's own CP profiles.
+
+    Published profiles are usually normalized already (to the plate or its DMSO wells);
+    standardizing them again to DMSO makes every method's features comparable in the same
+    analyses. Plates with fewer than 2 DMSO wells cannot be standardized: they are left
+    out and named in the report; if no plate has them, :class:`NormalizationError`.
+    """
+    from moa_core.errors import NormalizationError
+    from moa_core.profiles.normalize import clean_features, standardize_to_controls
+
+    feats = [c for c in table.columns if c not in PUBLISHED_METADATA and not str(c).startswith("Metadata_")]
+    clean, kept, report = clean_features(table, feats)
+    n_dmso = clean[clean["Metadata_moa"].eq(NEGCON).fillna(False)].groupby("Metadata_Plate").size()
+    ok = set(n_dmso[n_dmso >= 2].index)
+    no_dmso = sorted(set(clean["Metadata_Plate"]) - ok)
+    if not ok:
+        raise NormalizationError(f"no plate has 2 or more DMSO wells (plates: {no_dmso[:10]}); per-plate "
+                                 f"standardization to DMSO is impossible")
+    clean = clean[clean["Metadata_Plate"].isin(ok)]
+    std, zero_sd = standardize_to_controls(clean, kept, control_mask=clean["Metadata_moa"].eq(NEGCON).fillna(False))
+    return std, {**report.as_metadata(), "plates_without_dmso": no_dmso, "dropped_zero_dmso_sd": len(zero_sd)}

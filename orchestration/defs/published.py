@@ -4,35 +4,18 @@
 import time
 
 import dagster as dg
-import pandas as pd
 from dagster_aws.s3 import S3Resource
 
 from moa_core.data.sources.base import to_wells_table
 from moa_core.data.sources.profiles import build_published_table, fetch_profiles, local_profiles
 from moa_core.evaluation.compare import common_test_wells, compare_methods
-from moa_core.profiles.normalize import clean_features, feature_columns, standardize_to_controls
-from moa_core.profiles.published import load_published_profiles
+from moa_core.profiles.published import load_published_profiles, published_embeddings
 from moa_core.storage import partition_table
 from orchestration.partitions import dataset_key, dataset_partitions
 from orchestration.resources import MoaStore
 
 GROUP = "published"
 CP_PUBLISHED = "CP published"
-
-
-def published_embeddings(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Clean features and standardize each plate to its DMSO wells (plates with < 2 DMSO wells are reported)."""
-    clean, feats, report = clean_features(table, feature_columns(table))
-    n_dmso = clean[clean["Metadata_moa"].eq("DMSO")].groupby("Metadata_Plate").size()
-    ok = n_dmso[n_dmso >= 2].index
-    no_dmso = sorted(set(clean["Metadata_Plate"]) - set(ok))
-    if len(ok) == 0:
-        raise dg.Failure(f"no plate has 2 or more DMSO wells (plates: {sorted(set(clean['Metadata_Plate']))[:10]}); "
-                         f"per-plate standardization is impossible")
-    clean = clean[clean["Metadata_Plate"].isin(ok)]
-    std, zero_sd = standardize_to_controls(clean, feats, control_mask=clean["Metadata_moa"].eq("DMSO"))
-    return std, {**report.as_metadata(), "plates_without_dmso": dg.MetadataValue.json(no_dmso),
-                 "dropped_zero_dmso_sd": len(zero_sd)}
 
 
 @dg.asset(
@@ -72,6 +55,7 @@ def published_profiles(context: dg.AssetExecutionContext, store: MoaStore, s3: S
     annotated = table["Metadata_moa"].notna()
     if annotated.any():
         emb, emb_meta = published_embeddings(table[annotated])
+        emb_meta["plates_without_dmso"] = dg.MetadataValue.json(emb_meta["plates_without_dmso"])
         wh.replace_table(partition_table("cp_published_embeddings", ds), emb, partition={"dataset": ds})
         meta.update({f"embeddings_{k}": v for k, v in emb_meta.items()})
         if entry.kind == "profiles":  # a profile-only dataset's wells come from its profiles

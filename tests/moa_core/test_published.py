@@ -194,3 +194,18 @@ def test_a_failed_load_keeps_the_previous_table(tmp_path, lincs):
         load_published_profiles(wh, "published_profiles__x", half, partition={"dataset": "x"})
     back = wh.read_table("published_profiles__x")
     assert len(back) == 384 and back["Metadata_release"].eq(c["Metadata_release"].iloc[0]).all()
+
+
+def test_published_embeddings_standardize_to_dmso_and_name_plates_without_it(lincs):
+    from moa_core.errors import NormalizationError
+    from moa_core.profiles.published import published_embeddings
+
+    c, _ = apply_paper_filters(_lincs_canonical(lincs), dose_uM=None)
+    other = c[c["Metadata_moa"].ne("DMSO")].head(5).assign(Metadata_Plate="NO_DMSO_PLATE")
+    emb, meta = published_embeddings(pd.concat([c, other], ignore_index=True))
+    assert meta["plates_without_dmso"] == ["NO_DMSO_PLATE"] and set(emb["Metadata_Plate"]) == {"SQ00015054"}
+    feats = [col for col in emb.columns if not col.startswith("Metadata_")]
+    dmso = emb[emb["Metadata_moa"].eq("DMSO")][feats].to_numpy(np.float64)
+    assert np.abs(dmso.mean(0)).max() < 1e-4 and np.allclose(dmso.std(0), 1, atol=1e-3)
+    with pytest.raises(NormalizationError, match="no plate has 2 or more DMSO wells"):
+        published_embeddings(other)

@@ -77,7 +77,8 @@ def cpg0016_wells(shared_dir: Path, metadata_dir: str | os.PathLike | None = Non
     compounds = read_table_file(need[1])
     ann = pd.read_csv(_shared_file(shared_dir, "cpjump1", "JUMP-Target-1_compound_metadata_additional_annotations.tsv"),
                       sep="\t")
-    return annotate_by_inchikey(wells, wells, compounds, ann)
+    controls = pd.read_csv(_shared_file(shared_dir, "cpg0016", "perturbation_control.csv"))
+    return annotate_by_inchikey(wells, wells, compounds, ann, controls=controls)
 
 
 def well_annotations(entry: DatasetEntry, load_data: pd.DataFrame, shared_dir: Path, source=None) -> pd.DataFrame:

@@ -89,7 +89,8 @@ def _annotate(entry: DatasetEntry, df: pd.DataFrame, shared_dir: Path) -> tuple[
         wells = read_table_file(Path(meta) / "well.csv.gz")
         compounds = read_table_file(Path(meta) / "compound.csv.gz")
         ann = pd.read_csv(data / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv", sep="\t")
-        return pub.annotate_by_inchikey(df, wells, compounds, ann), "InChIKey -> JUMP-Target-1"
+        controls = pd.read_csv(data / "cpg0016" / "perturbation_control.csv")
+        return pub.annotate_by_inchikey(df, wells, compounds, ann, controls=controls), "InChIKey -> JUMP-Target-1"
     if entry.annotations:
         ann = read_table_file(entry.annotations)
         keys = ["Metadata_Plate", "Metadata_Well"]

@@ -139,3 +139,35 @@ def test_lincs_image_wells_come_from_the_plates_profile_metadata(gallery, shared
     assert wells["Metadata_moa"].eq("DMSO").sum() == 24
     assert set(wells.loc[wells["Metadata_moa"].ne("DMSO"), "Metadata_Well"]) <= set(at10["Metadata_Well"])
     assert len(wells) == 24 + len(at10)  # every 10 uM well and DMSO; splits apply the single-MOA filter
+
+
+def test_cpg0016_profiles_annotated_by_inchikey_through_jump_metadata(shared_dir, tmp_path, monkeypatch):
+    """JUMP's well.csv.gz / compound.csv.gz are not in shared/: built here from the real control table and
+    JUMP-Target-1 annotations in JUMP's column names, for the real BR00117037 per-plate profile."""
+    from moa_core.data.sources.profiles import build_published_table, local_profiles
+
+    src = next((shared_dir / "data" / "cpg0016").glob("source_4/**/BR00117037.parquet"))
+    prof = pd.read_parquet(src)
+    ctrl = pd.read_csv(shared_dir / "data" / "cpg0016" / "perturbation_control.csv")
+    ann = pd.read_csv(shared_dir / "data" / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv",
+                      sep="\t")
+    dmso = ctrl.loc[ctrl["Metadata_Name"].eq("DMSO"), "Metadata_JCP2022"].iloc[0]
+    amg = ctrl.loc[ctrl["Metadata_Name"].eq("AMG900"), "Metadata_JCP2022"].iloc[0]
+    meta = tmp_path / "jump_metadata"
+    meta.mkdir()
+    wells = prof[["Metadata_Source", "Metadata_Plate", "Metadata_Well"]].assign(
+        Metadata_JCP2022=[dmso if i % 3 else amg for i in range(len(prof))])
+    wells.to_csv(meta / "well.csv.gz", index=False)
+    pd.DataFrame({"Metadata_JCP2022": [amg], "Metadata_InChIKey": [
+        ann.loc[ann["pert_iname"].eq("AMG900"), "InChIKey"].iloc[0]]}).to_csv(meta / "compound.csv.gz", index=False)
+    monkeypatch.setenv("MOA_JUMP_METADATA", str(meta))
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / src.name).write_bytes(src.read_bytes())
+    entry = entry_from_dict("cpg0016_local", {"kind": "profiles", "source": "local", "layout": "cpg0016",
+                                              "path": str(tmp_path / "profiles")})
+    table, report, how = build_published_table(entry, local_profiles(entry), shared_dir)
+    assert how.startswith("InChIKey") and len(table) == len(prof) == report.wells_out
+    moa = table.set_index("Metadata_Well")["Metadata_moa"]
+    assert moa.eq("DMSO").sum() == (wells["Metadata_JCP2022"] == dmso).sum()
+    assert set(moa[moa.ne("DMSO")]) == {"Aurora kinase inhibitor"}
+    assert table["Metadata_release"].iloc[0].startswith("cpg0016")
