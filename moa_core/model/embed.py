@@ -23,17 +23,34 @@ def embedding_columns(dim: int = EMBEDDING_DIM) -> list[str]:
     return [f"{FEATURE_PREFIX}{i:04d}" for i in range(dim)]
 
 
-@torch.no_grad()
+def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 rotations/flips of a ``(B, C, H, W)`` batch (the paper's training augmentations)."""
+    views = []
+    for k in range(4):
+        r = torch.rot90(x, k, dims=(2, 3))
+        views += [r, torch.flip(r, dims=(3,))]
+    return views
+
+
+@torch.inference_mode()
 def embed_fields(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor,
-                 *, batch_size: int = 64, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """``(N, 1280)`` pooled features and ``(N, n_classes)`` softmax probabilities per field."""
+                 *, batch_size: int = 64, device: str | torch.device = "cpu",
+                 dihedral: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 1280)`` pooled features and ``(N, n_classes)`` softmax probabilities per field.
+
+    With ``dihedral`` both are averaged over the 8 rotations/flips of each field (8x the
+    compute), which makes them invariant to the field's orientation, as the training
+    augmentations intend.
+    """
     model.eval()
     feats, probs = [], []
     for i in range(0, len(x), batch_size):
         xb = normalize(x[i:i + batch_size], mean, sd).to(device)
-        f, logits = embed_and_logits(model, xb)
-        feats.append(f.float().cpu().numpy())
-        probs.append(torch.softmax(logits, 1).float().cpu().numpy())
+        views = dihedral_views(xb) if dihedral else [xb]
+        fs, ps = zip(*[(f.float(), torch.softmax(lg.float(), 1)) for f, lg in (embed_and_logits(model, v)
+                                                                                for v in views)])
+        feats.append(torch.stack(fs).mean(0).cpu().numpy())
+        probs.append(torch.stack(ps).mean(0).cpu().numpy())
     return np.concatenate(feats), np.concatenate(probs)
 
 

@@ -220,3 +220,18 @@ def test_class_balanced_sampler_gives_every_class_the_same_share(tmp_path, monke
     train_classifier(x, y, x[:6], y[:6], ["a", "b", "c"], cfg, tmp_path / "c.pt")
     share = np.bincount(y[drawn[0].numpy()], minlength=3) / 3000
     assert np.allclose(share, 1 / 3, atol=0.03)  # ~3.5 binomial SDs
+
+
+def test_dihedral_embedding_averages_the_8_views():
+    from moa_core.model.embed import dihedral_views
+
+    x = torch.arange(2 * 5 * 4 * 4, dtype=torch.float32).reshape(2, 5, 4, 4)
+    views = dihedral_views(x)
+    assert len({tuple(v[0, 0].flatten().tolist()) for v in views}) == 8  # 8 distinct transforms
+    m = build_model(3).eval()
+    xr = torch.rand((3, 5, 32, 32))
+    mean, sd = torch.zeros(5), torch.ones(5)
+    f, p = embed_fields(m, xr, mean, sd, dihedral=True)
+    per_view = [embed_fields(m, v, mean, sd) for v in dihedral_views(xr)]
+    np.testing.assert_allclose(f, np.mean([a for a, _ in per_view], axis=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(p, np.mean([b for _, b in per_view], axis=0), rtol=1e-5, atol=1e-7)
