@@ -38,6 +38,24 @@ def common_test_wells(splits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], 
     return test
 
 
+def require_evaluable_test_wells(splits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *,
+                                 where: str = "", negcon: str = "DMSO", minimum: int = 2) -> int:
+    """Number of evaluable non-control test wells common to ``tables``; an error naming ``where`` below ``minimum``.
+
+    The paper's analyses need MOAs with at least two compounds in the test split; a single
+    plate (e.g. one LINCS plate at 10 uM) often has too few.
+    """
+    from moa_core.errors import MoaInputError
+
+    test = common_test_wells(splits, tables, negcon).merge(splits, on=KEYS)
+    n = int((test[ELIGIBLE_COL] & test["Metadata_moa"].ne(negcon)).sum())
+    if n < minimum:
+        moas = splits[splits[ELIGIBLE_COL]]["Metadata_moa"].nunique()
+        raise MoaInputError(f"{where}: {n} evaluable test well(s) ({moas} MOAs have >= 2 compounds after the "
+                            f"paper's filters); add plates to the dataset (or relax its dose filter) to evaluate it")
+    return n
+
+
 def compare_methods(
     tables: Mapping[str, pd.DataFrame],
     splits: pd.DataFrame,

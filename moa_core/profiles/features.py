@@ -291,3 +291,18 @@ def profile_plate(
 def aggregate_plate(parquet_path: str | Path) -> pd.DataFrame:
     """Well medians of one plate's single-cell parquet (as :func:`aggregate_wells`; NaN cells are skipped)."""
     return aggregate_wells(pd.read_parquet(parquet_path))
+
+
+def well_profiles(plate_files: list[str | Path], wells: pd.DataFrame,
+                  keys: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well")) -> pd.DataFrame:
+    """Well medians of every plate's single-cell file, joined to the wells' ``Metadata_`` annotations.
+
+    Only annotated wells are kept (inner join); none at all is an error, as it means the
+    wells table and the load_data name different plates or wells.
+    """
+    prof = pd.concat([aggregate_plate(p) for p in plate_files], ignore_index=True)
+    meta = [c for c in wells.columns if c.startswith("Metadata_")]
+    out = wells[meta].merge(prof, on=list(keys), how="inner")
+    if out.empty:
+        raise ValueError(f"none of the {len(prof)} profiled wells has an annotation in the wells table")
+    return out

@@ -22,51 +22,6 @@ def feature_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if not str(c).startswith("Metadata_")]
 
 
-@dataclass
-class FeatureReport:
-    """What :func:`drop_invalid_features` removed, and why."""
-
-    n_input: int
-    non_finite: list[str] = field(default_factory=list)
-    constant: list[str] = field(default_factory=list)
-
-    @property
-    def n_kept(self) -> int:
-        return self.n_input - len(self.non_finite) - len(self.constant)
-
-    def as_metadata(self) -> dict:
-        return {
-            "features_in": self.n_input,
-            "features_kept": self.n_kept,
-            "dropped_non_finite": len(self.non_finite),
-            "dropped_constant": len(self.constant),
-        }
-
-
-def drop_invalid_features(df: pd.DataFrame, features: list[str]) -> tuple[list[str], FeatureReport]:
-    """Features without NaN/inf in any well and not constant across wells.
-
-    CellProfiler features are legitimately undefined for some wells (a texture of a
-    1-pixel cytoplasm) or constant (an Euler number): such columns carry no usable
-    signal for every well and are dropped, counted and named in the report, the way
-    pycytominer's ``feature_select(operation=["drop_na_columns", "variance_threshold"])``
-    would drop them.
-    """
-    x = df[features].to_numpy(np.float64)
-    finite = np.isfinite(x).all(axis=0)
-    constant = np.zeros(len(features), bool)
-    if len(x):
-        xf = x[:, finite]
-        constant[finite] = ~(xf.max(axis=0) - xf.min(axis=0) > 0)
-    report = FeatureReport(
-        n_input=len(features),
-        non_finite=[f for f, ok in zip(features, finite) if not ok],
-        constant=[f for f, c in zip(features, constant) if c],
-    )
-    kept = [f for f, ok, c in zip(features, finite, constant) if ok and not c]
-    return kept, report
-
-
 def _check_finite(df: pd.DataFrame, features: list[str], plate_col: str, well_col: str) -> None:
     x = df[features].to_numpy(np.float64)
     bad = ~np.isfinite(x)
@@ -75,7 +30,7 @@ def _check_finite(df: pd.DataFrame, features: list[str], plate_col: str, well_co
         row = df.iloc[r]
         raise SchemaError(
             f"non-finite value in column {features[c]!r} for plate {row.get(plate_col)} well {row.get(well_col)} "
-            f"({int(bad.sum())} non-finite values in total); clean features first (drop_invalid_features)"
+            f"({int(bad.sum())} non-finite values in total); clean features first (clean_features)"
         )
 
 

@@ -4,7 +4,6 @@
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -16,7 +15,7 @@ from moa_core.data.locator import load_locator, save_locator
 from moa_core.data.sources import open_image_source
 from moa_core.data.sources.annotations import well_annotations
 from moa_core.data.synthetic import render_dataset
-from moa_core.profiles.features import aggregate_plate, profile_plate
+from moa_core.profiles.features import profile_plate, well_profiles
 from moa_core.profiles.normalize import clean_features, feature_columns, standardize_to_controls
 from moa_core.splits import SPLIT_COL, compound_holdout_split, well_holdout_split
 from moa_core.storage import atomic_directory, partition_table
@@ -147,13 +146,9 @@ def cp_profile_plate(context: dg.OpExecutionContext, store: MoaStore, plate: str
 def cp_collect(context: dg.OpExecutionContext, store: MoaStore, plates: list[dict]) -> None:
     ds = dataset_key(context)
     t0 = time.time()
-    prof = pd.concat([aggregate_plate(Path(p["path"])) for p in plates], ignore_index=True)
     wh = store.warehouse()
     wells = wh.read_table(partition_table("wells", ds))
-    meta = [c for c in wells.columns if c.startswith("Metadata_")]
-    prof = wells[meta].merge(prof, on=["Metadata_Plate", "Metadata_Well"], how="inner")
-    if prof.empty:
-        raise dg.Failure(f"dataset {ds}: no profiled well has an annotation (check the wells table)")
+    prof = well_profiles([p["path"] for p in plates], wells)
     flagged = [f for p in plates for f in p["flagged"]]
     wh.replace_table(partition_table("cp_profiles", ds), prof, partition={"dataset": ds})
     qc = pd.DataFrame(flagged, columns=["Metadata_Plate", "Metadata_Well", "Metadata_Site", "reason"])

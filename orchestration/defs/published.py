@@ -8,7 +8,7 @@ from dagster_aws.s3 import S3Resource
 
 from moa_core.data.sources.base import to_wells_table
 from moa_core.data.sources.profiles import build_published_table, fetch_profiles, local_profiles
-from moa_core.evaluation.compare import common_test_wells, compare_methods
+from moa_core.evaluation.compare import compare_methods, require_evaluable_test_wells
 from moa_core.profiles.published import load_published_profiles, published_embeddings
 from moa_core.storage import partition_table
 from orchestration.partitions import dataset_key, dataset_partitions
@@ -91,12 +91,7 @@ def published_evaluation(context: dg.AssetExecutionContext, store: MoaStore) -> 
     wh = store.warehouse()
     sp = wh.read_table(partition_table("splits", ds))
     emb = wh.read_table(partition_table("cp_published_embeddings", ds))
-    test = common_test_wells(sp, {CP_PUBLISHED: emb}).merge(sp, on=["Metadata_Plate", "Metadata_Well"])
-    n_eval = int((test["Metadata_eval_eligible"] & test["Metadata_moa"].ne("DMSO")).sum())
-    if n_eval < 2:
-        moas = sp[sp["Metadata_eval_eligible"]]["Metadata_moa"].nunique()
-        raise dg.Failure(f"dataset {ds}: {n_eval} evaluable test well(s) ({moas} MOAs have >= 2 compounds after the "
-                         f"paper's filters); add plates to the dataset (or relax its dose filter) to evaluate it")
+    require_evaluable_test_wells(sp, {CP_PUBLISHED: emb}, where=f"dataset {ds}")
     out = compare_methods({CP_PUBLISHED: emb}, sp, seed=0)
     out.insert(0, "fraction", "100")
     out.insert(0, "dataset", ds)

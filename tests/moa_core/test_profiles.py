@@ -5,7 +5,7 @@ import pytest
 from moa_core.data.image_io import CHANNEL_MAPS, read_field
 from moa_core.errors import NormalizationError, SchemaError
 from moa_core.profiles.features import FeatureConfig, aggregate_wells, measure_field, single_cell_profiles
-from moa_core.profiles.normalize import drop_invalid_features, feature_columns, standardize_to_controls
+from moa_core.profiles.normalize import feature_columns, standardize_to_controls
 from moa_core.profiles.segmentation import segment_field
 
 
@@ -85,14 +85,6 @@ def test_standardize_bad_input():
     assert dropped == ["const"] and "const" not in out.columns
     with pytest.raises(NormalizationError, match="'const'"):
         standardize_to_controls(df, ["const"], control_mask=df["Metadata_moa"].eq("DMSO"), zero_sd="raise")
-
-
-def test_drop_invalid_features_counts_and_names():
-    df = _plates()
-    df.loc[3, "f2"] = np.inf
-    kept, rep = drop_invalid_features(df, ["f1", "f2", "const"])
-    assert kept == ["f1"] and rep.non_finite == ["f2"] and rep.constant == ["const"]
-    assert rep.as_metadata()["features_kept"] == 1
 
 
 # ---- feature hygiene for real plates ----------------------------------------------------------
