@@ -1,13 +1,13 @@
-"""Field tensors for the CNN: read, scale, resize, normalize, augment.
+"""Field tensors in memory: read from load_data, scale, resize (notebooks, tests, the decode bench).
 
 Preprocessing (Wong et al. 2023, "Data preprocessing and model training"): each image
 is scaled to [0, 1] (divided by the uint16 range) and standardized to mean 0 / SD 1 per
 channel. We standardize with the *training set's* per-channel mean and SD so that
 absolute intensity differences between wells (a real phenotype) survive; per-image
 standardization would erase them. Fields are area-downsampled to ``input_size``
-(a CPU-budget knob; the paper fed 1080² fields to four A100s). Training augmentation:
-random 90° rotations and horizontal flips, plus optional per-channel brightness/contrast
-jitter (the paper used it for LINCS only).
+(a CPU-budget knob; the paper fed 1080² fields to four A100s). Training and
+embedding stream fields from the preprocessed image store instead
+(:mod:`moa_core.store`, :mod:`moa_core.model.loader`, where the augmentations live).
 """
 
 from __future__ import annotations
@@ -59,38 +59,3 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = xf.mean(dim=(0, 2, 3))
     sd = xf.std(dim=(0, 2, 3)).clamp_min(1e-6)
     return mean, sd
-
-
-def normalize(x: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor) -> torch.Tensor:
-    return (x.float() - mean[None, :, None, None]) / sd[None, :, None, None]
-
-
-def random_crop(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """One random ``size`` x ``size`` window per sample of ``(B, C, H, W)`` (no resampling: native pixels)."""
-    b, _, h, w = x.shape
-    if size >= h and size >= w:
-        return x
-    ys = torch.randint(0, h - size + 1, (b,), generator=generator)
-    xs = torch.randint(0, w - size + 1, (b,), generator=generator)
-    return torch.stack([x[i, :, ys[i]:ys[i] + size, xs[i]:xs[i] + size] for i in range(b)])
-
-
-def augment(x: torch.Tensor, generator: torch.Generator, color_jitter: float = 0.0) -> torch.Tensor:
-    """Random 90° rotation + horizontal flip per sample; optional brightness/contrast jitter.
-
-    ``x`` is a normalized batch ``(B, C, H, W)``; jitter multiplies each channel's
-    contrast and shifts its brightness by factors drawn from ``[-j, j]``.
-    """
-    b = x.shape[0]
-    k = torch.randint(0, 4, (b,), generator=generator)
-    flip = torch.rand(b, generator=generator) < 0.5
-    out = torch.empty_like(x)
-    for i in range(b):
-        xi = torch.rot90(x[i], int(k[i]), dims=(1, 2))
-        out[i] = torch.flip(xi, dims=(2,)) if flip[i] else xi
-    if color_jitter > 0:
-        c = x.shape[1]
-        contrast = 1 + (torch.rand((b, c, 1, 1), generator=generator) * 2 - 1) * color_jitter
-        bright = (torch.rand((b, c, 1, 1), generator=generator) * 2 - 1) * color_jitter
-        out = out * contrast + bright
-    return out

@@ -41,7 +41,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from moa_core.model.fields import augment, channel_stats, normalize, random_crop
 from moa_core.model.network import build_model
 
 
@@ -64,6 +63,7 @@ class TrainConfig:
     samples_per_epoch: int | None = None  # default: size of the training set
     seed: int = 0
     num_threads: int | None = None
+    num_workers: int = 0  # DataLoader worker processes (streaming from the image store)
     device: str = "auto"
 
     @classmethod
@@ -105,21 +105,11 @@ class TrainResult:
 
 
 CHECKPOINT_FORMAT = "moa_profiler.efficientnet_b0.v1"
-RESUME_FORMAT = "moa_profiler.train_state.v1"
+RESUME_FORMAT = "moa_profiler.train_state.v2"
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is not ours, is corrupt, or does not match its recorded hash."""
-
-
-def _probabilities(model: torch.nn.Module, x: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor,
-                   device: torch.device, batch: int = 128) -> torch.Tensor:
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(x), batch):
-            out.append(torch.softmax(model(normalize(x[i:i + batch], mean, sd).to(device)).float(), 1).cpu())
-    return torch.cat(out)
 
 
 def well_balanced_accuracy(probs: np.ndarray, y: np.ndarray, groups: np.ndarray,
@@ -172,16 +162,6 @@ def safe_load(path: str | os.PathLike, *, expected_format: str, expected_sha256:
     return obj
 
 
-def _fingerprint(config: TrainConfig, classes: list[str], x: torch.Tensor, y: torch.Tensor) -> str:
-    """What a resumed run must share with the interrupted one: config, classes, data shape and content sample."""
-    h = hashlib.sha256(json.dumps({"config": config.to_dict(), "classes": list(classes),
-                                   "shape": list(x.shape)}, sort_keys=True).encode())
-    h.update(y.numpy().tobytes())
-    step = max(1, len(x) // 64)
-    h.update(x[::step].float().sum(dim=(1, 2, 3)).numpy().round(3).tobytes())
-    return h.hexdigest()
-
-
 def save_checkpoint_atomic(obj: dict, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename."""
     p = Path(path)
@@ -201,10 +181,73 @@ def resume_path(checkpoint_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".resume.pt")
 
 
+def _fingerprint(config: TrainConfig, classes: list[str], train_source, y: np.ndarray, world_size: int) -> str:
+    """What a resumed run must share with the interrupted one: config, classes, the data, the process count."""
+    cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
+    h = hashlib.sha256(json.dumps({"config": cfg, "classes": list(classes), "n": len(train_source),
+                                   "world_size": world_size}, sort_keys=True).encode())
+    h.update(np.asarray(y, dtype=np.int64).tobytes())
+    h.update(train_source.fingerprint().encode())
+    return h.hexdigest()
+
+
+#: Settings that change speed, not results (DataLoader workers, CPU threads).
+_NOT_FINGERPRINTED = {"num_workers", "num_threads"}
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size) of the initialized process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _to_device(xb: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """float16 [0, 1] batch -> normalized float32 on ``device`` (channels_last on CUDA)."""
+    x = xb.to(device, non_blocking=True).float()
+    x = (x - mean.to(device)[None, :, None, None]) / sd.to(device)[None, :, None, None]
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op context on CPU (2-core CPUs gain nothing from bf16)."""
+    import contextlib
+
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def predict_probabilities(model: torch.nn.Module, loader, mean: torch.Tensor, sd: torch.Tensor,
+                          device: torch.device) -> torch.Tensor:
+    """Softmax probabilities of every field of a sequential loader (inference mode)."""
+    model.eval()
+    out = []
+    with torch.inference_mode(), autocast(device):
+        for xb, _ in loader:
+            out.append(torch.softmax(model(_to_device(xb, mean, sd, device)).float(), 1).cpu())
+    return torch.cat(out)
+
+
+def _jitter(x: torch.Tensor, j: float, gen: torch.Generator) -> torch.Tensor:
+    """Per-channel contrast x (1 + u) and brightness + u, u ~ U[-j, j] (the paper's LINCS jitter)."""
+    b, c = x.shape[:2]
+    contrast = 1 + (torch.rand((b, c, 1, 1), generator=gen) * 2 - 1) * j
+    bright = (torch.rand((b, c, 1, 1), generator=gen) * 2 - 1) * j
+    return x * contrast.to(x.device) + bright.to(x.device)
+
+
 def train_classifier(
-    x_train: torch.Tensor,
+    x_train,
     y_train: np.ndarray,
-    x_val: torch.Tensor,
+    x_val,
     y_val: np.ndarray,
     classes: list[str],
     config: TrainConfig,
@@ -213,43 +256,76 @@ def train_classifier(
     on_epoch: Callable[[dict], None] | None = None,
     val_groups: np.ndarray | None = None,
     exclude_class: int | None = None,
+    channel_mean: torch.Tensor | None = None,
+    channel_sd: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Train EfficientNet-B0 on field tensors; keep the best validation weights; resume after a crash.
+    """Train EfficientNet-B0 on fields; keep the best validation weights; resume after a crash; DDP-aware.
 
-    ``x_*`` are ``(N, 5, H, W)`` tensors scaled to [0, 1] (see
-    :func:`~moa_core.model.fields.load_field_tensors`); ``y_*`` are integer class
-    indices into ``classes``. With ``val_groups`` (the validation fields' well IDs) the
-    checkpoint is selected on :func:`well_balanced_accuracy` with ``exclude_class`` (the
-    negative control) left out; otherwise on field accuracy. The checkpoint holds the
-    weights, ``classes``, the training-set channel statistics, the config and the
-    per-epoch history; its SHA-256 is in the result.
+    ``x_*`` are field sources (:class:`~moa_core.model.loader.StoreFields` streaming from
+    the image store, or an ``(N, 5, H, W)`` tensor scaled to [0, 1]); ``y_*`` are integer
+    class indices into ``classes``. Fields are fed by a DataLoader with
+    ``config.num_workers`` workers and the class-balanced
+    :class:`~moa_core.model.loader.BalancedDistributedSampler`. With ``val_groups`` (the
+    validation fields' well IDs) the checkpoint is selected on :func:`well_balanced_accuracy`
+    with ``exclude_class`` (the negative control) left out; otherwise on field accuracy.
+    Channel statistics default to the training source's.
+
+    Under ``torchrun`` (an initialized process group; see :mod:`moa_core.model.launch`) the
+    model is wrapped in ``DistributedDataParallel``, each rank draws its share of every
+    epoch (``set_epoch``), ``batch_size`` is the global batch, and only rank 0 validates
+    and writes files. On CUDA: bf16 autocast and channels_last.
     """
-    if len(x_train) == 0 or len(x_val) == 0:
-        raise ValueError(f"need training and validation fields, got {len(x_train)} and {len(x_val)}")
+    from moa_core.model.loader import BalancedDistributedSampler, FieldDataset, as_source, field_loader
+
+    train_src, val_src = as_source(x_train), as_source(x_val)
+    if len(train_src) == 0 or len(val_src) == 0:
+        raise ValueError(f"need training and validation fields, got {len(train_src)} and {len(val_src)}")
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
+    rank, world = _dist()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {world} processes")
+    torch.manual_seed(config.seed + rank)
+    gen = torch.Generator().manual_seed(config.seed + rank)
     device = config.resolved_device()
-    y_tr = torch.tensor(np.asarray(y_train), dtype=torch.long)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    y_tr = np.asarray(y_train, dtype=np.int64)
     y_va = torch.tensor(np.asarray(y_val), dtype=torch.long)
-    mean, sd = channel_stats(x_train)
+    if channel_mean is None or channel_sd is None:
+        channel_mean, channel_sd = train_src.channel_stats()
+    mean, sd = torch.as_tensor(channel_mean).float(), torch.as_tensor(channel_sd).float()
 
-    model = build_model(len(classes), in_channels=x_train.shape[1], dropout=config.dropout).to(device)
+    net = build_model(len(classes), in_channels=train_src.channels, dropout=config.dropout).to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    model = net
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if config.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+        opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
                               weight_decay=config.weight_decay)
     elif config.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
         raise ValueError(f"unknown optimizer {config.optimizer!r}: use 'sgd' or 'adamw'")
     milestones = sorted({max(1, int(round(m * config.epochs))) for m in config.milestones})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=config.gamma)
 
-    counts = torch.bincount(y_tr, minlength=len(classes)).float()
-    weights = (1.0 / counts.clamp_min(1))[y_tr]
     n_per_epoch = config.samples_per_epoch or len(y_tr)
-    steps_per_epoch = max(1, int(np.ceil(n_per_epoch / config.batch_size)))
+    sampler = BalancedDistributedSampler(y_tr, n_per_epoch, seed=config.seed, num_replicas=world, rank=rank)
+    per_rank_batch = config.batch_size // world
+    cuda = device.type == "cuda"
+    train_loader = field_loader(FieldDataset(train_src, y_tr, input_size=config.input_size,
+                                             crop_size=config.crop_size, train=True),
+                                batch_size=per_rank_batch, sampler=sampler, num_workers=config.num_workers,
+                                pin_memory=cuda)
+    val_loader = field_loader(FieldDataset(val_src, y_va.numpy(), input_size=config.input_size),
+                              batch_size=max(per_rank_batch, 32), num_workers=config.num_workers, pin_memory=cuda)
+    steps_per_epoch = len(train_loader)
     warmup_steps = config.warmup_epochs * steps_per_epoch
     selection = "well_balanced_accuracy" if val_groups is not None else "field_accuracy"
 
@@ -258,94 +334,112 @@ def train_classifier(
     t0 = time.time()
     step = 0
     start_epoch = 1
-    fingerprint = _fingerprint(config, classes, x_train, y_tr)
+    fingerprint = _fingerprint(config, classes, train_src, y_tr, world)
     rpath = resume_path(checkpoint_path)
     if rpath.is_file():
         state = safe_load(rpath, expected_format=RESUME_FORMAT)
         if state["fingerprint"] != fingerprint:
             raise CheckpointError(f"{rpath} was written by a run with another config or other data; refusing to "
                                   f"mix them: delete it to start afresh")
-        model.load_state_dict(state["model"])
+        net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.last_epoch = state["epoch"]
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        gen.set_state(state["generators"][rank])
+        torch.set_rng_state(state["torch_rngs"][rank])
         best, history, step = state["best"], state["history"], state["step"]
         start_epoch = state["epoch"] + 1
     resumed_from = start_epoch - 1
 
     for epoch in range(start_epoch, config.epochs + 1):
         model.train()
-        idx = torch.multinomial(weights, n_per_epoch, replacement=True, generator=gen)
+        sampler.set_epoch(epoch)
         loss_sum, correct, seen = 0.0, 0, 0
-        for b in range(steps_per_epoch):
-            bi = idx[b * config.batch_size:(b + 1) * config.batch_size]
-            if len(bi) < 2:  # BatchNorm needs >1 sample
+        for b, (xb, yb) in enumerate(train_loader):
+            if len(yb) < 2:  # BatchNorm needs >1 sample
                 continue
             if step < warmup_steps:
                 for g in opt.param_groups:
                     g["lr"] = config.lr * (step + 1) / warmup_steps
-            xs = x_train[bi] if not config.crop_size else random_crop(x_train[bi], config.crop_size, gen)
-            xb = augment(normalize(xs, mean, sd), gen, config.color_jitter).to(device)
-            yb = y_tr[bi].to(device)
+            x = _to_device(xb, mean, sd, device)
+            if config.color_jitter > 0:
+                x = _jitter(x, config.color_jitter, gen)
+            yb = yb.to(device, non_blocking=True)
             opt.zero_grad(set_to_none=True)
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
+            with autocast(device):
+                logits = model(x)
+            loss = F.cross_entropy(logits.float(), yb)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch} step {b} (loss={loss.item()})")
             loss.backward()
             if config.grad_clip_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip_norm)
             opt.step()
             step += 1
-            loss_sum += float(loss.detach()) * len(bi)
+            loss_sum += float(loss.detach()) * len(yb)
             correct += int((logits.argmax(1) == yb).sum())
-            seen += len(bi)
+            seen += len(yb)
         sched.step()
-        probs = _probabilities(model, x_val, mean, sd, device)
-        val_acc = float((probs.argmax(1) == y_va).float().mean())
-        rec = {
-            "epoch": epoch,
-            "train_loss": loss_sum / max(1, seen),
-            "train_accuracy": correct / max(1, seen),
-            "val_accuracy": val_acc,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.time() - t0,
+        if world > 1:  # train loss/accuracy over every rank's share
+            import torch.distributed as dist
+
+            t = torch.tensor([loss_sum, correct, seen], dtype=torch.float64, device=device)
+            dist.all_reduce(t)
+            loss_sum, correct, seen = float(t[0]), int(t[1]), int(t[2])
+            gens = [None] * world
+            dist.all_gather_object(gens, (gen.get_state(), torch.get_rng_state()))
+        else:
+            gens = [(gen.get_state(), torch.get_rng_state())]
+        if rank == 0:
+            probs = predict_probabilities(net, val_loader, mean, sd, device)
+            val_acc = float((probs.argmax(1) == y_va).float().mean())
+            rec = {
+                "epoch": epoch,
+                "train_loss": loss_sum / max(1, seen),
+                "train_accuracy": correct / max(1, seen),
+                "val_accuracy": val_acc,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": time.time() - t0,
+            }
+            if val_groups is not None:
+                rec["val_balanced_accuracy"] = well_balanced_accuracy(probs.numpy(), y_va.numpy(),
+                                                                      np.asarray(val_groups), exclude_class)
+            score = rec.get("val_balanced_accuracy", val_acc)
+            history.append(rec)
+            if score > best["acc"]:
+                best = {"acc": score, "epoch": epoch,
+                        "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
+            save_checkpoint_atomic({
+                "format": RESUME_FORMAT, "fingerprint": fingerprint, "epoch": epoch, "step": step,
+                "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "optimizer": opt.state_dict(), "generators": [g for g, _ in gens],
+                "torch_rngs": [r for _, r in gens], "best": best, "history": history,
+            }, rpath)
+            if on_epoch:
+                on_epoch(rec)
+        _barrier()
+
+    result = TrainResult(Path(checkpoint_path), best["epoch"], best["acc"], history, time.time() - t0,
+                         list(classes), resumed_from, "")
+    if rank == 0:
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "state_dict": best["state"],
+            "classes": list(classes),
+            "channel_mean": mean,
+            "channel_sd": sd,
+            "config": config.to_dict(),
+            "best_epoch": best["epoch"],
+            "best_val_accuracy": best["acc"],
+            "selection": selection,
+            "history": history,
+            "in_channels": int(train_src.channels),
+            "world_size": world,
         }
-        if val_groups is not None:
-            rec["val_balanced_accuracy"] = well_balanced_accuracy(probs.numpy(), y_va.numpy(), np.asarray(val_groups),
-                                                                  exclude_class)
-        score = rec.get("val_balanced_accuracy", val_acc)
-        history.append(rec)
-        if score > best["acc"]:
-            best = {"acc": score, "epoch": epoch,
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        save_checkpoint_atomic({
-            "format": RESUME_FORMAT, "fingerprint": fingerprint, "epoch": epoch, "step": step,
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "best": best, "history": history,
-        }, rpath)
-        if on_epoch:
-            on_epoch(rec)
-
-    ckpt = {
-        "format": CHECKPOINT_FORMAT,
-        "state_dict": best["state"],
-        "classes": list(classes),
-        "channel_mean": mean,
-        "channel_sd": sd,
-        "config": config.to_dict(),
-        "best_epoch": best["epoch"],
-        "best_val_accuracy": best["acc"],
-        "selection": selection,
-        "history": history,
-        "in_channels": int(x_train.shape[1]),
-    }
-    save_checkpoint_atomic(ckpt, checkpoint_path)
-    rpath.unlink(missing_ok=True)
-    return TrainResult(Path(checkpoint_path), best["epoch"], best["acc"], history, time.time() - t0, list(classes),
-                       resumed_from, file_sha256(checkpoint_path))
-
+        save_checkpoint_atomic(ckpt, checkpoint_path)
+        rpath.unlink(missing_ok=True)
+        result.sha256 = file_sha256(checkpoint_path)
+    _barrier()
+    return result
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu",
                     expected_sha256: str | None = None) -> tuple[torch.nn.Module, dict]:

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from moa_core.model.embed import embed_fields, embedding_columns, median_per_well
-from moa_core.model.fields import augment, channel_stats, load_field_tensors
+from moa_core.model.fields import channel_stats, load_field_tensors
+from moa_core.model.loader import BalancedDistributedSampler, FieldDataset
 from moa_core.model.network import EMBEDDING_DIM, build_model, embed_and_logits
 from moa_core.model.train import TrainConfig, load_checkpoint, train_classifier
 
@@ -19,10 +20,12 @@ def test_five_channel_efficientnet_b0_gives_1280d_embeddings():
     assert 3.9e6 < n_params < 4.2e6  # EfficientNet-B0 is ~4.0M parameters with a small head
 
 
-def test_augment_is_rotation_flip_only_without_jitter():
-    x = torch.arange(2 * 5 * 4 * 4, dtype=torch.float32).reshape(2, 5, 4, 4)
-    y = augment(x, torch.Generator().manual_seed(0))
-    assert torch.allclose(torch.sort(y.flatten(1))[0], torch.sort(x.flatten(1))[0])
+def test_training_draws_are_rotation_flip_only_and_replay_from_their_seed():
+    x = torch.arange(2 * 5 * 4 * 4, dtype=torch.float32).reshape(2, 5, 4, 4) / 200
+    ds = FieldDataset(x, np.array([0, 1]), train=True)
+    y, _ = ds[(1, 123)]
+    assert torch.allclose(torch.sort(y.float().flatten())[0], torch.sort(x[1].half().float().flatten())[0])
+    assert torch.equal(ds[(1, 123)][0], y)  # the draw's seed fixes its augmentation
 
 
 def test_paper_config():
@@ -171,15 +174,18 @@ def test_well_balanced_accuracy_excludes_controls_and_averages_fields():
 
 
 def test_random_crop_takes_native_pixels_and_training_accepts_crops_and_adamw(tmp_path):
-    from moa_core.model.fields import random_crop
-
-    x = torch.arange(2 * 5 * 16 * 16, dtype=torch.float32).reshape(2, 5, 16, 16)
-    c = random_crop(x, 6, torch.Generator().manual_seed(0))
-    assert c.shape == (2, 5, 6, 6)
-    for i in range(2):  # each crop is a contiguous window of its own sample, not a resampling
-        y0, x0 = divmod(int(c[i, 0, 0, 0] - x[i, 0, 0, 0]), 16)
-        assert torch.equal(c[i], x[i, :, y0:y0 + 6, x0:x0 + 6])
-    assert random_crop(x, 16, torch.Generator()) is x
+    x = torch.arange(2 * 5 * 16 * 16, dtype=torch.float32).reshape(2, 5, 16, 16) / 4096
+    ds = FieldDataset(x, np.array([0, 1]), crop_size=6, train=True)
+    d4 = lambda t: [torch.flip(torch.rot90(t, k, dims=(1, 2)), dims=(2,)) if f else torch.rot90(t, k, dims=(1, 2))
+                    for k in range(4) for f in (False, True)]
+    for i in range(2):
+        for seed in range(20):  # each crop is a contiguous window of its own sample (up to a dihedral view)
+            c, _ = ds[(i, seed)]
+            assert c.shape == (5, 6, 6)
+            windows = [x[i, :, y0:y0 + 6, x0:x0 + 6].half() for y0 in range(11) for x0 in range(11)]
+            assert any(torch.equal(v, w) for v in d4(c) for w in windows)
+    assert FieldDataset(x, np.array([0, 1]), crop_size=16, train=True)[(0, 1)][0].shape == (5, 16, 16)
+    assert FieldDataset(x, input_size=8)[0][0].shape == (5, 8, 8)  # area-resized for validation/embedding
     x_tr, y_tr = _task(24)
     cfg = TrainConfig(epochs=1, batch_size=12, lr=1e-3, optimizer="adamw", crop_size=16, input_size=32, num_threads=2)
     res = train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], cfg, tmp_path / "c.pt")
@@ -189,37 +195,35 @@ def test_random_crop_takes_native_pixels_and_training_accepts_crops_and_adamw(tm
                          tmp_path / "d.pt")
 
 
-def test_augment_reaches_all_8_dihedral_transforms():
-    x = torch.arange(2 * 2, dtype=torch.float32).reshape(1, 1, 2, 2).repeat(400, 5, 1, 1)
-    out = augment(x, torch.Generator().manual_seed(0))
-    seen = {tuple(o[0].flatten().tolist()) for o in out}
+def test_training_draws_reach_all_8_dihedral_transforms():
+    x = (torch.arange(2 * 2, dtype=torch.float32).reshape(1, 1, 2, 2).repeat(1, 5, 1, 1)) / 8
+    ds = FieldDataset(x, np.array([0]), train=True)
+    sampler = BalancedDistributedSampler(np.zeros(400, int), 400, seed=0)
+    seen = {tuple(ds[(0, s)][0][0].float().flatten().tolist()) for _, s in sampler}
     d4 = set()
     for k in range(4):
-        r = torch.rot90(x[0, 0], k, dims=(0, 1))
+        r = torch.rot90(x[0, 0].half().float(), k, dims=(0, 1))
         d4 |= {tuple(r.flatten().tolist()), tuple(torch.flip(r, dims=(1,)).flatten().tolist())}
     assert len(d4) == 8 and seen == d4
 
 
-def test_class_balanced_sampler_gives_every_class_the_same_share(tmp_path, monkeypatch):
-    """The epoch draws of train_classifier: 1/K of the samples per class whatever the class sizes."""
-    import moa_core.model.train as train_mod
-
-    drawn = []
-    real = torch.multinomial
-
-    def spy(weights, n, replacement=False, generator=None):
-        idx = real(weights, n, replacement=replacement, generator=generator)
-        drawn.append(idx)
-        return idx
-
-    monkeypatch.setattr(train_mod.torch, "multinomial", spy)
+def test_class_balanced_sampler_gives_every_class_the_same_share():
+    """Every class gets 1/K of an epoch's draws whatever the class sizes; ranks split one draw disjointly."""
     y = np.array([0] * 60 + [1] * 12 + [2] * 4)  # 15:3:1 imbalance
-    x = torch.rand((len(y), 5, 16, 16)).half()
-    cfg = TrainConfig(epochs=1, batch_size=250, lr=1e-3, optimizer="adamw", input_size=16, num_threads=2,
-                      samples_per_epoch=3000)
-    train_classifier(x, y, x[:6], y[:6], ["a", "b", "c"], cfg, tmp_path / "c.pt")
-    share = np.bincount(y[drawn[0].numpy()], minlength=3) / 3000
+    s = BalancedDistributedSampler(y, 3000, seed=0)
+    s.set_epoch(1)
+    idx = np.array([i for i, _ in s])
+    share = np.bincount(y[idx], minlength=3) / 3000
     assert np.allclose(share, 1 / 3, atol=0.03)  # ~3.5 binomial SDs
+    s.set_epoch(2)
+    assert not np.array_equal(idx, np.array([i for i, _ in s]))  # set_epoch reshuffles
+    ranks = [BalancedDistributedSampler(y, 3001, seed=0, num_replicas=2, rank=r) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(1)
+    a, b = (list(r) for r in ranks)
+    assert len(a) == len(b) == 1501  # padded to a multiple of the world size, as DistributedSampler
+    merged = [v for pair in zip(a, b) for v in pair]
+    assert merged == list(zip(*(arr.tolist() for arr in ranks[0].global_draw())))
 
 
 def test_dihedral_embedding_averages_the_8_views():
