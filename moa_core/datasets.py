@@ -28,6 +28,9 @@ Schema of an entry (TOML table ``[datasets.<name>]``)::
     dose_uM       keep this dose only (LINCS: 10 uM, the paper's selection)
     synthetic / train / features    keyword overrides of SyntheticSpec / TrainConfig / FeatureConfig
     split_seed    seed of the well and compound splits
+    store_resolution  side (px) of the fields in the preprocessed image store; omitted: native
+    dp_train      keyword overrides of TrainConfig for the DP recipe (single-cell crops)
+    dp_cell_crop  side (px, store resolution) of the DP recipe's single-cell crops
 
 Names must be valid Dagster partition keys and safe folder/table names:
 ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (no ``| , [ ]``, no spaces or slashes).
@@ -99,6 +102,9 @@ class DatasetEntry:
     train: TrainConfig = field(default_factory=TrainConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     split_seed: int = 0
+    store_resolution: int | None = None
+    dp_train: TrainConfig = field(default_factory=TrainConfig)
+    dp_cell_crop: int = 96
     origin: str = ""
 
     @property
@@ -211,6 +217,9 @@ def entry_from_dict(name: str, raw: Mapping[str, Any], *, origin: str = "", base
         train=_sub(TrainConfig, raw.get("train"), name, "train"),
         features=_sub(FeatureConfig, raw.get("features"), name, "features"),
         split_seed=int(raw.get("split_seed", 0)),
+        store_resolution=None if raw.get("store_resolution") is None else int(raw["store_resolution"]),
+        dp_train=_sub(TrainConfig, raw.get("dp_train"), name, "dp_train"),
+        dp_cell_crop=int(raw.get("dp_cell_crop", 96)),
         origin=origin,
     )
 

@@ -147,7 +147,7 @@ class ImageStore:
     def locate(self, fields: pd.DataFrame) -> pd.DataFrame:
         """``fields`` (plate, well, site, ...) with their ``store_row``; a field not in the store is an error."""
         site = fields["Metadata_Site"].astype(np.int64)
-        f = fields.assign(Metadata_Site=site)
+        f = fields.drop(columns=["store_row"], errors="ignore").assign(Metadata_Site=site)
         out = f.merge(self.index(), on=KEYS, how="left", validate="many_to_one")
         missing = out["store_row"].isna()
         if missing.any():

@@ -8,7 +8,7 @@ Registers the catalogue's datasets as ``dataset`` partitions first (what the alw
 against ``$DAGSTER_HOME`` (default ``<data dir>/dagster_home``), so its runs and
 metadata appear in the Dagster UI. ``--scan-releases`` evaluates ``jump_release_sensor``
 once (new JUMP releases -> catalogue entries + partitions) and prints what it found.
-Jobs: ingest_job, published_job (dataset); train_eval_job (dataset x fraction);
+Jobs: ingest_job, published_job (dataset); train_eval_job, dp_recipe_job (dataset x fraction);
 holdout_job (dataset); publish_job (unpartitioned, DATASET ignored).
 """
 
@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 DATASET_JOBS = {"ingest_job", "published_job", "holdout_job"}
+FRACTION_JOBS = {"train_eval_job", "dp_recipe_job"}
 
 
 def prepare_instance(data_dir: Path):
@@ -41,7 +42,7 @@ def run_job(defs, instance, job: str, dataset: str | None, fraction: str = "100"
     """Execute ``job`` for its partition of ``dataset`` (and ``fraction``); returns the result."""
     from orchestration.partitions import multi_key
 
-    key = None if job == "publish_job" else (multi_key(dataset, fraction) if job == "train_eval_job" else dataset)
+    key = None if job == "publish_job" else (multi_key(dataset, fraction) if job in FRACTION_JOBS else dataset)
     return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
 
 

@@ -63,6 +63,9 @@ class MoaStore(dg.ConfigurableResource):
         p = self.root_path / "artifacts" / dataset
         return p / f"fraction_{fraction}" if fraction else p
 
+    def image_store_path(self, dataset: str) -> Path:
+        return self.root_path / "image_store" / f"{dataset}.zarr"
+
     def warehouse(self) -> Warehouse:
         return Warehouse(self.root_path / "warehouse.duckdb")
 

@@ -136,7 +136,7 @@ class FieldDataset(Dataset):
     def __init__(self, source, labels: np.ndarray | None = None, *, input_size: int | None = None,
                  crop_size: int | None = None, train: bool = False):
         self.source = as_source(source)
-        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.labels = None if labels is None else torch.tensor(np.asarray(labels), dtype=torch.long)
         if self.labels is not None and len(self.labels) != len(self.source):
             raise ValueError(f"{len(self.source)} fields but {len(self.labels)} labels")
         self.input_size = input_size

@@ -258,6 +258,7 @@ def train_classifier(
     exclude_class: int | None = None,
     channel_mean: torch.Tensor | None = None,
     channel_sd: torch.Tensor | None = None,
+    extra: dict | None = None,
 ) -> TrainResult:
     """Train EfficientNet-B0 on fields; keep the best validation weights; resume after a crash; DDP-aware.
 
@@ -268,7 +269,8 @@ def train_classifier(
     :class:`~moa_core.model.loader.BalancedDistributedSampler`. With ``val_groups`` (the
     validation fields' well IDs) the checkpoint is selected on :func:`well_balanced_accuracy`
     with ``exclude_class`` (the negative control) left out; otherwise on field accuracy.
-    Channel statistics default to the training source's.
+    Channel statistics default to the training source's. ``extra`` entries are stored in
+    the checkpoint (e.g. the DP recipe's crop size).
 
     Under ``torchrun`` (an initialized process group; see :mod:`moa_core.model.launch`) the
     model is wrapped in ``DistributedDataParallel``, each rank draws its share of every
@@ -434,6 +436,7 @@ def train_classifier(
             "history": history,
             "in_channels": int(train_src.channels),
             "world_size": world,
+            **(extra or {}),
         }
         save_checkpoint_atomic(ckpt, checkpoint_path)
         rpath.unlink(missing_ok=True)

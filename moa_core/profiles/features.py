@@ -8,7 +8,8 @@ pycytominer's ``aggregate`` (median, the field's default), plus
 ``Metadata_Count_Cells``.
 
 Location features (centers, bounding-box corners, orientation) describe where a cell
-sits in the field, not its phenotype, and are dropped.
+sits in the field, not its phenotype, and are dropped; the nucleus centre is kept as
+metadata (``Metadata_Nuclei_Location_Center_X/Y``, pixels) for single-cell crops.
 """
 
 from __future__ import annotations
@@ -110,8 +111,16 @@ def measure_field_with_qc(field: np.ndarray, config: FeatureConfig = FeatureConf
             part = pd.DataFrame(data[sel], columns=[f"{name}_{c.replace('__', '_')}" for c in cols])
             part.insert(0, "Metadata_ObjectNumber", lab[sel])
             parts.append(part.set_index("Metadata_ObjectNumber"))
-    out = parts[0].join(parts[1:], how="outer")  # cytoplasm may be empty for a cell
-    return out.reset_index(), None
+    out = parts[0].join(parts[1:], how="outer").reset_index()  # cytoplasm may be empty for a cell
+    # where each nucleus is (metadata, not a feature): the DP recipe's single-cell crops are centred on it
+    from scipy import ndimage
+
+    nuc = masks["Nuclei"]
+    centres = np.asarray(ndimage.center_of_mass(np.ones_like(nuc), nuc, out["Metadata_ObjectNumber"].to_numpy()))
+    centres = centres.reshape(-1, 2)
+    out.insert(1, "Metadata_Nuclei_Location_Center_Y", centres[:, 0].astype(np.float32))
+    out.insert(1, "Metadata_Nuclei_Location_Center_X", centres[:, 1].astype(np.float32))
+    return out, None
 
 
 def measure_field(field: np.ndarray, config: FeatureConfig = FeatureConfig(),

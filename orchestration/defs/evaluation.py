@@ -11,7 +11,7 @@ from moa_core.datasets import FRACTIONS
 from moa_core.splits import subsample_training
 from moa_core.storage import partition_table
 from orchestration.defs.ingest import compound_holdout_splits, cp_embeddings, splits
-from orchestration.defs.training import mp_embeddings, mp_holdout_embeddings
+from orchestration.defs.training import dp_embeddings, mp_embeddings, mp_holdout_embeddings
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
 from orchestration.resources import MoaStore
 
@@ -19,7 +19,8 @@ GROUP = "evaluation"
 
 #: Method name -> (well-embedding table base name, whether it is per fraction).
 METHOD_TABLES = {"MP": ("mp_embeddings", True), "CP": ("cp_embeddings", False),
-                 "CP published": ("cp_published_embeddings", False)}
+                 "CP published": ("cp_published_embeddings", False),
+                 "DP recipe (trained here)": ("dp_embeddings", True)}
 
 
 def available_methods(wh, ds: str, frac: str) -> dict[str, pd.DataFrame]:
@@ -35,10 +36,10 @@ def available_methods(wh, ds: str, frac: str) -> dict[str, pd.DataFrame]:
 @dg.asset(
     partitions_def=dataset_fraction_partitions,
     group_name=GROUP,
-    deps=[mp_embeddings, cp_embeddings, splits],
+    deps=[mp_embeddings, cp_embeddings, splits, dp_embeddings],
     kinds={"duckdb"},
     description=(
-        "Evaluation tables for MP and CP on the same test wells: enrichment, intra/inter-MOA PCC, k-NN over all k, "
+        "Evaluation tables for MP, CP, CP published and the DP recipe (whichever exist) on the same test wells: enrichment, intra/inter-MOA PCC, k-NN over all k, "
         "class latent assignment, logistic regression, similarity groups, batch effect, mAP, bootstrap CIs, "
         "and MP image-level classification."
     ),

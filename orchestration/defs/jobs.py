@@ -7,7 +7,8 @@ import dagster as dg
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.groups("ingest"),
-    description="Raw images -> CP profiles (per plate) -> CP embeddings, and the train/val/test splits, for one dataset.",
+    description="Raw images -> CP profiles (per plate) -> CP embeddings, the train/val/test splits and the "
+                "preprocessed image store, for one dataset.",
 )
 published_job = dg.define_asset_job(
     "published_job",
@@ -18,6 +19,12 @@ train_eval_job = dg.define_asset_job(
     "train_eval_job",
     selection=dg.AssetSelection.assets("mp_checkpoint", "mp_embeddings", "evaluation_results"),
     description="Train MOAProfiler, embed, and evaluate MP vs CP (and CP published), for one (dataset, fraction).",
+)
+dp_recipe_job = dg.define_asset_job(
+    "dp_recipe_job",
+    selection=dg.AssetSelection.assets("dp_checkpoint", "dp_embeddings"),
+    description="DP recipe (trained here): single-cell crops -> EfficientNet-B0 on compound identity -> well "
+                "embeddings, for one (dataset, fraction); evaluation_results scores it beside MP and CP.",
 )
 holdout_job = dg.define_asset_job(
     "holdout_job",

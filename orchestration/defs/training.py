@@ -1,4 +1,10 @@
-"""Training domain: the MOAProfiler checkpoint and MP embeddings, per (dataset, fraction)."""
+"""Training domain: MOAProfiler and DP-recipe checkpoints and embeddings, per (dataset, fraction).
+
+Assets read the fields from the preprocessed image store (:mod:`orchestration.defs.image_store`)
+through DataLoaders, train through one entry point (:mod:`moa_core.model.launch`: in this
+process, or ``torchrun`` with ``nproc_per_node`` processes), record the checkpoint's SHA-256
+in its warehouse row and check it before embedding.
+"""
 
 
 import dataclasses
@@ -9,119 +15,185 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from moa_core.data.locator import ImageLocator, load_locator
 from moa_core.datasets import FRACTIONS
+from moa_core.model.dp_recipe import CellCrops, aggregate_cells, cells_for_wells, load_pretrained_weights
 from moa_core.model.embed import embed_fields, median_per_well
-from moa_core.model.fields import load_field_tensors
-from moa_core.model.train import content_addressed, load_checkpoint, prune_checkpoints, train_classifier
+from moa_core.model.launch import TrainSpec, launch_training, write_fields
+from moa_core.model.loader import StoreFields
+from moa_core.model.train import TrainConfig, content_addressed, file_sha256, load_checkpoint, prune_checkpoints
 from moa_core.profiles.normalize import feature_columns, standardize_to_controls
 from moa_core.splits import SPLIT_COL, subsample_training
+from moa_core.store import ImageStore
 from moa_core.storage import partition_table, write_parquet_atomic
-from orchestration.defs.ingest import compound_holdout_splits, raw_images, splits
+from orchestration.defs.image_store import image_store
+from orchestration.defs.ingest import compound_holdout_splits, cp_profiles, splits
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
 from orchestration.resources import MoaStore
 
 GROUP = "training"
 KEYS = ["Metadata_Plate", "Metadata_Well"]
+FIELD_KEYS = KEYS + ["Metadata_Site"]
 
 
 class TrainOverrides(dg.Config):
-    """Optional overrides of the dataset's registered training config (from the launchpad)."""
+    """Overrides of the dataset's registered training config (from the launchpad); unset = the entry's value.
+
+    Every :class:`~moa_core.model.train.TrainConfig` value, plus ``nproc_per_node``: more than
+    one launches ``torchrun --standalone`` (DDP; one process per GPU, or gloo on CPU).
+    """
 
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    optimizer: str | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    dropout: float | None = None
+    milestones: list[float] | None = None
+    gamma: float | None = None
+    warmup_epochs: int | None = None
+    grad_clip_norm: float | None = None
     input_size: int | None = None
+    crop_size: int | None = None
+    color_jitter: float | None = None
+    samples_per_epoch: int | None = None
+    seed: int | None = None
+    num_threads: int | None = None
+    num_workers: int | None = None
     device: str | None = None
+    nproc_per_node: int = 1
+
+    def apply(self, base: TrainConfig) -> TrainConfig:
+        vals = {k: v for k, v in self.model_dump().items() if v is not None and k != "nproc_per_node"}
+        if "milestones" in vals:
+            vals["milestones"] = tuple(vals["milestones"])
+        return dataclasses.replace(base, **vals)
 
 
-def _fields_for(load_data: pd.DataFrame, wells: pd.DataFrame) -> pd.DataFrame:
-    return load_data.merge(wells, on=KEYS, how="inner").sort_values(KEYS + ["Metadata_Site"]).reset_index(drop=True)
+class DPRecipeConfig(TrainOverrides):
+    """The DP recipe's training (defaults: the entry's ``dp_train`` table) and optional pretrained weights.
+
+    ``pretrained_weights``: a PyTorch state dict of the 5-channel EfficientNet-B0 (read with
+    ``weights_only=True``); with ``epochs = 0`` it embeds the cells without training.
+    """
+
+    pretrained_weights: str | None = None
+    cell_crop: int | None = None
+
+    def apply(self, base: TrainConfig) -> TrainConfig:
+        vals = {k: v for k, v in self.model_dump().items()
+                if v is not None and k not in ("nproc_per_node", "pretrained_weights", "cell_crop")}
+        if "milestones" in vals:
+            vals["milestones"] = tuple(vals["milestones"])
+        return dataclasses.replace(base, **vals)
 
 
-def _image_shape(store: MoaStore, ds: str) -> tuple[int, int] | None:
-    spec = store.dataset(ds)
-    return (spec.synthetic.image_size,) * 2 if spec.synthetic else None
+def _fields_for(index: pd.DataFrame, wells: pd.DataFrame) -> pd.DataFrame:
+    return index.merge(wells, on=KEYS, how="inner").sort_values(FIELD_KEYS).reset_index(drop=True)
 
 
-def _fields_source(store: MoaStore, ds: str) -> tuple[pd.DataFrame, ImageLocator]:
-    """The dataset's load_data (warehouse) and the locator that reads its files (local or S3)."""
-    return store.warehouse().read_table(partition_table("load_data", ds)), load_locator(store.dataset_dir(ds))
+def _store_index(store: MoaStore, ds: str) -> tuple[Path, pd.DataFrame]:
+    path = store.image_store_path(ds)
+    return path, ImageStore(path).index()
 
 
-def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, overrides: TrainOverrides,
-           ckpt_path: Path) -> tuple[dict, pd.DataFrame]:
-    """Train on the ``train`` wells of ``sp``, select on ``val``; returns (metadata, history)."""
-    spec = store.dataset(ds)
-    cfg = dataclasses.replace(spec.train, **{k: v for k, v in overrides.model_dump().items() if v is not None})
-    t0 = time.time()
-    load_data, root = _fields_source(store, ds)
-    classes = sorted(sp["Metadata_moa"].unique())
-    cls_index = {c: i for i, c in enumerate(classes)}
-    tr = _fields_for(load_data, sp[sp[SPLIT_COL].eq("train")][KEYS + ["Metadata_moa"]])
-    va = _fields_for(load_data, sp[sp[SPLIT_COL].eq("val")][KEYS + ["Metadata_moa"]])
-    context.log.info(f"loading {len(tr)} training and {len(va)} validation fields at {cfg.input_size}px")
-    x_tr = load_field_tensors(tr, root, cfg.input_size, expected_shape=_image_shape(store, ds))
-    x_va = load_field_tensors(va, root, cfg.input_size, expected_shape=_image_shape(store, ds))
-
+def _epoch_logger(context: dg.AssetExecutionContext, epochs: int):
     def on_epoch(rec: dict) -> None:
         bal = f" well balanced acc (no DMSO) {rec['val_balanced_accuracy']:.3f}" if "val_balanced_accuracy" in rec else ""
         context.log.info(
-            f"epoch {rec['epoch']}/{cfg.epochs}: loss {rec['train_loss']:.3f} train acc {rec['train_accuracy']:.3f} "
+            f"epoch {rec['epoch']}/{epochs}: loss {rec['train_loss']:.3f} train acc {rec['train_accuracy']:.3f} "
             f"val acc {rec['val_accuracy']:.3f}{bal} lr {rec['lr']:.4f} ({rec['seconds']:.0f} s)"
         )
+    return on_epoch
 
-    res = train_classifier(x_tr, tr["Metadata_moa"].map(cls_index).to_numpy(), x_va,
-                           va["Metadata_moa"].map(cls_index).to_numpy(), classes, cfg, ckpt_path, on_epoch=on_epoch,
-                           val_groups=(va["Metadata_Plate"] + "/" + va["Metadata_Well"]).to_numpy(),
-                           exclude_class=cls_index.get("DMSO"))
+
+def _run_training(context: dg.AssetExecutionContext, spec: TrainSpec, nproc: int, epochs: int) -> dict:
+    """Launch, log, content-address the checkpoint; returns the metadata of the run."""
+    res = launch_training(spec, Path(spec.checkpoint).with_suffix(".spec.json"), nproc=nproc,
+                          on_epoch=_epoch_logger(context, epochs),
+                          on_line=lambda line: context.log.debug(line))
     if res.resumed_from_epoch:
         context.log.info(f"resumed after epoch {res.resumed_from_epoch} from the previous attempt's saved state")
     for w in res.warnings:
         context.log.warning(w)
     final = content_addressed(res.checkpoint_path, res.sha256)
     hist = pd.DataFrame(res.history)
-    meta = {
+    return {
         "checkpoint": dg.MetadataValue.path(str(final)),
         "sha256": res.sha256,
         "best_epoch": res.best_epoch,
         "epochs": len(res.history),
         "best_val_score": float(res.best_val_accuracy),
-        "selected_on": "well balanced accuracy, DMSO excluded" if "DMSO" in cls_index else "field accuracy",
+        "selected_on": "well balanced accuracy, DMSO excluded" if spec.exclude_class is not None else
+                       "well balanced accuracy",
         "resumed_from_epoch": res.resumed_from_epoch,
         "warnings": "; ".join(res.warnings) or "none",
-        "train_fields": len(tr),
-        "val_fields": len(va),
-        "classes": len(classes),
-        "train_config": dg.MetadataValue.json(cfg.to_dict()),
+        "processes": nproc,
+        "classes": len(spec.classes),
+        "train_config": dg.MetadataValue.json(spec.config),
         "history": dg.MetadataValue.md(hist.round(4).to_markdown(index=False)),
-        "seconds": round(time.time() - t0, 1),
-    }
+        "learning_curve": dg.MetadataValue.json(hist.round(4).to_dict("list")),
+    }, hist
+
+
+def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, overrides: TrainOverrides,
+           ckpt_path: Path) -> tuple[dict, pd.DataFrame]:
+    """Train MP on the ``train`` wells of ``sp``, select on ``val``; returns (metadata, history)."""
+    cfg = overrides.apply(store.dataset(ds).train)
+    t0 = time.time()
+    store_path, index = _store_index(store, ds)
+    classes = sorted(sp["Metadata_moa"].unique())
+    cls_index = {c: i for i, c in enumerate(classes)}
+    tr = _fields_for(index, sp[sp[SPLIT_COL].eq("train")][KEYS + ["Metadata_moa"]])
+    va = _fields_for(index, sp[sp[SPLIT_COL].eq("val")][KEYS + ["Metadata_moa"]])
+    context.log.info(f"{len(tr)} training and {len(va)} validation fields from the image store "
+                     f"({cfg.num_workers} DataLoader workers, {overrides.nproc_per_node} process(es))")
+    work = ckpt_path.parent / f".{ckpt_path.stem}"
+    spec = TrainSpec(
+        store=str(store_path),
+        train_fields=write_fields(tr[FIELD_KEYS].assign(label=tr["Metadata_moa"].map(cls_index)), work / "train.parquet"),
+        val_fields=write_fields(va[FIELD_KEYS].assign(label=va["Metadata_moa"].map(cls_index),
+                                                      group=va["Metadata_Plate"] + "/" + va["Metadata_Well"]),
+                                work / "val.parquet"),
+        classes=classes, config=cfg.to_dict(), checkpoint=str(ckpt_path), exclude_class=cls_index.get("DMSO"),
+    )
+    meta, hist = _run_training(context, spec, overrides.nproc_per_node, cfg.epochs)
+    meta.update({"train_fields": len(tr), "val_fields": len(va), "seconds": round(time.time() - t0, 1)})
     return meta, hist
+
+
+def _standardized_wells(sp: pd.DataFrame, well: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    well = sp[[c for c in sp.columns if c.startswith("Metadata_")]].merge(well, on=KEYS, how="inner")
+    std, zero_sd = standardize_to_controls(well, feature_columns(well), control_mask=well["Metadata_moa"].eq("DMSO"))
+    return std, len(zero_sd)
 
 
 def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, row: pd.Series,
            field_path: Path) -> tuple[pd.DataFrame, dict]:
-    """Embed every field of ``sp``'s wells with the checkpoint of warehouse ``row`` (hash checked first);
-    write field predictions; return DMSO-standardized wells."""
+    """Embed every field of ``sp``'s wells from the image store with the checkpoint of warehouse ``row`` (hash
+    checked first); write field predictions; return DMSO-standardized wells."""
     model, ckpt = load_checkpoint(row["checkpoint_path"], expected_sha256=row["sha256"])
-    load_data, root = _fields_source(store, ds)
-    fields = _fields_for(load_data, sp[KEYS])
-    x = load_field_tensors(fields, root, ckpt["config"]["input_size"], expected_shape=_image_shape(store, ds))
-    context.log.info(f"embedding {len(fields)} fields")
-    feats, probs = embed_fields(model, x, ckpt["channel_mean"], ckpt["channel_sd"])
-    field_df = fields[KEYS + ["Metadata_Site"]].copy()
+    cfg = ckpt["config"]
+    store_path, index = _store_index(store, ds)
+    fields = _fields_for(index, sp[KEYS])
+    context.log.info(f"embedding {len(fields)} fields from the image store")
+    t0 = time.time()
+    device = TrainConfig(device=cfg.get("device", "auto")).resolved_device()
+    feats, probs = embed_fields(model.to(device), StoreFields(store_path, fields), ckpt["channel_mean"],
+                                ckpt["channel_sd"], input_size=cfg["input_size"], device=device,
+                                num_workers=cfg.get("num_workers", 0))
+    secs = time.time() - t0
+    field_df = fields[FIELD_KEYS].copy()
     field_df["Metadata_pred_moa"] = np.asarray(ckpt["classes"])[probs.argmax(1)]
     prob_df = pd.DataFrame(probs, columns=[f"Prob_{c}" for c in ckpt["classes"]])
     write_parquet_atomic(pd.concat([field_df, prob_df], axis=1), field_path)
-    well = median_per_well(fields, feats)
-    well = sp[[c for c in sp.columns if c.startswith("Metadata_")]].merge(well, on=KEYS, how="inner")
-    std, zero_sd = standardize_to_controls(well, feature_columns(well), control_mask=well["Metadata_moa"].eq("DMSO"))
+    std, zero_sd = _standardized_wells(sp, median_per_well(fields, feats))
     meta = {
         "wells": len(std),
         "fields": len(fields),
+        "fields_per_second": round(len(fields) / max(secs, 1e-9), 1),
         "dims": len(feature_columns(std)),
-        "dropped_zero_dmso_sd": len(zero_sd),
+        "dropped_zero_dmso_sd": zero_sd,
         "field_predictions": dg.MetadataValue.path(str(field_path)),
     }
     return std, meta
@@ -139,6 +211,14 @@ def _record_checkpoint(store: MoaStore, ds: str, frac: str, model: str, meta: di
     prune_checkpoints(meta["checkpoint"].path)
 
 
+def _record_history(store: MoaStore, ds: str, frac: str, model: str, hist: pd.DataFrame) -> None:
+    hist = hist.copy()
+    hist.insert(0, "model", model)
+    hist.insert(0, "fraction", frac)
+    hist.insert(0, "dataset", ds)
+    store.warehouse().replace_rows("training_history", hist, {"dataset": ds, "fraction": frac, "model": model})
+
+
 def _recorded_checkpoint(store: MoaStore, ds: str, frac: str, model: str) -> pd.Series:
     wh = store.warehouse()
     ck = wh.read_table("checkpoints", {"dataset": ds, "fraction": frac, "model": model}) \
@@ -148,25 +228,27 @@ def _recorded_checkpoint(store: MoaStore, ds: str, frac: str, model: str) -> pd.
     return ck.iloc[0]
 
 
+def _fraction_splits(store: MoaStore, ds: str, frac: str) -> pd.DataFrame:
+    return subsample_training(store.warehouse().read_table(partition_table("splits", ds)), FRACTIONS[frac],
+                              seed=store.dataset(ds).split_seed)
+
+
 @dg.asset(
     partitions_def=dataset_fraction_partitions,
     group_name=GROUP,
-    deps=[splits, raw_images],
+    deps=[splits, image_store],
     kinds={"pytorch"},
     description=(
-        "5-channel EfficientNet-B0 trained to classify each field's MOA; the checkpoint with the best well-level "
-        "balanced validation accuracy (DMSO excluded); resumes after a crash; SHA-256 in its warehouse row."
+        "5-channel EfficientNet-B0 trained to classify each field's MOA, streamed from the image store; the "
+        "checkpoint with the best well-level balanced validation accuracy (DMSO excluded); resumes after a crash; "
+        "DDP with nproc_per_node > 1; SHA-256 in its warehouse row."
     ),
 )
 def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, store: MoaStore) -> dg.MaterializeResult:
     ds, frac = dataset_fraction_keys(context)
-    wh = store.warehouse()
-    sp = subsample_training(wh.read_table(partition_table("splits", ds)), FRACTIONS[frac],
-                            seed=store.dataset(ds).split_seed)
+    sp = _fraction_splits(store, ds, frac)
     meta, hist = _train(context, store, ds, sp, config, store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt")
-    hist.insert(0, "fraction", frac)
-    hist.insert(0, "dataset", ds)
-    wh.replace_rows("training_history", hist, {"dataset": ds, "fraction": frac})
+    _record_history(store, ds, frac, "mp", hist)
     _record_checkpoint(store, ds, frac, "mp", meta)
     return dg.MaterializeResult(metadata=meta)
 
@@ -176,23 +258,24 @@ def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, sto
     group_name=GROUP,
     deps=[mp_checkpoint],
     kinds={"pytorch", "duckdb"},
-    description="MP embeddings: pooled 1280-d field features -> well median -> per-plate DMSO standardization.",
+    description="MP embeddings: pooled 1280-d field features (batched, from the image store) -> well median -> "
+                "per-plate DMSO standardization; field-level class probabilities kept.",
 )
 def mp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
-    wh = store.warehouse()
-    sp = wh.read_table(partition_table("splits", ds))
+    sp = store.warehouse().read_table(partition_table("splits", ds))
     std, meta = _embed(context, store, ds, sp, _recorded_checkpoint(store, ds, frac, "mp"),
                        store.artifact_dir(ds, frac) / "mp_field_predictions.parquet")
-    wh.replace_table(partition_table("mp_embeddings", ds, frac), std, partition={"dataset": ds, "fraction": frac})
+    store.warehouse().replace_table(partition_table("mp_embeddings", ds, frac), std,
+                                    partition={"dataset": ds, "fraction": frac})
     return dg.MaterializeResult(metadata={**meta, "seconds": round(time.time() - t0, 1)})
 
 
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
-    deps=[compound_holdout_splits, raw_images],
+    deps=[compound_holdout_splits, image_store],
     kinds={"pytorch"},
     description="A second EfficientNet-B0 trained with one compound per MOA held out (paper Fig. 4).",
 )
@@ -200,7 +283,8 @@ def mp_holdout_checkpoint(context: dg.AssetExecutionContext, config: TrainOverri
                           store: MoaStore) -> dg.MaterializeResult:
     ds = dataset_key(context)
     sp = store.warehouse().read_table(partition_table("compound_holdout_splits", ds))
-    meta, _ = _train(context, store, ds, sp, config, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt")
+    meta, hist = _train(context, store, ds, sp, config, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt")
+    _record_history(store, ds, "100", "mp_holdout", hist)
     _record_checkpoint(store, ds, "100", "mp_holdout", meta)
     return dg.MaterializeResult(metadata=meta)
 
@@ -221,3 +305,110 @@ def mp_holdout_embeddings(context: dg.AssetExecutionContext, store: MoaStore) ->
                        store.artifact_dir(ds) / "mp_holdout_field_predictions.parquet")
     wh.replace_table(partition_table("mp_holdout_embeddings", ds), std, partition={"dataset": ds})
     return dg.MaterializeResult(metadata={**meta, "seconds": round(time.time() - t0, 1)})
+
+
+# ---- DP recipe (trained here): single-cell crops, weak supervision on compound identity -------------------
+
+
+def _cells(store: MoaStore, ds: str, wells: pd.DataFrame) -> pd.DataFrame:
+    sc_dir = store.artifact_dir(ds) / "single_cells"
+    files = sorted(sc_dir.glob("*.parquet"))
+    if not files:
+        raise dg.Failure(f"no single-cell tables under {sc_dir}: materialize cp_profiles first")
+    cols = FIELD_KEYS + ["Metadata_Nuclei_Location_Center_X", "Metadata_Nuclei_Location_Center_Y"]
+    import pyarrow.parquet as pq
+
+    for f in files:
+        missing = [c for c in cols if c not in pq.read_schema(f).names]
+        if missing:
+            raise dg.Failure(f"{f} lacks {missing}: re-materialize cp_profiles (it now records nucleus centres)")
+    sc = pd.concat([pd.read_parquet(f, columns=cols) for f in files], ignore_index=True)
+    return cells_for_wells(sc, wells)
+
+
+@dg.asset(
+    partitions_def=dataset_fraction_partitions,
+    group_name=GROUP,
+    deps=[splits, image_store, cp_profiles],
+    kinds={"pytorch"},
+    description=(
+        "DP recipe (trained here), not DeepProfiler's weights: EfficientNet-B0 trained weakly supervised on compound "
+        "identity from single-cell crops centred on the CP segmentation's nuclei; or a user's pretrained weights."
+    ),
+)
+def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, store: MoaStore) -> dg.MaterializeResult:
+    ds, frac = dataset_fraction_keys(context)
+    entry = store.dataset(ds)
+    cfg = config.apply(entry.dp_train)
+    crop = config.cell_crop or entry.dp_cell_crop
+    t0 = time.time()
+    sp = _fraction_splits(store, ds, frac)
+    ckpt_path = store.artifact_dir(ds, frac) / "dp_recipe_efficientnet_b0.pt"
+    compounds = sorted(sp["Metadata_broad_sample"].astype(str).unique())
+    ci = {c: i for i, c in enumerate(compounds)}
+    dmso = sp.loc[sp["Metadata_moa"].eq("DMSO"), "Metadata_broad_sample"].astype(str)
+    wells = sp[KEYS + ["Metadata_broad_sample", SPLIT_COL]]
+    tr = _cells(store, ds, wells[wells[SPLIT_COL].eq("train")])
+    va = _cells(store, ds, wells[wells[SPLIT_COL].eq("val")])
+    label = lambda d: d["Metadata_broad_sample"].astype(str).map(ci)  # noqa: E731
+    if config.pretrained_weights and cfg.epochs == 0:
+        model = load_pretrained_weights(config.pretrained_weights)
+        from moa_core.model.train import CHECKPOINT_FORMAT, save_checkpoint_atomic
+
+        src = CellCrops(store.image_store_path(ds), tr, crop)
+        mean, sd = src.channel_stats()
+        save_checkpoint_atomic({"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
+                                "classes": [f"pretrained_{i}" for i in range(model.classifier[-1].out_features)],
+                                "channel_mean": mean, "channel_sd": sd, "config": cfg.to_dict(), "best_epoch": 0,
+                                "best_val_accuracy": float("nan"), "selection": "pretrained", "history": [],
+                                "in_channels": 5, "cell_crop": crop}, ckpt_path)
+        sha = file_sha256(ckpt_path)
+        final = content_addressed(ckpt_path, sha)
+        meta = {"checkpoint": dg.MetadataValue.path(str(final)), "sha256": sha, "best_epoch": 0, "epochs": 0,
+                "best_val_score": float("nan"), "selected_on": "pretrained weights (not trained here)",
+                "warnings": "none", "classes": 0, "pretrained_weights": config.pretrained_weights}
+    else:
+        work = ckpt_path.parent / f".{ckpt_path.stem}"
+        spec = TrainSpec(
+            store=str(store.image_store_path(ds)), source="cells", cell_crop=crop,
+            train_fields=write_fields(tr.assign(label=label(tr)), work / "train.parquet"),
+            val_fields=write_fields(va.assign(label=label(va), group=va["Metadata_Plate"] + "/" + va["Metadata_Well"]),
+                                    work / "val.parquet"),
+            classes=compounds, config=cfg.to_dict(), checkpoint=str(ckpt_path),
+            exclude_class=ci[dmso.iloc[0]] if len(dmso) else None,
+        )
+        meta, hist = _run_training(context, spec, config.nproc_per_node, cfg.epochs)
+        meta["selected_on"] = "well balanced compound accuracy, DMSO excluded"
+        _record_history(store, ds, frac, "dp_recipe", hist)
+    meta.update({"train_fields": len(tr), "val_fields": len(va), "train_cells": len(tr), "val_cells": len(va),
+                 "cell_crop": crop, "seconds": round(time.time() - t0, 1)})
+    _record_checkpoint(store, ds, frac, "dp_recipe", meta)
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    partitions_def=dataset_fraction_partitions,
+    group_name=GROUP,
+    deps=[dp_checkpoint],
+    kinds={"pytorch", "duckdb"},
+    description="DP recipe (trained here) embeddings: per-cell 1280-d features -> well mean -> per-plate DMSO "
+                "standardization.",
+)
+def dp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds, frac = dataset_fraction_keys(context)
+    t0 = time.time()
+    row = _recorded_checkpoint(store, ds, frac, "dp_recipe")
+    model, ckpt = load_checkpoint(row["checkpoint_path"], expected_sha256=row["sha256"])
+    cfg = ckpt["config"]
+    sp = store.warehouse().read_table(partition_table("splits", ds))
+    cells = _cells(store, ds, sp[KEYS])
+    crop = int(ckpt.get("cell_crop") or cfg.get("cell_crop") or store.dataset(ds).dp_cell_crop)
+    device = TrainConfig(device=cfg.get("device", "auto")).resolved_device()
+    feats, _ = embed_fields(model.to(device), CellCrops(store.image_store_path(ds), cells, crop), ckpt["channel_mean"],
+                            ckpt["channel_sd"], input_size=cfg["input_size"], device=device,
+                            num_workers=cfg.get("num_workers", 0))
+    std, zero_sd = _standardized_wells(sp, aggregate_cells(cells, feats))
+    store.warehouse().replace_table(partition_table("dp_embeddings", ds, frac), std,
+                                    partition={"dataset": ds, "fraction": frac})
+    return dg.MaterializeResult(metadata={"wells": len(std), "cells": len(cells), "dims": len(feature_columns(std)),
+                                          "dropped_zero_dmso_sd": zero_sd, "seconds": round(time.time() - t0, 1)})

@@ -20,8 +20,8 @@ def materialized(tmp_path_factory, shared_dir):
     instance = dg.DagsterInstance.ephemeral()
     sync_dataset_partitions(instance, [DS])
     results = {}
-    for job, key in [("ingest_job", DS), ("train_eval_job", multi_key(DS, FRAC)), ("holdout_job", DS),
-                     ("publish_job", None)]:
+    for job, key in [("ingest_job", DS), ("dp_recipe_job", multi_key(DS, FRAC)), ("train_eval_job", multi_key(DS, FRAC)),
+                     ("holdout_job", DS), ("publish_job", None)]:
         results[job] = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
     return store, instance, results
 
@@ -35,8 +35,12 @@ def test_every_asset_materializes_with_metadata(materialized):
             m = ev.event_specific_data.materialization
             mats[m.asset_key.to_user_string()] = m.metadata
     assert set(mats) == {"raw_images", "cp_profiles", "cp_embeddings", "splits", "compound_holdout_splits",
-                         "mp_checkpoint", "mp_embeddings", "evaluation_results", "mp_holdout_checkpoint",
-                         "mp_holdout_embeddings", "holdout_results", "dashboard_snapshot"}
+                         "image_store", "mp_checkpoint", "mp_embeddings", "evaluation_results",
+                         "mp_holdout_checkpoint", "mp_holdout_embeddings", "holdout_results", "dashboard_snapshot",
+                         "dp_checkpoint", "dp_embeddings"}
+    assert mats["image_store"]["fields"].value == mats["raw_images"]["fields"].value
+    assert mats["image_store"]["skipped_fields"].value == 0 and mats["image_store"]["bytes_on_disk"].value > 0
+    assert "learning_curve" in mats["mp_checkpoint"] and mats["dp_checkpoint"]["train_cells"].value > 0
     assert mats["raw_images"]["fields"].value > 0 and "seconds" in mats["cp_profiles"]
     assert mats["mp_checkpoint"]["best_epoch"].value >= 1
     checks = [e for r in results.values() for e in r.get_asset_check_evaluations()]
@@ -47,9 +51,10 @@ def test_warehouse_holds_mp_and_cp_for_the_same_test_wells(materialized):
     store, _, _ = materialized
     wh = Warehouse(store.snapshot_path, read_only=True)
     res = wh.read_table("evaluation_results", {"dataset": DS, "fraction": FRAC})
-    assert set(res["method"]) == {"MP", "CP"}
+    methods = {"MP", "CP", "DP recipe (trained here)"}
+    assert set(res["method"]) == methods
     for analysis in ("enrichment", "intra_inter", "knn", "latent"):
-        assert set(res[res["analysis"] == analysis]["method"]) == {"MP", "CP"}, analysis
+        assert set(res[res["analysis"] == analysis]["method"]) == methods, analysis
     n = res[(res["analysis"] == "knn") & (res["metric"] == "f1")].groupby("method")["parameter"].max()
     assert n["MP"] == n["CP"]  # k runs to N-1 on the same wells
     cp = wh.read_table(partition_table("cp_embeddings", DS))
@@ -102,7 +107,8 @@ def test_a_swapped_checkpoint_is_refused_by_its_hash(materialized):
         "checkpoints", {"dataset": DS, "fraction": FRAC, "model": "mp"}).iloc[0]
     path = store.artifact_dir(DS, FRAC) / row["checkpoint_path"].rsplit("/", 1)[-1]
     assert path.is_file() and len(row["sha256"]) == 64 and row["sha256"][:12] in path.name
-    assert sorted(p.name for p in path.parent.glob("*.pt")) == [path.name]  # no resume file, no stale checkpoint
+    # no resume file, no stale checkpoint
+    assert sorted(p.name for p in path.parent.glob("mp_efficientnet_b0*.pt")) == [path.name]
     original = path.read_bytes()
     try:
         path.write_bytes(original[:-10] + b"0123456789")  # planted or corrupted after the row was written
