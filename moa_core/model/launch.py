@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import pandas as pd
 from moa_core.model.train import TrainConfig, TrainResult
 
 EPOCH_PREFIX = "EPOCH "
+_EXC = re.compile(r"^(\[rank\d+\]:\s*)?[A-Za-z_.]*(Error|Exception): ")
 
 
 @dataclass
@@ -146,11 +148,14 @@ def launch_training(spec: TrainSpec, spec_path: str | os.PathLike, *, nproc: int
             if on_epoch:
                 on_epoch(json.loads(line[len(EPOCH_PREFIX):]))
             continue
-        tail = (tail + [line])[-40:]
+        tail.append(line)
+        del tail[:-400]
         if on_line:
             on_line(line)
     if proc.wait() != 0 or not Path(spec.result_path).is_file():
-        raise RuntimeError(f"torchrun with {nproc} processes failed (exit {proc.returncode}):\n" + "\n".join(tail))
+        causes = list(dict.fromkeys(ln.strip() for ln in tail if _EXC.match(ln.strip()) and "ChildFailedError" not in ln))
+        raise RuntimeError(f"torchrun with {nproc} processes failed (exit {proc.returncode}): "
+                           + (" | ".join(causes) or "no exception message") + "\n" + "\n".join(tail[-30:]))
     return read_result(spec.result_path)
 
 
