@@ -106,3 +106,46 @@ def classification_table(results: pd.DataFrame) -> pd.DataFrame:
     parts = cls["metric"].str.extract(r"^(?P<metric>[^\[]+)(?:\[(?P<subset>.*)\])?$")
     table = pd.DataFrame({"subset": parts["subset"].fillna("all"), "metric": parts["metric"], "value": cls["value"]})
     return table.pivot_table(index="subset", columns="metric", values="value", aggfunc="first").reset_index()
+
+
+MODEL_LABELS = {"mp": "MP", "mp_holdout": "MP (compound holdout)", "dp_recipe": "DP recipe (trained here)"}
+
+
+def checkpoints(dataset: str, path: Path | None = None) -> pd.DataFrame:
+    """The recorded checkpoints of one dataset (model, fraction, best epoch, score, warnings)."""
+    if not has_table("checkpoints", path):
+        return pd.DataFrame()
+    df = query("SELECT * FROM checkpoints WHERE dataset = ? ORDER BY model, fraction", [dataset], path)
+    df["model"] = df["model"].map(lambda m: MODEL_LABELS.get(m, m))
+    return df
+
+
+def training_history(dataset: str, path: Path | None = None) -> pd.DataFrame:
+    """Per-epoch learning curves of every model of one dataset, long format (model, fraction, epoch, curve, value)."""
+    if not has_table("training_history", path):
+        return pd.DataFrame()
+    h = query("SELECT * FROM training_history WHERE dataset = ? ORDER BY model, fraction, epoch", [dataset], path)
+    names = {"train_accuracy": "train accuracy (fields)", "val_accuracy": "validation accuracy (fields)",
+             "val_balanced_accuracy": "validation balanced accuracy (wells, no DMSO)", "train_loss": "train loss"}
+    cols = [c for c in names if c in h.columns]
+    long = h.melt(id_vars=["model", "fraction", "epoch"], value_vars=cols, var_name="curve", value_name="value")
+    long["curve"] = long["curve"].map(names)
+    long["model"] = long["model"].map(lambda m: MODEL_LABELS.get(m, m))
+    return long
+
+
+FRACTION_METRICS = {("knn", "best_f1"): "k-NN best weighted F1", ("latent", "f1"): "Class latent assignment F1",
+                    ("logistic", "f1"): "Logistic regression F1"}
+
+
+def fraction_curve(dataset: str, path: Path | None = None) -> pd.DataFrame:
+    """The replicate-fraction study: headline metrics of every method at every materialized fraction."""
+    if not has_table("evaluation_results", path):
+        return pd.DataFrame()
+    res = query("SELECT * FROM evaluation_results WHERE dataset = ? AND ((analysis = 'knn' AND metric = 'best_f1') "
+                "OR (analysis IN ('latent', 'logistic') AND metric = 'f1'))", [dataset], path)
+    if res.empty:
+        return res
+    res["metric_label"] = [FRACTION_METRICS[(a, m)] for a, m in zip(res["analysis"], res["metric"])]
+    res["fraction_pct"] = res["fraction"].astype(float)
+    return res.sort_values(["metric_label", "method", "fraction_pct"]).reset_index(drop=True)

@@ -29,7 +29,7 @@ Schema of an entry (TOML table ``[datasets.<name>]``)::
     synthetic / train / features    keyword overrides of SyntheticSpec / TrainConfig / FeatureConfig
     split_seed    seed of the well and compound splits
     store_resolution  side (px) of the fields in the preprocessed image store; omitted: native
-    dp_train      keyword overrides of TrainConfig for the DP recipe (single-cell crops)
+    dp_train      keyword overrides of the DP recipe's TrainConfig (defaults: moa_core.model.dp_recipe.default_config)
     dp_cell_crop  side (px, store resolution) of the DP recipe's single-cell crops
 
 Names must be valid Dagster partition keys and safe folder/table names:
@@ -51,6 +51,7 @@ from typing import Any
 from moa_core.data.image_io import CHANNEL_MAPS
 from moa_core.data.synthetic import SyntheticSpec
 from moa_core.errors import SchemaError
+from moa_core.model.dp_recipe import default_config as dp_default_config
 from moa_core.model.train import TrainConfig
 from moa_core.profiles.features import FeatureConfig
 from moa_core.storage import write_json_atomic
@@ -103,7 +104,7 @@ class DatasetEntry:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     split_seed: int = 0
     store_resolution: int | None = None
-    dp_train: TrainConfig = field(default_factory=TrainConfig)
+    dp_train: TrainConfig = field(default_factory=lambda: dp_default_config())
     dp_cell_crop: int = 96
     origin: str = ""
 
@@ -143,9 +144,9 @@ def _tuple(v: Any, name: str, key: str, typ: type = str) -> tuple:
     return tuple(out)
 
 
-def _sub(cls: type, values: Any, name: str, key: str) -> Any:
+def _sub(cls: type, values: Any, name: str, key: str, base: Any = None) -> Any:
     if values is None:
-        return cls()
+        return base if base is not None else cls()
     if not isinstance(values, dict):
         raise SchemaError(f"dataset {name}: {key} must be a table")
     known = {f.name for f in dataclasses.fields(cls)}
@@ -153,7 +154,7 @@ def _sub(cls: type, values: Any, name: str, key: str) -> Any:
     if unknown:
         raise SchemaError(f"dataset {name}: unknown {key} option(s) {unknown}; known: {sorted(known)}")
     vals = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**vals)
+    return dataclasses.replace(base, **vals) if base is not None else cls(**vals)
 
 
 def entry_from_dict(name: str, raw: Mapping[str, Any], *, origin: str = "", base_dir: Path | None = None) -> DatasetEntry:
@@ -218,7 +219,7 @@ def entry_from_dict(name: str, raw: Mapping[str, Any], *, origin: str = "", base
         features=_sub(FeatureConfig, raw.get("features"), name, "features"),
         split_seed=int(raw.get("split_seed", 0)),
         store_resolution=None if raw.get("store_resolution") is None else int(raw["store_resolution"]),
-        dp_train=_sub(TrainConfig, raw.get("dp_train"), name, "dp_train"),
+        dp_train=_sub(TrainConfig, raw.get("dp_train"), name, "dp_train", base=dp_default_config()),
         dp_cell_crop=int(raw.get("dp_cell_crop", 96)),
         origin=origin,
     )

@@ -4,14 +4,16 @@ A store is a `zarr <https://zarr.dev>`_ v3 group on local disk (a maintained chu
 format; OME-Zarr builds on it). Layout::
 
     <store>/zarr.json                 attrs: format, channels, resolution
-    <store>/fields/<plate>/           uint16 array (n_fields, 5, R, R), one chunk per field,
-                                      zstd-compressed; attrs: the field index (well, site),
-                                      the plate's source fingerprint, skipped fields
+    <store>/fields/<plate>/           uint16 array (n_fields, 5, R, R), chunks of one field
+                                      (512-px tiles above 512 px), zstd-compressed; attrs: the
+                                      field index (well, site, row), the native side, the
+                                      plate's source fingerprint, skipped fields
 
 Fields are read from load_data rows (local files or ``s3://`` through an
 :class:`~moa_core.data.locator.ImageLocator`, illumination-corrected where load_data
 names ``_Illum`` files), area-downsampled to ``resolution`` when it is smaller than the
-field (``None`` keeps native pixels: 1080² for real JUMP fields) and written as uint16.
+field (``None`` keeps native pixels: 1080² for real JUMP fields) and written as uint16,
+each field as soon as it is decoded (memory holds a few fields, not a plate).
 
 - **Per plate, in parallel, atomic**: a plate's array is written under a temporary name
   (fields decoded by a thread pool) and renamed into place complete, so a crash leaves
@@ -136,9 +138,10 @@ class ImageStore:
         frames = []
         for plate in self.plates():
             a = self.plate_attrs(plate)
+            rows = a.get("rows", list(range(len(a["wells"]))))
             frames.append(pd.DataFrame({"Metadata_Plate": plate, "Metadata_Well": a["wells"],
                                         "Metadata_Site": np.asarray(a["sites"], dtype=np.int64),
-                                        "store_row": np.arange(len(a["wells"]), dtype=np.int64)}))
+                                        "store_row": np.asarray(rows, dtype=np.int64)}))
         if not frames:
             return pd.DataFrame({"Metadata_Plate": pd.Series(dtype=str), "Metadata_Well": pd.Series(dtype=str),
                                  "Metadata_Site": pd.Series(dtype=np.int64), "store_row": pd.Series(dtype=np.int64)})
@@ -156,29 +159,69 @@ class ImageStore:
                              f"(skipped at build time or new): {names}")
         return out.assign(store_row=out["store_row"].astype(np.int64))
 
-    def read(self, plate: str, row: int) -> np.ndarray:
-        """The ``(C, R, R)`` uint16 field at ``row`` of ``plate``."""
-        return np.asarray(self._array(plate)[int(row)])
+    def read(self, plate: str, row: int, window: tuple[int, int, int] | None = None) -> np.ndarray:
+        """The ``(C, R, R)`` uint16 field at ``row`` of ``plate``; ``window=(y0, x0, size)`` reads only that
+        square (only the tiles it touches are decoded)."""
+        a = self._array(plate)
+        if window is None:
+            return np.asarray(a[int(row)])
+        y0, x0, s = window
+        return np.asarray(a[int(row), :, y0:y0 + s, x0:x0 + s])
+
+    def native_side(self, plate: str) -> int:
+        """The side of the plate's fields before resampling (nucleus centres are in these pixels)."""
+        a = self.plate_attrs(plate)
+        return int(a.get("native_side", self.resolution))
 
 
-def _read_plate(rows: list[dict], locator, resolution: int | None, expected_shape, n_workers: int,
-                progress: Callable[[int, int], None] | None) -> tuple[list[np.ndarray | None], list[str]]:
-    fields: list[np.ndarray | None] = [None] * len(rows)
+def _safe_plate_name(plate: str) -> str:
+    if not plate or plate.startswith(".") or "/" in plate or "\\" in plate or plate in ("..",):
+        raise StoreError(f"plate name {plate!r} cannot be a store folder name")
+    return plate
+
+
+def _write_plate(arr, rows: list[dict], locator, resolution: int | None, side: int, expected_shape,
+                 n_workers: int, progress: Callable[[int, int], None] | None) -> tuple[list[int], list[str]]:
+    """Decode the plate's fields with a thread pool, each written to its own chunk as soon as it is read
+    (memory holds a few fields, not the plate); returns (rows written, errors naming the bad fields)."""
+    import threading
+
+    written: list[int] = []
     errors: list[str] = []
+    lock = threading.Lock()
 
     def one(i: int) -> None:
         try:
-            arr = read_field_from_row(rows[i], CHANNELS, locator, expected_shape=expected_shape)
-        except (ImageReadError, OSError) as exc:
-            errors.append(str(exc))
+            f = read_field_from_row(rows[i], CHANNELS, locator, expected_shape=expected_shape)
+            f = _downsample(f, resolution) if resolution else f
+            if f.shape != (len(CHANNELS), side, side):
+                raise ImageReadError(f"field of {field_context(rows[i])} has shape {f.shape}; the store holds "
+                                     f"{len(CHANNELS)} x {side} x {side} (set a resolution to resample to one size)")
+            arr[i] = f
+        except (MoaInputError, OSError) as exc:  # image, illumination and S3 (SourceError) failures
+            with lock:
+                errors.append(str(exc))
             return
-        fields[i] = _downsample(arr, resolution) if resolution else arr
+        with lock:
+            written.append(i)
 
     with ThreadPoolExecutor(max(1, n_workers)) as pool:
         for k, _ in enumerate(pool.map(one, range(len(rows))), 1):
             if progress and (k % 100 == 0 or k == len(rows)):
                 progress(k, len(rows))
-    return fields, sorted(errors)
+    return sorted(written), sorted(errors)
+
+
+def _first_side(rows: list[dict], locator, expected_shape) -> int:
+    """The native side of a plate's fields (its first readable field)."""
+    errors = []
+    for r in rows[:20]:
+        try:
+            return int(read_field_from_row(r, CHANNELS, locator, expected_shape=expected_shape).shape[-1])
+        except (MoaInputError, OSError) as exc:
+            errors.append(str(exc))
+    raise ImageReadError(f"image store: none of the first {len(errors)} fields of plate {rows[0]['Metadata_Plate']} "
+                         f"is readable; nothing of this plate was written: " + "; ".join(errors[:5]))
 
 
 def build_image_store(
@@ -197,10 +240,12 @@ def build_image_store(
 
     ``root`` is the local folder or :class:`~moa_core.data.locator.ImageLocator` that
     load_data paths resolve against. ``resolution`` is the stored side in pixels (fields are
-    area-downsampled to it; ``None`` keeps the native size, which must then be one size for
-    the whole store). ``on_error``: ``"fail"`` raises :class:`ImageReadError` naming every
-    unreadable field of the plate (nothing of that plate is written); ``"skip"`` leaves them
-    out and records them. Returns what was written, kept or rebuilt.
+    area-downsampled to it; ``None`` keeps the store's resolution, or for a new store the
+    native size, which must then be one size for the whole store). ``on_error``: ``"fail"``
+    raises :class:`ImageReadError` naming every unreadable field of the plate (nothing of
+    that plate is written); ``"skip"`` leaves them out and records them (a later ``"fail"``
+    build retries such a plate). Fields larger than 512 px are chunked in 512-px tiles, so a
+    single-cell crop decodes a tile, not the field. Returns what was written, kept or rebuilt.
     """
     import zarr
     from zarr.codecs import BloscCodec
@@ -210,7 +255,6 @@ def build_image_store(
     if load_data.empty:
         raise MoaInputError("build_image_store: load_data has no rows (empty partition?)")
     p = Path(path)
-    p.mkdir(parents=True, exist_ok=True)
     if (p / "zarr.json").is_file():
         grp = zarr.open_group(str(p), mode="a")
         attrs = dict(grp.attrs)
@@ -219,59 +263,70 @@ def build_image_store(
         if resolution is not None and int(attrs["resolution"]) != resolution:
             raise StoreError(f"{p} was built at {attrs['resolution']} px, asked for {resolution} px: use another "
                              f"store path (or delete it to rebuild)")
-        store_res = int(attrs["resolution"])
+        store_res: int | None = int(attrs["resolution"])
+        resolution = resolution or (store_res if attrs.get("resampled") else None)
     else:
+        if p.exists() and any(p.iterdir()):
+            raise StoreError(f"{p} is a non-empty folder that is not an image store; refusing to write into it")
         grp = None
         store_res = resolution
+    fields_dir = p / "fields"
+    for stale in fields_dir.glob(".tmp-*") if fields_dir.is_dir() else []:  # a crashed build's leftovers
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in fields_dir.glob(".old-*") if fields_dir.is_dir() else []:
+        shutil.rmtree(stale, ignore_errors=True)
     reports: list[PlateReport] = []
     for plate, rows in load_data.sort_values(KEYS).groupby("Metadata_Plate", sort=True):
         t0 = time.time()
-        plate = str(plate)
+        plate = _safe_plate_name(str(plate))
         fp = _plate_fingerprint(rows, resolution)
-        final = p / "fields" / plate
+        final = fields_dir / plate
         if (final / "zarr.json").is_file():
             old = zarr.open_array(str(final), mode="r")
-            if old.attrs.get("fingerprint") == fp:
-                reports.append(PlateReport(plate, int(old.shape[0]), "kept", list(old.attrs.get("skipped", []))))
+            skipped_before = list(old.attrs.get("skipped", []))
+            if old.attrs.get("fingerprint") == fp and not (skipped_before and on_error == "fail"):
+                reports.append(PlateReport(plate, len(old.attrs["wells"]), "kept", skipped_before))
                 continue
         recs = rows.to_dict("records")
-        fields, errors = _read_plate(recs, root, resolution, expected_shape, n_workers,
-                                     (lambda d, t, _p=plate: progress(_p, d, t)) if progress else None)
-        if errors and on_error == "fail":
-            raise ImageReadError(f"image store: {len(errors)} unreadable field(s) in plate {plate}; nothing of "
-                                 f"this plate was written (on_error='skip' leaves them out and records them): "
-                                 + "; ".join(errors[:10]) + (" ..." if len(errors) > 10 else ""))
-        keep = [i for i, f in enumerate(fields) if f is not None]
-        if not keep:
-            raise ImageReadError(f"image store: no readable field in plate {plate}: " + "; ".join(errors[:10]))
-        shapes = {fields[i].shape for i in keep}
-        side = fields[keep[0]].shape[-1]
-        if len(shapes) != 1 or fields[keep[0]].shape[-2] != side or (store_res is not None and side != store_res):
-            raise ImageReadError(f"image store: plate {plate} has field shapes {sorted(shapes)}, the store holds "
+        native = _first_side(recs, root, expected_shape)
+        side = int(resolution or native)
+        if store_res is not None and side != store_res:
+            raise ImageReadError(f"image store: plate {plate} has {side} x {side} fields, the store holds "
                                  f"{store_res} x {store_res}: set a resolution to resample to one size")
         if grp is None:
+            p.mkdir(parents=True, exist_ok=True)
             grp = zarr.open_group(str(p), mode="w")
-            grp.attrs.update({"format": STORE_FORMAT, "channels": list(CHANNELS), "resolution": int(side)})
-            store_res = int(side)
+            grp.attrs.update({"format": STORE_FORMAT, "channels": list(CHANNELS), "resolution": side,
+                              "resampled": resolution is not None})
+            store_res = side
         tmp_name = f".tmp-{plate}-{os.getpid()}"
-        tmp = p / "fields" / tmp_name
-        shutil.rmtree(tmp, ignore_errors=True)
-        arr = grp.create_array(f"fields/{tmp_name}", shape=(len(keep), len(CHANNELS), side, side),
-                               chunks=(1, len(CHANNELS), side, side), dtype="uint16",
+        tmp = fields_dir / tmp_name
+        tile = min(side, 512)
+        arr = grp.create_array(f"fields/{tmp_name}", shape=(len(recs), len(CHANNELS), side, side),
+                               chunks=(1, len(CHANNELS), tile, tile), dtype="uint16",
                                compressors=BloscCodec(cname="zstd", clevel=compression_level, shuffle="bitshuffle"))
-        for j, i in enumerate(keep):
-            arr[j] = fields[i]
-        skipped = errors
-        arr.attrs.update({"wells": [str(recs[i]["Metadata_Well"]) for i in keep],
-                          "sites": [int(recs[i]["Metadata_Site"]) for i in keep],
-                          "fingerprint": fp, "skipped": skipped, "plate": plate})
+        try:
+            rows_ok, errors = _write_plate(arr, recs, root, resolution, side, expected_shape, n_workers,
+                                           (lambda d, t, _p=plate: progress(_p, d, t)) if progress else None)
+            if errors and on_error == "fail":
+                raise ImageReadError(f"image store: {len(errors)} unreadable field(s) in plate {plate}; nothing of "
+                                     f"this plate was written (on_error='skip' leaves them out and records them): "
+                                     + "; ".join(errors[:10]) + (" ..." if len(errors) > 10 else ""))
+            if not rows_ok:
+                raise ImageReadError(f"image store: no readable field in plate {plate}: " + "; ".join(errors[:10]))
+            arr.attrs.update({"wells": [str(recs[i]["Metadata_Well"]) for i in rows_ok],
+                              "sites": [int(recs[i]["Metadata_Site"]) for i in rows_ok], "rows": rows_ok,
+                              "native_side": native, "fingerprint": fp, "skipped": errors, "plate": plate})
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         status = "rebuilt" if final.exists() else "written"
-        old_dir = p / "fields" / f".old-{plate}-{os.getpid()}"
+        old_dir = fields_dir / f".old-{plate}-{os.getpid()}"
         if final.exists():
             os.replace(final, old_dir)
         os.replace(tmp, final)
         shutil.rmtree(old_dir, ignore_errors=True)
-        reports.append(PlateReport(plate, len(keep), status, skipped, time.time() - t0))
+        reports.append(PlateReport(plate, len(rows_ok), status, errors, time.time() - t0))
     size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
     return StoreReport(p, int(store_res), reports, size)
 

@@ -2,7 +2,8 @@
 
     uv run python -m orchestration.demo [--dataset synthetic_cpjump1] [--fraction 100]
 
-Runs the three jobs (ingest -> train/eval -> publish) against a persistent Dagster
+Runs the jobs (ingest + image store -> DP recipe -> train/eval at every ``--fractions``
+(the replicate-fraction study) -> compound holdout -> publish) against a persistent Dagster
 instance under ``$DAGSTER_HOME`` (default ``<data dir>/dagster_home``), so the runs,
 materializations and their metadata show up in the Dagster UI afterwards.
 """
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 from moa_core.datasets import DEFAULT_DATASET, DEFAULT_FRACTION, FRACTIONS
+
+DEMO_FRACTIONS = "100,50,25"
 
 
 def _asset_seconds(result) -> list[tuple[str, float | None]]:
@@ -28,9 +31,15 @@ def _asset_seconds(result) -> list[tuple[str, float | None]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default=DEFAULT_DATASET, help="a synthetic or image dataset of the catalogue")
-    ap.add_argument("--fraction", default=DEFAULT_FRACTION, choices=list(FRACTIONS))
+    ap.add_argument("--fractions", default=DEMO_FRACTIONS,
+                    help=f"comma-separated training-replicate fractions to train and evaluate (of {list(FRACTIONS)}); "
+                         f"the first is the headline, the DP recipe trains at {DEFAULT_FRACTION}")
     ap.add_argument("--data-dir", default=None, help="where files and the warehouse go (default: $MOA_DATA_DIR or .moa_data)")
     args = ap.parse_args(argv)
+    fractions = [f.strip() for f in args.fractions.split(",") if f.strip()]
+    bad = [f for f in fractions if f not in FRACTIONS]
+    if bad or not fractions:
+        ap.error(f"--fractions: unknown fraction(s) {bad}; use some of {list(FRACTIONS)}")
 
     if args.data_dir:
         os.environ["MOA_DATA_DIR"] = str(Path(args.data_dir).resolve())
@@ -49,17 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(os.environ["DAGSTER_HOME"])
     t_all = time.time()
     timings: list[tuple[str, float | None]] = []
-    for job_name in ("ingest_job", "train_eval_job", "holdout_job", "publish_job"):
+    plan = [("ingest_job", DEFAULT_FRACTION), ("dp_recipe_job", DEFAULT_FRACTION)]
+    plan += [("train_eval_job", f) for f in fractions] + [("holdout_job", DEFAULT_FRACTION), ("publish_job", DEFAULT_FRACTION)]
+    for job_name, fraction in plan:
         t0 = time.time()
-        print(f"[demo] {job_name} dataset={args.dataset} fraction={args.fraction} ...", flush=True)
-        result = run_job(defs, instance, job_name, args.dataset, args.fraction)
+        print(f"[demo] {job_name} dataset={args.dataset} fraction={fraction} ...", flush=True)
+        result = run_job(defs, instance, job_name, args.dataset, fraction)
         if not result.success:
             for ev in result.all_events:
                 if ev.is_step_failure:
                     print(f"[demo] {ev.step_key} failed: {ev.event_specific_data.error.message.strip()}",
                           file=sys.stderr)
             return 1
-        timings += _asset_seconds(result)
+        timings += [(f"{name} [{fraction}]" if job_name == "train_eval_job" else name, sec)
+                    for name, sec in _asset_seconds(result)]
         print(f"[demo] {job_name} done in {time.time() - t0:.0f} s", flush=True)
     total = time.time() - t_all
 
@@ -74,17 +86,32 @@ def main(argv: list[str] | None = None) -> int:
         "OR (analysis = 'intra_inter' AND metric = 'delta') OR (analysis = 'enrichment' AND metric = 'odds_ratio' "
         "AND parameter = 99.0) OR (analysis = 'logistic' AND metric = 'f1') OR (analysis = 'map_consistency' "
         "AND metric = 'mean_map')) ORDER BY analysis, metric, method",
-        [args.dataset, args.fraction],
+        [args.dataset, fractions[0]],
     )
     print("\nAsset wall times (s):")
     for name, sec in timings:
-        print(f"  {name:<22} {sec if sec is not None else '-'}")
-    print(f"  {'total (4 runs)':<22} {total:.0f}")
+        print(f"  {name:<28} {sec if sec is not None else '-'}")
+    print(f"  {'total (' + str(len(plan)) + ' runs)':<28} {total:.0f}")
     print("\nHeadline numbers (test wells, DMSO and single-compound MOAs excluded):")
     if not res.empty:
         res["metric"] = [m if pd.isna(p) or m == "best_f1" else f"{m}@{p:g}" for m, p in zip(res["metric"], res["parameter"])]
         piv = res.pivot_table(index=["analysis", "metric"], columns="method", values="value", aggfunc="first")
         print(piv.round(4).to_string())
+    ck = wh.read("SELECT model, fraction, best_epoch, best_val_score, warnings FROM checkpoints WHERE dataset = ? "
+                 "ORDER BY model, fraction DESC", [args.dataset])
+    if not ck.empty:
+        print("\nCheckpoints (best epoch, well balanced validation accuracy without DMSO):")
+        print(ck.round(3).to_string(index=False))
+    curve = wh.read(
+        "SELECT method, fraction, analysis, value, ci_low, ci_high FROM evaluation_results WHERE dataset = ? AND "
+        "((analysis = 'knn' AND metric = 'best_f1') OR (analysis = 'latent' AND metric = 'f1'))", [args.dataset])
+    if curve["fraction"].nunique() > 1:
+        print("\nReplicate-fraction study (test wells; value [95% CI]):")
+        curve["cell"] = [f"{v:.3f} [{lo:.2f}, {hi:.2f}]" for v, lo, hi in zip(curve["value"], curve["ci_low"],
+                                                                           curve["ci_high"])]
+        curve["fraction"] = curve["fraction"].astype(int)
+        print(curve.pivot_table(index=["analysis", "method"], columns="fraction", values="cell",
+                                aggfunc="first").to_string())
     print(f"""
 Look at it:
   Dagster UI:  DAGSTER_HOME={home} uv run dagster dev -w workspace.yaml   # http://127.0.0.1:3000

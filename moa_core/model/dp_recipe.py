@@ -70,8 +70,10 @@ class CellCrops:
         located = store.locate(cells[KEYS])
         self.plates = located["Metadata_Plate"].astype(str).to_numpy()
         self.rows = located["store_row"].to_numpy()
-        self.cy = cells[CENTRE_Y].to_numpy(np.float64)
-        self.cx = cells[CENTRE_X].to_numpy(np.float64)
+        # nucleus centres are in the native pixels the CP segmentation saw; the store may be resampled
+        scale = np.array([store.resolution / store.native_side(p) for p in self.plates], dtype=np.float64)
+        self.cy = cells[CENTRE_Y].to_numpy(np.float64) * scale
+        self.cx = cells[CENTRE_X].to_numpy(np.float64) * scale
         self.crop_size = int(crop_size)
         self.resolution = store.resolution
         self._channels = len(store.channels)
@@ -105,14 +107,21 @@ class CellCrops:
         return arr
 
     def read(self, i: int) -> torch.Tensor:
-        f = self._field(self.plates[i], self.rows[i])
-        s = self.crop_size
-        y0, x0 = crop_window(self.cy[i], self.cx[i], s, f.shape[-2], f.shape[-1])
-        return torch.from_numpy(f[:, y0:y0 + s, x0:x0 + s].astype(np.float32) / 65535.0)
+        s, side = self.crop_size, self.resolution
+        y0, x0 = crop_window(self.cy[i], self.cx[i], s, side, side)
+        if side > 512:  # large fields: decode only the tiles under the crop
+            from moa_core.store import ImageStore
+
+            if self._store is None:
+                self._store = ImageStore(self.path)
+            crop = self._store.read(self.plates[i], self.rows[i], window=(y0, x0, min(s, side)))
+        else:  # small fields: one chunk; neighbouring cells of the field hit the cache
+            crop = self._field(self.plates[i], self.rows[i])[:, y0:y0 + s, x0:x0 + s]
+        return torch.from_numpy(crop.astype(np.float32) / 65535.0)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(f"cells:{self.crop_size}:{len(self)}".encode())
-        h.update(self.plates.astype("S").tobytes())
+        h.update("\0".join(self.plates.tolist()).encode())
         h.update(self.rows.astype(np.int64).tobytes())
         h.update(np.round(self.cy, 2).tobytes() + np.round(self.cx, 2).tobytes())
         return h.hexdigest()
@@ -148,6 +157,42 @@ def aggregate_cells(cells: pd.DataFrame, feats: np.ndarray,
     return well
 
 
+def default_config():
+    """The DP recipe's training defaults where a dataset entry sets no ``dp_train`` (real data, GPU).
+
+    AdamW 1e-3 (weight decay 0.05), batch 128, 30 epochs of 100,000 class-balanced draws, one
+    warm-up epoch, x0.1 at 75 %, crops fed at their own size (``input_size`` is capped at the
+    crop size: a crop is never upsampled).
+    """
+    from moa_core.model.train import TrainConfig
+
+    return TrainConfig(epochs=30, batch_size=128, lr=1e-3, optimizer="adamw", weight_decay=0.05, input_size=96,
+                       samples_per_epoch=100_000, warmup_epochs=1, milestones=(0.75,))
+
+
+def embed_cells_by_well(model: torch.nn.Module, store_path: str | os.PathLike, cells: pd.DataFrame, crop_size: int,
+                        mean: torch.Tensor, sd: torch.Tensor, *, input_size: int | None = None,
+                        device: str | torch.device = "cpu", num_workers: int = 0,
+                        chunk_cells: int = 20_000) -> pd.DataFrame:
+    """Per-cell features averaged per well, embedded in chunks of whole wells (memory bounded by ``chunk_cells``)."""
+    from moa_core.model.embed import embed_fields
+
+    wells = cells[["Metadata_Plate", "Metadata_Well"]].astype(str).agg("/".join, axis=1).to_numpy()
+    starts = np.flatnonzero(np.r_[True, wells[1:] != wells[:-1]])
+    if len(np.unique(wells)) != len(starts):
+        raise ValueError("cells must be grouped by well (sorted by plate, well)")
+    bounds = list(starts) + [len(cells)]
+    out, lo = [], 0
+    while lo < len(cells):
+        hi = next((b for b in bounds if b > lo and b - lo >= chunk_cells), len(cells))
+        part = cells.iloc[lo:hi].reset_index(drop=True)
+        feats, _ = embed_fields(model, CellCrops(store_path, part, crop_size), mean, sd, input_size=input_size,
+                                device=device, num_workers=num_workers)
+        out.append(aggregate_cells(part, feats))
+        lo = hi
+    return pd.concat(out, ignore_index=True)
+
+
 def load_pretrained_weights(path: str | os.PathLike, num_classes: int | None = None, in_channels: int = 5):
     """A 5-channel EfficientNet-B0 initialized from a user's PyTorch state dict (``weights_only=True``).
 
@@ -172,7 +217,9 @@ def load_pretrained_weights(path: str | os.PathLike, num_classes: int | None = N
         raise CheckpointError(f"{p} does not hold a state dict of tensors")
     head = "classifier.1.weight"
     n_out = num_classes or (int(state[head].shape[0]) if head in state else 1)
-    model = build_model(n_out, in_channels=in_channels)
+    with torch.random.fork_rng():  # a new head is initialized the same way every time (resume fingerprints)
+        torch.manual_seed(0)
+        model = build_model(n_out, in_channels=in_channels)
     own = model.state_dict()
     for k, v in own.items():
         if k.startswith("classifier.") and (k not in state or state[k].shape != v.shape):

@@ -47,6 +47,7 @@ class TrainSpec:
     channel_sd: list[float] | None = None
     source: str = "fields"  # "fields" (whole fields) or "cells" (DP-recipe single-cell crops)
     cell_crop: int = 96
+    init_weights: str | None = None  # a user's pretrained state dict to start from (weights_only)
 
     def write(self, path: str | os.PathLike) -> Path:
         from moa_core.storage import write_json_atomic
@@ -97,18 +98,27 @@ def run_spec(spec: TrainSpec, on_epoch: Callable[[dict], None] | None = None) ->
     cfg = _config(spec.config)
     own_group = False
     if world > 1 and not dist.is_initialized():
+        from datetime import timedelta
+
         backend = "nccl" if cfg.resolved_device().type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend)
+        # rank 0 validates and saves while the others wait at a barrier: allow long validations
+        dist.init_process_group(backend=backend, timeout=timedelta(hours=2))
         own_group = True
     try:
         tr, va = pd.read_parquet(spec.train_fields), pd.read_parquet(spec.val_fields)
         mean = None if spec.channel_mean is None else torch.tensor(spec.channel_mean)
         sd = None if spec.channel_sd is None else torch.tensor(spec.channel_sd)
+        init = None
+        if spec.init_weights:
+            from moa_core.model.dp_recipe import load_pretrained_weights
+
+            init = load_pretrained_weights(spec.init_weights, num_classes=len(spec.classes)).state_dict()
         res = train_classifier(_source(spec, tr), tr["label"].to_numpy(np.int64), _source(spec, va),
                                va["label"].to_numpy(np.int64), spec.classes, cfg, spec.checkpoint,
                                on_epoch=on_epoch, val_groups=va["group"].astype(str).to_numpy(),
                                exclude_class=spec.exclude_class, channel_mean=mean, channel_sd=sd,
-                               extra={"cell_crop": spec.cell_crop} if spec.source == "cells" else None)
+                               extra={"cell_crop": spec.cell_crop} if spec.source == "cells" else None,
+                               init_state=init)
         rank = dist.get_rank() if dist.is_initialized() else 0
         if rank == 0:
             from moa_core.storage import write_json_atomic
@@ -139,20 +149,39 @@ def launch_training(spec: TrainSpec, spec_path: str | os.PathLike, *, nproc: int
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "moa_core.model.launch", str(spec_path)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                            env=env, start_new_session=True)
     tail: list[str] = []
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        if line.startswith(EPOCH_PREFIX):
-            if on_epoch:
-                on_epoch(json.loads(line[len(EPOCH_PREFIX):]))
-            continue
-        tail.append(line)
-        del tail[:-400]
-        if on_line:
-            on_line(line)
-    if proc.wait() != 0 or not Path(spec.result_path).is_file():
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            if line.startswith(EPOCH_PREFIX):
+                try:
+                    rec = json.loads(line[len(EPOCH_PREFIX):])
+                except json.JSONDecodeError:  # interleaved with another process's output
+                    rec = None
+                if rec is not None:
+                    if on_epoch:
+                        on_epoch(rec)
+                    continue
+            tail.append(line)
+            del tail[:-400]
+            if on_line:
+                on_line(line)
+        proc.wait()
+    finally:
+        if proc.poll() is None:  # the caller failed or was interrupted: end the whole torchrun group
+            import signal
+
+            for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+                try:
+                    os.killpg(proc.pid, sig)
+                    proc.wait(wait)
+                    break
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    continue
+    if proc.returncode != 0 or not Path(spec.result_path).is_file():
         causes = list(dict.fromkeys(ln.strip() for ln in tail if _EXC.match(ln.strip()) and "ChildFailedError" not in ln))
         raise RuntimeError(f"torchrun with {nproc} processes failed (exit {proc.returncode}): "
                            + (" | ".join(causes) or "no exception message") + "\n" + "\n".join(tail[-30:]))
@@ -169,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def announce(rec: dict) -> None:
         if rank == 0:
-            print(EPOCH_PREFIX + json.dumps(rec), flush=True)
+            sys.stdout.write(EPOCH_PREFIX + json.dumps(rec) + "\n")  # one write: one line
+            sys.stdout.flush()
 
     run_spec(spec, announce)
     return 0

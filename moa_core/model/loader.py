@@ -101,7 +101,7 @@ class StoreFields:
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(repr(sorted(self._plate_fps.items())).encode())
-        h.update(self.plates.astype(str).astype("S").tobytes())
+        h.update("\0".join(self.plates.astype(str).tolist()).encode())
         h.update(self.rows.astype(np.int64).tobytes())
         return h.hexdigest()
 

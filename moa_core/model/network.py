@@ -33,5 +33,5 @@ def build_model(num_classes: int, in_channels: int = 5, dropout: float = 0.2) ->
 
 def embed_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled 1280-d features (last conv block -> global average pool -> flatten) and logits."""
-    feats = torch.flatten(model.avgpool(model.features(x)), 1)
+    feats = torch.flatten(model.avgpool(model.features(x).float()), 1)  # pooled in fp32 under bf16 autocast
     return feats, model.classifier(feats)

@@ -181,13 +181,21 @@ def resume_path(checkpoint_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".resume.pt")
 
 
-def _fingerprint(config: TrainConfig, classes: list[str], train_source, y: np.ndarray, world_size: int) -> str:
-    """What a resumed run must share with the interrupted one: config, classes, the data, the process count."""
+def _fingerprint(config: TrainConfig, classes: list[str], train_source, y: np.ndarray, world_size: int,
+                 val_source=None, y_val: np.ndarray | None = None, val_groups=None, exclude_class=None) -> str:
+    """What a resumed run must share with the interrupted one: config, classes, the training and validation
+    data (selection depends on it), the process count."""
     cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
     h = hashlib.sha256(json.dumps({"config": cfg, "classes": list(classes), "n": len(train_source),
-                                   "world_size": world_size}, sort_keys=True).encode())
+                                   "world_size": world_size, "exclude_class": exclude_class},
+                                  sort_keys=True).encode())
     h.update(np.asarray(y, dtype=np.int64).tobytes())
     h.update(train_source.fingerprint().encode())
+    if val_source is not None:
+        h.update(val_source.fingerprint().encode())
+        h.update(np.asarray(y_val, dtype=np.int64).tobytes())
+    if val_groups is not None:
+        h.update("\0".join(map(str, val_groups)).encode())
     return h.hexdigest()
 
 
@@ -209,6 +217,11 @@ def _barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def _cuda_rng(device: torch.device) -> torch.Tensor:
+    """This rank's CUDA generator state (dropout on the GPU draws from it); empty on CPU."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8)
 
 
 def _to_device(xb: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -259,6 +272,7 @@ def train_classifier(
     channel_mean: torch.Tensor | None = None,
     channel_sd: torch.Tensor | None = None,
     extra: dict | None = None,
+    init_state: dict | None = None,
 ) -> TrainResult:
     """Train EfficientNet-B0 on fields; keep the best validation weights; resume after a crash; DDP-aware.
 
@@ -270,7 +284,11 @@ def train_classifier(
     validation fields' well IDs) the checkpoint is selected on :func:`well_balanced_accuracy`
     with ``exclude_class`` (the negative control) left out; otherwise on field accuracy.
     Channel statistics default to the training source's. ``extra`` entries are stored in
-    the checkpoint (e.g. the DP recipe's crop size).
+    the checkpoint (e.g. the DP recipe's crop size). ``init_state`` (a state dict of the same
+    network, e.g. user-supplied pretrained weights) replaces the random initialization.
+
+    Resume is bit-exact on CPU; on CUDA the random streams (CPU and CUDA generators of every
+    rank) are restored too, but cuDNN's backward kernels are not deterministic by default.
 
     Under ``torchrun`` (an initialized process group; see :mod:`moa_core.model.launch`) the
     model is wrapped in ``DistributedDataParallel``, each rank draws its share of every
@@ -299,7 +317,10 @@ def train_classifier(
         channel_mean, channel_sd = train_src.channel_stats()
     mean, sd = torch.as_tensor(channel_mean).float(), torch.as_tensor(channel_sd).float()
 
-    net = build_model(len(classes), in_channels=train_src.channels, dropout=config.dropout).to(device)
+    net = build_model(len(classes), in_channels=train_src.channels, dropout=config.dropout)
+    if init_state is not None:
+        net.load_state_dict(init_state)
+    net = net.to(device)
     if device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     model = net
@@ -331,12 +352,18 @@ def train_classifier(
     warmup_steps = config.warmup_epochs * steps_per_epoch
     selection = "well_balanced_accuracy" if val_groups is not None else "field_accuracy"
 
-    best = {"acc": -1.0, "epoch": -1, "state": None}
+    best = {"acc": float("-inf"), "epoch": -1, "state": None}
     history: list[dict] = []
     t0 = time.time()
     step = 0
     start_epoch = 1
-    fingerprint = _fingerprint(config, classes, train_src, y_tr, world)
+    fingerprint = _fingerprint(config, classes, train_src, y_tr, world, val_src, y_va.numpy(), val_groups,
+                               exclude_class)
+    if init_state is not None:
+        h = hashlib.sha256(fingerprint.encode())
+        for k in sorted(init_state):
+            h.update(init_state[k].detach().cpu().float().sum().numpy().tobytes())
+        fingerprint = h.hexdigest()
     rpath = resume_path(checkpoint_path)
     if rpath.is_file():
         state = safe_load(rpath, expected_format=RESUME_FORMAT)
@@ -348,6 +375,9 @@ def train_classifier(
         sched.last_epoch = state["epoch"]
         gen.set_state(state["generators"][rank])
         torch.set_rng_state(state["torch_rngs"][rank])
+        cuda_rng = state.get("cuda_rngs", [None] * world)[rank]
+        if device.type == "cuda" and cuda_rng is not None and len(cuda_rng):
+            torch.cuda.set_rng_state(cuda_rng, device)
         best, history, step = state["best"], state["history"], state["step"]
         start_epoch = state["epoch"] + 1
     resumed_from = start_epoch - 1
@@ -388,9 +418,9 @@ def train_classifier(
             dist.all_reduce(t)
             loss_sum, correct, seen = float(t[0]), int(t[1]), int(t[2])
             gens = [None] * world
-            dist.all_gather_object(gens, (gen.get_state(), torch.get_rng_state()))
+            dist.all_gather_object(gens, (gen.get_state(), torch.get_rng_state(), _cuda_rng(device)))
         else:
-            gens = [(gen.get_state(), torch.get_rng_state())]
+            gens = [(gen.get_state(), torch.get_rng_state(), _cuda_rng(device))]
         if rank == 0:
             probs = predict_probabilities(net, val_loader, mean, sd, device)
             val_acc = float((probs.argmax(1) == y_va).float().mean())
@@ -406,15 +436,18 @@ def train_classifier(
                 rec["val_balanced_accuracy"] = well_balanced_accuracy(probs.numpy(), y_va.numpy(),
                                                                       np.asarray(val_groups), exclude_class)
             score = rec.get("val_balanced_accuracy", val_acc)
+            if not np.isfinite(score):  # e.g. no non-control validation well: fall back to field accuracy
+                score = val_acc
             history.append(rec)
-            if score > best["acc"]:
+            if score > best["acc"] or best["state"] is None:
                 best = {"acc": score, "epoch": epoch,
                         "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
             save_checkpoint_atomic({
                 "format": RESUME_FORMAT, "fingerprint": fingerprint, "epoch": epoch, "step": step,
                 "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "optimizer": opt.state_dict(), "generators": [g for g, _ in gens],
-                "torch_rngs": [r for _, r in gens], "best": best, "history": history,
+                "optimizer": opt.state_dict(), "generators": [g[0] for g in gens],
+                "torch_rngs": [g[1] for g in gens], "cuda_rngs": [g[2] for g in gens], "best": best,
+                "history": history,
             }, rpath)
             if on_epoch:
                 on_epoch(rec)

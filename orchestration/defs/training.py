@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from moa_core.datasets import FRACTIONS
-from moa_core.model.dp_recipe import CellCrops, aggregate_cells, cells_for_wells, load_pretrained_weights
+from moa_core.model.dp_recipe import CellCrops, cells_for_wells, embed_cells_by_well, load_pretrained_weights
 from moa_core.model.embed import embed_fields, median_per_well
 from moa_core.model.launch import TrainSpec, launch_training, write_fields
 from moa_core.model.loader import StoreFields
@@ -64,7 +64,9 @@ class TrainOverrides(dg.Config):
     nproc_per_node: int = 1
 
     def apply(self, base: TrainConfig) -> TrainConfig:
-        vals = {k: v for k, v in self.model_dump().items() if v is not None and k != "nproc_per_node"}
+        """``base`` with every set override (launch and weight options aside) replaced."""
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        vals = {k: v for k, v in self.model_dump().items() if v is not None and k in names}
         if "milestones" in vals:
             vals["milestones"] = tuple(vals["milestones"])
         return dataclasses.replace(base, **vals)
@@ -74,18 +76,12 @@ class DPRecipeConfig(TrainOverrides):
     """The DP recipe's training (defaults: the entry's ``dp_train`` table) and optional pretrained weights.
 
     ``pretrained_weights``: a PyTorch state dict of the 5-channel EfficientNet-B0 (read with
-    ``weights_only=True``); with ``epochs = 0`` it embeds the cells without training.
+    ``weights_only=True``); with ``epochs = 0`` it embeds the cells without training,
+    otherwise training starts from it.
     """
 
     pretrained_weights: str | None = None
     cell_crop: int | None = None
-
-    def apply(self, base: TrainConfig) -> TrainConfig:
-        vals = {k: v for k, v in self.model_dump().items()
-                if v is not None and k not in ("nproc_per_node", "pretrained_weights", "cell_crop")}
-        if "milestones" in vals:
-            vals["milestones"] = tuple(vals["milestones"])
-        return dataclasses.replace(base, **vals)
 
 
 def _fields_for(index: pd.DataFrame, wells: pd.DataFrame) -> pd.DataFrame:
@@ -219,6 +215,10 @@ def _record_history(store: MoaStore, ds: str, frac: str, model: str, hist: pd.Da
     store.warehouse().replace_rows("training_history", hist, {"dataset": ds, "fraction": frac, "model": model})
 
 
+def _history_columns(store: MoaStore) -> list[str]:
+    return store.warehouse().read("SELECT * FROM training_history LIMIT 0").columns.tolist()
+
+
 def _recorded_checkpoint(store: MoaStore, ds: str, frac: str, model: str) -> pd.Series:
     wh = store.warehouse()
     ck = wh.read_table("checkpoints", {"dataset": ds, "fraction": frac, "model": model}) \
@@ -310,7 +310,7 @@ def mp_holdout_embeddings(context: dg.AssetExecutionContext, store: MoaStore) ->
 # ---- DP recipe (trained here): single-cell crops, weak supervision on compound identity -------------------
 
 
-def _cells(store: MoaStore, ds: str, wells: pd.DataFrame) -> pd.DataFrame:
+def _cells(context: dg.AssetExecutionContext, store: MoaStore, ds: str, wells: pd.DataFrame) -> pd.DataFrame:
     sc_dir = store.artifact_dir(ds) / "single_cells"
     files = sorted(sc_dir.glob("*.parquet"))
     if not files:
@@ -323,7 +323,13 @@ def _cells(store: MoaStore, ds: str, wells: pd.DataFrame) -> pd.DataFrame:
         if missing:
             raise dg.Failure(f"{f} lacks {missing}: re-materialize cp_profiles (it now records nucleus centres)")
     sc = pd.concat([pd.read_parquet(f, columns=cols) for f in files], ignore_index=True)
-    return cells_for_wells(sc, wells)
+    cells = cells_for_wells(sc, wells)
+    stored = ImageStore(store.image_store_path(ds)).index()[FIELD_KEYS]
+    kept = cells.merge(stored, on=FIELD_KEYS, how="inner")
+    if len(kept) < len(cells):  # fields skipped at store build time (recorded there)
+        context.log.warning(f"{len(cells) - len(kept)} cell(s) lie in fields that are not in the image store "
+                            f"(skipped at build time); left out")
+    return kept.sort_values(FIELD_KEYS + ["Metadata_Nuclei_Location_Center_Y"]).reset_index(drop=True)
 
 
 @dg.asset(
@@ -348,8 +354,10 @@ def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, sto
     ci = {c: i for i, c in enumerate(compounds)}
     dmso = sp.loc[sp["Metadata_moa"].eq("DMSO"), "Metadata_broad_sample"].astype(str)
     wells = sp[KEYS + ["Metadata_broad_sample", SPLIT_COL]]
-    tr = _cells(store, ds, wells[wells[SPLIT_COL].eq("train")])
-    va = _cells(store, ds, wells[wells[SPLIT_COL].eq("val")])
+    tr = _cells(context, store, ds, wells[wells[SPLIT_COL].eq("train")])
+    va = _cells(context, store, ds, wells[wells[SPLIT_COL].eq("val")])
+    if cfg.input_size > crop:  # a crop is never upsampled
+        cfg = dataclasses.replace(cfg, input_size=crop)
     label = lambda d: d["Metadata_broad_sample"].astype(str).map(ci)  # noqa: E731
     if config.pretrained_weights and cfg.epochs == 0:
         model = load_pretrained_weights(config.pretrained_weights)
@@ -366,7 +374,11 @@ def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, sto
         final = content_addressed(ckpt_path, sha)
         meta = {"checkpoint": dg.MetadataValue.path(str(final)), "sha256": sha, "best_epoch": 0, "epochs": 0,
                 "best_val_score": float("nan"), "selected_on": "pretrained weights (not trained here)",
-                "warnings": "none", "classes": 0, "pretrained_weights": config.pretrained_weights}
+                "warnings": "none", "classes": int(model.classifier[-1].out_features),
+                "pretrained_weights": config.pretrained_weights}
+        if store.warehouse().has_table("training_history"):  # no learning curve: clear a previous run's
+            store.warehouse().replace_rows("training_history", pd.DataFrame(columns=_history_columns(store)),
+                                           {"dataset": ds, "fraction": frac, "model": "dp_recipe"}, allow_empty=True)
     else:
         work = ckpt_path.parent / f".{ckpt_path.stem}"
         spec = TrainSpec(
@@ -375,7 +387,7 @@ def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, sto
             val_fields=write_fields(va.assign(label=label(va), group=va["Metadata_Plate"] + "/" + va["Metadata_Well"]),
                                     work / "val.parquet"),
             classes=compounds, config=cfg.to_dict(), checkpoint=str(ckpt_path),
-            exclude_class=ci[dmso.iloc[0]] if len(dmso) else None,
+            exclude_class=ci[dmso.iloc[0]] if len(dmso) else None, init_weights=config.pretrained_weights,
         )
         meta, hist = _run_training(context, spec, config.nproc_per_node, cfg.epochs)
         meta["selected_on"] = "well balanced compound accuracy, DMSO excluded"
@@ -401,13 +413,13 @@ def dp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
     model, ckpt = load_checkpoint(row["checkpoint_path"], expected_sha256=row["sha256"])
     cfg = ckpt["config"]
     sp = store.warehouse().read_table(partition_table("splits", ds))
-    cells = _cells(store, ds, sp[KEYS])
-    crop = int(ckpt.get("cell_crop") or cfg.get("cell_crop") or store.dataset(ds).dp_cell_crop)
+    cells = _cells(context, store, ds, sp[KEYS])
+    crop = int(ckpt.get("cell_crop") or store.dataset(ds).dp_cell_crop)
     device = TrainConfig(device=cfg.get("device", "auto")).resolved_device()
-    feats, _ = embed_fields(model.to(device), CellCrops(store.image_store_path(ds), cells, crop), ckpt["channel_mean"],
-                            ckpt["channel_sd"], input_size=cfg["input_size"], device=device,
-                            num_workers=cfg.get("num_workers", 0))
-    std, zero_sd = _standardized_wells(sp, aggregate_cells(cells, feats))
+    wells = embed_cells_by_well(model.to(device), store.image_store_path(ds), cells, crop, ckpt["channel_mean"],
+                                ckpt["channel_sd"], input_size=cfg["input_size"], device=device,
+                                num_workers=cfg.get("num_workers", 0))
+    std, zero_sd = _standardized_wells(sp, wells)
     store.warehouse().replace_table(partition_table("dp_embeddings", ds, frac), std,
                                     partition={"dataset": ds, "fraction": frac})
     return dg.MaterializeResult(metadata={"wells": len(std), "cells": len(cells), "dims": len(feature_columns(std)),

@@ -54,6 +54,20 @@ def snapshot(tmp_path, monkeypatch):
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     wh.replace_rows("evaluation_results", res, {"dataset": "synthetic_cpjump1", "fraction": "100"})
     wh.replace_rows("holdout_results", _holdout(), {"dataset": "synthetic_cpjump1"})
+    half = res.assign(fraction="50", value=res["value"] * 0.8)
+    wh.replace_rows("evaluation_results", half, {"dataset": "synthetic_cpjump1", "fraction": "50"})
+    for model, frac, warn in (("mp", "100", "none"), ("mp", "50", "best epoch is the last (3): still improving"),
+                              ("dp_recipe", "100", "none")):
+        wh.replace_rows("checkpoints", pd.DataFrame([{
+            "dataset": "synthetic_cpjump1", "fraction": frac, "model": model, "checkpoint_path": "/x.pt",
+            "sha256": "0" * 64, "best_epoch": 2, "best_val_score": 0.4, "selected_on": "well balanced accuracy",
+            "warnings": warn, "train_fields": 100, "val_fields": 20, "classes": 17, "seconds": 9.0}]),
+            {"dataset": "synthetic_cpjump1", "fraction": frac, "model": model})
+        wh.replace_rows("training_history", pd.DataFrame({
+            "dataset": "synthetic_cpjump1", "fraction": frac, "model": model, "epoch": [1, 2, 3],
+            "train_loss": [2.8, 2.0, 1.5], "train_accuracy": [0.1, 0.4, 0.6], "val_accuracy": [0.1, 0.3, 0.3],
+            "lr": [1e-3] * 3, "seconds": [1.0, 2.0, 3.0], "val_balanced_accuracy": [0.1, 0.4, 0.35]}),
+            {"dataset": "synthetic_cpjump1", "fraction": frac, "model": model})
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
     return tmp_path
@@ -78,7 +92,8 @@ def test_method_comparison_page_renders_mp_vs_cp(snapshot):
 def test_home_page_lists_partitions(snapshot):
     at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=60).run()
     assert not at.exception
-    assert at.dataframe[0].value["dataset"].tolist() == ["synthetic_cpjump1"]
+    parts = at.dataframe[0].value
+    assert parts["dataset"].tolist() == ["synthetic_cpjump1"] * 2 and sorted(parts["fraction"]) == ["100", "50"]
 
 
 def test_pages_warn_without_snapshot(tmp_path, monkeypatch):
@@ -86,3 +101,29 @@ def test_pages_warn_without_snapshot(tmp_path, monkeypatch):
     at = AppTest.from_file(str(REPO / "dashboard" / "pages" / "1_Method_comparison.py"), default_timeout=60).run()
     assert not at.exception
     assert "No published snapshot" in at.warning[0].value
+
+
+def test_model_training_page_shows_curves_warnings_and_the_fraction_study(snapshot):
+    at = AppTest.from_file(str(REPO / "dashboard" / "pages" / "2_Model_training.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any("best epoch is the last" in w.value and "fraction 50" in w.value for w in at.warning)
+    table = at.dataframe[0].value
+    assert set(table["model"]) == {"MP", "DP recipe (trained here)"} and len(table) == 3
+    assert any("Learning curves" in h.value for h in at.subheader)
+    assert any("Replicate-fraction" in h.value for h in at.subheader)
+    curve = at.dataframe[1].value
+    assert list(curve.index) == [50.0, 100.0] and curve.loc[50.0, "MP"] < curve.loc[100.0, "MP"]
+    at.selectbox[1].set_value("DP recipe (trained here)").run()
+    assert not at.exception
+
+
+def test_model_training_page_without_models_says_what_to_run(tmp_path, monkeypatch):
+    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    wh.replace_rows("evaluation_results", pd.DataFrame({"dataset": ["d"], "fraction": ["100"], "method": ["CP"],
+                                                        "analysis": ["knn"], "metric": ["best_f1"],
+                                                        "parameter": [1.0], "value": [0.5]}),
+                    {"dataset": "d", "fraction": "100"})
+    wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
+    at = AppTest.from_file(str(REPO / "dashboard" / "pages" / "2_Model_training.py"), default_timeout=60).run()
+    assert not at.exception and "mp_checkpoint" in at.warning[0].value

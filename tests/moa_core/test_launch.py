@@ -1,12 +1,10 @@
 """The training entry point: one process in-process, and torchrun DDP with gloo on 2 CPU processes."""
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from moa_core.model.launch import TrainSpec, launch_training, write_fields
-from moa_core.model.train import CheckpointError, load_checkpoint, safe_load, CHECKPOINT_FORMAT
+from moa_core.model.train import CHECKPOINT_FORMAT, load_checkpoint, safe_load
 from moa_core.store import build_image_store
 
 KEYS = ["Metadata_Plate", "Metadata_Well", "Metadata_Site"]
@@ -82,3 +80,32 @@ def test_resume_with_another_process_count_refuses_to_mix(tmp_path, store_and_fi
     assert (tmp_path / "c.resume.pt").is_file()
     with pytest.raises(RuntimeError, match="refusing to mix"):
         launch_training(spec, tmp_path / "spec.json", nproc=2)
+
+
+def test_killed_store_run_with_workers_resumes_to_the_same_weights(tmp_path, store_and_fields):
+    """Streaming from the store with 2 DataLoader workers: kill after epoch 1, resume, equal an uninterrupted run."""
+    store, fields, classes = store_and_fields
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    ref_dir.mkdir()
+    run_dir.mkdir()
+    cfg = {"epochs": 3, "num_workers": 2, "dropout": 0.2, "color_jitter": 0.1, "crop_size": 24}
+    ref = launch_training(_spec(ref_dir, store, fields, classes, **cfg), ref_dir / "spec.json")
+
+    class Kill(Exception):
+        pass
+
+    def kill_after_1(rec):
+        if rec["epoch"] == 1:
+            raise Kill
+
+    spec = _spec(run_dir, store, fields, classes, **cfg)
+    with pytest.raises(Kill):
+        launch_training(spec, run_dir / "spec.json", on_epoch=kill_after_1)
+    res = launch_training(spec, run_dir / "spec.json")
+    assert res.resumed_from_epoch == 1
+    a, b = load_checkpoint(ref.checkpoint_path)[1], load_checkpoint(res.checkpoint_path)[1]
+    assert a["best_epoch"] == b["best_epoch"]
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    strip = lambda hs: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]  # noqa: E731
+    assert strip(a["history"]) == strip(b["history"])

@@ -116,3 +116,39 @@ def test_channel_statistics_match_numpy_on_the_given_fields_only(mini, tmp_path)
     src = StoreFields(tmp_path / "s.zarr", ld.iloc[::2])
     assert len(src) == len(ld.iloc[::2]) and src.read(0).shape == (5, st.resolution, st.resolution)
     assert float(src.read(0).max()) <= 1.0
+
+
+def test_a_non_empty_folder_is_never_wiped(mini, tmp_path):
+    root, ld, _ = mini
+    precious = tmp_path / "data" / "keep.txt"
+    precious.parent.mkdir()
+    precious.write_text("not an image store")
+    with pytest.raises(StoreError, match="non-empty folder"):
+        build_image_store(ld.head(1), tmp_path / "data", root=root)
+    assert precious.read_text() == "not an image store"
+
+
+def test_a_downsampled_store_is_extended_at_its_own_resolution(mini, tmp_path):
+    root, ld, spec = mini
+    plates = sorted(ld["Metadata_Plate"].unique())
+    half = spec.image_size // 2
+    build_image_store(ld[ld["Metadata_Plate"] == plates[0]], tmp_path / "s.zarr", root=root, resolution=half)
+    rep = build_image_store(ld, tmp_path / "s.zarr", root=root)  # no resolution: the store's own
+    assert {p.plate: p.status for p in rep.plates}[plates[0]] == "kept" and rep.resolution == half
+    st = ImageStore(tmp_path / "s.zarr")
+    assert st.read(plates[-1], 0).shape == (5, half, half) and st.native_side(plates[-1]) == spec.image_size
+
+
+def test_a_plate_with_skipped_fields_is_retried_by_a_failing_build(mini, tmp_path):
+    root, ld, _ = mini
+    work = tmp_path / "images"
+    shutil.copytree(root, work)
+    r0 = ld.iloc[0]
+    victim = work / r0["PathName_OrigER"] / r0["FileName_OrigER"]
+    data = victim.read_bytes()
+    victim.unlink()
+    build_image_store(ld, tmp_path / "s.zarr", root=work, on_error="skip")
+    victim.write_bytes(data)  # the transient failure is gone
+    rep = build_image_store(ld, tmp_path / "s.zarr", root=work)
+    assert {p.plate: p.status for p in rep.plates}[r0["Metadata_Plate"]] == "rebuilt" and not rep.skipped
+    assert len(ImageStore(tmp_path / "s.zarr").index()) == len(ld)
