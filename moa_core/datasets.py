@@ -12,7 +12,7 @@ come from three places, later ones overriding earlier ones of the same name:
 
 Schema of an entry (TOML table ``[datasets.<name>]``)::
 
-    kind          "synthetic" | "images" | "profiles"
+    kind          "synthetic" | "images" | "profiles" | "synthetic_profiles" (Pheno-CA's embedded profiles)
     source        "gallery" (s3://cellpainting-gallery) | "local" (a folder) — images/profiles
     layout        "cpg0000" | "cpg0004" | "cpg0016" | "local": key layout and channel map
     description   free text
@@ -29,8 +29,12 @@ Schema of an entry (TOML table ``[datasets.<name>]``)::
     synthetic / train / features    keyword overrides of SyntheticSpec / TrainConfig / FeatureConfig
     split_seed    seed of the well and compound splits
     store_resolution  side (px) of the fields in the preprocessed image store; omitted: native
+    holdout_train keyword overrides of ``train`` for the compound-holdout model (default: ``train``)
     dp_train      keyword overrides of the DP recipe's TrainConfig (defaults: moa_core.model.dp_recipe.default_config)
     dp_cell_crop  side (px, store resolution) of the DP recipe's single-cell crops
+    profile_spec  synthetic_profiles: keyword overrides of moa_core.phenoca.synthetic.SyntheticProfileSpec
+    phenoca       keyword overrides of the Pheno-CA study (moa_core.phenoca.config.StudyConfig)
+    phenoca_representation  image datasets: the well table a Pheno-CA study reads ("CP" or "MP")
 
 Names must be valid Dagster partition keys and safe folder/table names:
 ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (no ``| , [ ]``, no spaces or slashes).
@@ -52,12 +56,15 @@ from moa_core.data.image_io import CHANNEL_MAPS
 from moa_core.data.synthetic import SyntheticSpec
 from moa_core.errors import SchemaError
 from moa_core.model.dp_recipe import default_config as dp_default_config
+from moa_core.phenoca.config import StudyConfig
+from moa_core.phenoca.synthetic import SyntheticProfileSpec
 from moa_core.model.train import TrainConfig
 from moa_core.profiles.features import FeatureConfig
 from moa_core.storage import write_json_atomic
 
 SHIPPED_CATALOGUE = Path(__file__).with_name("catalogue.toml")
-KINDS = ("synthetic", "images", "profiles")
+KINDS = ("synthetic", "images", "profiles", "synthetic_profiles")
+EMBEDDED = ("synthetic", "synthetic_profiles")  # made here: no source, no layout
 SOURCES = ("gallery", "local")
 LAYOUTS = ("cpg0000", "cpg0004", "cpg0016", "local")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -104,8 +111,12 @@ class DatasetEntry:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     split_seed: int = 0
     store_resolution: int | None = None
+    holdout_train: TrainConfig | None = None
     dp_train: TrainConfig = field(default_factory=lambda: dp_default_config())
     dp_cell_crop: int = 96
+    profile_spec: SyntheticProfileSpec | None = None
+    phenoca: StudyConfig = field(default_factory=StudyConfig)
+    phenoca_representation: str = "CP"
     origin: str = ""
 
     @property
@@ -144,6 +155,12 @@ def _tuple(v: Any, name: str, key: str, typ: type = str) -> tuple:
     return tuple(out)
 
 
+def _choice(value: Any, allowed: tuple[str, ...], name: str, key: str) -> str:
+    if value not in allowed:
+        raise SchemaError(f"dataset {name}: {key} must be one of {list(allowed)}, got {value!r}")
+    return str(value)
+
+
 def _sub(cls: type, values: Any, name: str, key: str, base: Any = None) -> Any:
     if values is None:
         return base if base is not None else cls()
@@ -172,10 +189,10 @@ def entry_from_dict(name: str, raw: Mapping[str, Any], *, origin: str = "", base
     if kind not in KINDS:
         raise SchemaError(f"dataset {name} ({origin}): kind must be one of {KINDS}, got {kind!r}")
     src = raw.get("source")
-    if kind != "synthetic" and src not in SOURCES:
+    if kind not in EMBEDDED and src not in SOURCES:
         raise SchemaError(f"dataset {name} ({origin}): source must be one of {SOURCES}, got {src!r}")
     layout = raw.get("layout", "local" if src == "local" else None)
-    if kind != "synthetic" and layout not in LAYOUTS:
+    if kind not in EMBEDDED and layout not in LAYOUTS:
         raise SchemaError(f"dataset {name} ({origin}): layout must be one of {LAYOUTS}, got {layout!r}")
     if src == "gallery":
         for k in ("project", "source_name", "batch"):
@@ -219,8 +236,16 @@ def entry_from_dict(name: str, raw: Mapping[str, Any], *, origin: str = "", base
         features=_sub(FeatureConfig, raw.get("features"), name, "features"),
         split_seed=int(raw.get("split_seed", 0)),
         store_resolution=None if raw.get("store_resolution") is None else int(raw["store_resolution"]),
+        holdout_train=None if raw.get("holdout_train") is None else _sub(
+            TrainConfig, raw.get("holdout_train"), name, "holdout_train", base=_sub(TrainConfig, raw.get("train"), name,
+                                                                                     "train")),
         dp_train=_sub(TrainConfig, raw.get("dp_train"), name, "dp_train", base=dp_default_config()),
         dp_cell_crop=int(raw.get("dp_cell_crop", 96)),
+        profile_spec=_sub(SyntheticProfileSpec, raw.get("profile_spec"), name, "profile_spec")
+        if kind == "synthetic_profiles" else None,
+        phenoca=_sub(StudyConfig, raw.get("phenoca"), name, "phenoca"),
+        phenoca_representation=_choice(raw.get("phenoca_representation", "CP"), ("CP", "MP"), name,
+                                       "phenoca_representation"),
         origin=origin,
     )
 
@@ -284,7 +309,31 @@ def load_catalogue(data_dir: str | os.PathLike | None = None,
 # ---- the API the pipeline uses ------------------------------------------------------------
 #: Data fractions of the ``fraction`` partition dimension: share of each compound's
 #: training wells kept (the paper's replicate-fraction study).
-FRACTIONS: dict[str, float] = {"100": 1.0, "50": 0.5, "25": 0.25, "10": 0.1}
+#: Replicate fractions (image models and profile studies): the share of each compound's training replicates.
+FRACTIONS: dict[str, float] = {"100": 1.0, "75": 0.75, "50": 0.5, "25": 0.25, "10": 0.1}
+#: OOD-molecule shares (profile studies only): the share of unannotated compounds in (IBP) training.
+OOD_SHARES: dict[str, float] = {"ood0": 0.0, "ood10": 0.1, "ood25": 0.25, "ood50": 0.5}
+#: Every key of the pipeline's ``fraction`` partition dimension.
+FRACTION_KEYS: list[str] = list(FRACTIONS) + list(OOD_SHARES)
+
+
+def data_scale(key: str) -> tuple[float, float]:
+    """``(ood_share, replicate_share)`` of a ``fraction`` partition key: "50" -> (1, 0.5), "ood25" -> (0.25, 1)."""
+    if key in FRACTIONS:
+        return 1.0, FRACTIONS[key]
+    if key in OOD_SHARES:
+        return OOD_SHARES[key], 1.0
+    raise SchemaError(f"unparsable fraction key {key!r}: use a replicate share {list(FRACTIONS)} or an OOD-molecule "
+                      f"share {list(OOD_SHARES)}")
+
+
+def replicate_fraction(key: str) -> float:
+    """The replicate share of a key for image models, which have no OOD molecules ("ood*" keys are an error)."""
+    ood, rep = data_scale(key)
+    if key in OOD_SHARES:
+        raise SchemaError(f"fraction {key!r} is an OOD-molecule share of the Pheno-CA profile studies; image models "
+                          f"(MP, DP recipe) take replicate fractions {list(FRACTIONS)}")
+    return rep
 DEFAULT_DATASET = "synthetic_cpjump1"
 DEFAULT_FRACTION = "100"
 

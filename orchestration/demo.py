@@ -17,6 +17,8 @@ from pathlib import Path
 from moa_core.datasets import DEFAULT_DATASET, DEFAULT_FRACTION, FRACTIONS
 
 DEMO_FRACTIONS = "100,50,25"
+DEMO_PROFILES = "synthetic_jump_profiles_small"
+DEMO_SCALES = "ood0,ood10,ood25,100"
 
 
 def _asset_seconds(result) -> list[tuple[str, float | None]]:
@@ -34,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fractions", default=DEMO_FRACTIONS,
                     help=f"comma-separated training-replicate fractions to train and evaluate (of {list(FRACTIONS)}); "
                          f"the first is the headline, the DP recipe trains at {DEFAULT_FRACTION}")
+    ap.add_argument("--profiles", default=DEMO_PROFILES,
+                    help="the profile dataset of the Pheno-CA part ('' skips it)")
+    ap.add_argument("--scales", default=DEMO_SCALES,
+                    help="comma-separated data scales of the Pheno-CA zoo (OOD shares ood0..ood50, replicate shares)")
     ap.add_argument("--data-dir", default=None, help="where files and the warehouse go (default: $MOA_DATA_DIR or .moa_data)")
     args = ap.parse_args(argv)
     fractions = [f.strip() for f in args.fractions.split(",") if f.strip()]
@@ -58,19 +64,26 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(os.environ["DAGSTER_HOME"])
     t_all = time.time()
     timings: list[tuple[str, float | None]] = []
-    plan = [("ingest_job", DEFAULT_FRACTION), ("dp_recipe_job", DEFAULT_FRACTION)]
-    plan += [("train_eval_job", f) for f in fractions] + [("holdout_job", DEFAULT_FRACTION), ("publish_job", DEFAULT_FRACTION)]
-    for job_name, fraction in plan:
+    scales = [f.strip() for f in args.scales.split(",") if f.strip()]
+    plan = [("ingest_job", args.dataset, DEFAULT_FRACTION), ("dp_recipe_job", args.dataset, DEFAULT_FRACTION)]
+    plan += [("train_eval_job", args.dataset, f) for f in fractions]
+    plan += [("holdout_job", args.dataset, DEFAULT_FRACTION), ("scaling_job", args.dataset, DEFAULT_FRACTION)]
+    if args.profiles:
+        plan += [("phenoca_inputs_job", args.profiles, DEFAULT_FRACTION)]
+        plan += [("phenoca_job", args.profiles, s) for s in scales] + [("scaling_job", args.profiles, DEFAULT_FRACTION)]
+    plan += [("publish_job", args.dataset, DEFAULT_FRACTION)]
+    for job_name, dataset, fraction in plan:
         t0 = time.time()
-        print(f"[demo] {job_name} dataset={args.dataset} fraction={fraction} ...", flush=True)
-        result = run_job(defs, instance, job_name, args.dataset, fraction)
+        print(f"[demo] {job_name} dataset={dataset} fraction={fraction} ...", flush=True)
+        result = run_job(defs, instance, job_name, dataset, fraction)
         if not result.success:
             for ev in result.all_events:
                 if ev.is_step_failure:
                     print(f"[demo] {ev.step_key} failed: {ev.event_specific_data.error.message.strip()}",
                           file=sys.stderr)
             return 1
-        timings += [(f"{name} [{fraction}]" if job_name == "train_eval_job" else name, sec)
+        timings += [(f"{name} [{dataset if job_name == 'scaling_job' else fraction}]"
+                     if job_name in ("train_eval_job", "phenoca_job", "scaling_job") else name, sec)
                     for name, sec in _asset_seconds(result)]
         print(f"[demo] {job_name} done in {time.time() - t0:.0f} s", flush=True)
     total = time.time() - t_all
@@ -112,12 +125,38 @@ def main(argv: list[str] | None = None) -> int:
         curve["fraction"] = curve["fraction"].astype(int)
         print(curve.pivot_table(index=["analysis", "method"], columns="fraction", values="cell",
                                 aggfunc="first").to_string())
+    _print_phenoca(wh, args.dataset, args.profiles)
     print(f"""
 Look at it:
   Dagster UI:  DAGSTER_HOME={home} uv run dagster dev -w workspace.yaml   # http://127.0.0.1:3000
   Dashboard:   MOA_DATA_DIR={data_dir} uv run streamlit run dashboard/app.py   # http://localhost:8501
 """)
     return 0
+
+
+def _print_phenoca(wh, image_dataset: str, profiles: str) -> None:
+    """The Pheno-CA table (IBP vs task-supervised vs the profiles) and the best scaling law of every curve."""
+    import pandas as pd
+
+    if profiles and "phenoca_results" in wh.tables():
+        res = wh.read("SELECT * FROM phenoca_results WHERE dataset = ? AND metric IN ('top10', 'auc', 'cross_entropy') "
+                      "AND probe != 'knn'", [profiles])
+        if not res.empty:
+            res["cell"] = [f"{v:.3f}" for v in res["value"]]
+            res["family"] = res["supervision"] + "/" + res["model"]
+            print(f"\nPheno-CA on {profiles} (test wells; top-10 accuracy, discovery AUC, molecule CE):")
+            for frac, g in res.groupby("fraction"):
+                print(f"  data scale {frac}:")
+                t = g.pivot_table(index=["split", "task", "metric"], columns="family", values="value", aggfunc="first")
+                print(t.round(3).to_string())
+    if "scaling_laws" in wh.tables():
+        laws = wh.read("SELECT dataset, study, task, family, form, n_needed, n_needed_low, n_needed_high, target, "
+                       "p_reachable, backtest_error, reliable, reason FROM scaling_laws WHERE rank = 1 AND dataset IN "
+                       "(?, ?) ORDER BY dataset, study, task, family", [image_dataset, profiles or image_dataset])
+        if not laws.empty:
+            print("\nScaling laws (best form by back-test error; N needed for the target with 95% CI):")
+            with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+                print(laws.round(4).to_string(index=False))
 
 
 if __name__ == "__main__":

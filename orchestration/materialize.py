@@ -8,7 +8,8 @@ Registers the catalogue's datasets as ``dataset`` partitions first (what the alw
 against ``$DAGSTER_HOME`` (default ``<data dir>/dagster_home``), so its runs and
 metadata appear in the Dagster UI. ``--scan-releases`` evaluates ``jump_release_sensor``
 once (new JUMP releases -> catalogue entries + partitions) and prints what it found.
-Jobs: ingest_job, published_job (dataset); train_eval_job, dp_recipe_job (dataset x fraction);
+Jobs: ingest_job, published_job, phenoca_inputs_job, scaling_job (dataset); train_eval_job, dp_recipe_job,
+phenoca_job (dataset x fraction);
 holdout_job (dataset); publish_job (unpartitioned, DATASET ignored).
 """
 
@@ -19,8 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-DATASET_JOBS = {"ingest_job", "published_job", "holdout_job"}
-FRACTION_JOBS = {"train_eval_job", "dp_recipe_job"}
+DATASET_JOBS = {"ingest_job", "published_job", "holdout_job", "phenoca_inputs_job", "scaling_job"}
+FRACTION_JOBS = {"train_eval_job", "dp_recipe_job", "phenoca_job"}
 
 
 def prepare_instance(data_dir: Path):

@@ -12,12 +12,12 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from moa_core.datasets import FRACTIONS, validate_name
+from moa_core.datasets import FRACTION_KEYS, validate_name
 
 DATASET_PARTITIONS_NAME = "dataset"
 
 dataset_partitions = dg.DynamicPartitionsDefinition(name=DATASET_PARTITIONS_NAME)
-fraction_partitions = dg.StaticPartitionsDefinition(list(FRACTIONS))
+fraction_partitions = dg.StaticPartitionsDefinition(FRACTION_KEYS)
 dataset_fraction_partitions = dg.MultiPartitionsDefinition(
     {"dataset": dataset_partitions, "fraction": fraction_partitions}
 )

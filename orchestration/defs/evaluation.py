@@ -7,7 +7,7 @@ import dagster as dg
 import pandas as pd
 
 from moa_core.evaluation.compare import common_test_wells, compare_holdout, compare_methods
-from moa_core.datasets import FRACTIONS
+from moa_core.datasets import replicate_fraction
 from moa_core.splits import subsample_training
 from moa_core.storage import partition_table
 from orchestration.defs.ingest import compound_holdout_splits, cp_embeddings, splits
@@ -49,7 +49,7 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     t0 = time.time()
     wh = store.warehouse()
     # the fraction's own training split: logistic regression (and MP) see the same subsample
-    sp = subsample_training(wh.read_table(partition_table("splits", ds)), FRACTIONS[frac],
+    sp = subsample_training(wh.read_table(partition_table("splits", ds)), replicate_fraction(frac),
                             seed=store.dataset(ds).split_seed)
     tables = available_methods(wh, ds, frac)
     if not tables:
@@ -95,7 +95,7 @@ def holdout_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Ma
 
 @dg.asset(
     group_name=GROUP,
-    deps=[evaluation_results, holdout_results],
+    deps=[evaluation_results, holdout_results, "scaling_laws"],
     kinds={"duckdb"},
     description="Read-only copy of the warehouse for the dashboard (written to a temporary name, then renamed).",
 )

@@ -31,6 +31,22 @@ holdout_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("mp_holdout_checkpoint", "mp_holdout_embeddings", "holdout_results"),
     description="Compound holdout: train a model without one compound per MOA and predict the held-out MOAs.",
 )
+phenoca_inputs_job = dg.define_asset_job(
+    "phenoca_inputs_job",
+    selection=dg.AssetSelection.assets("phenoca_profiles"),
+    description="The dataset's well profiles in the Pheno-CA schema (synthetic_jump_profiles, published, CP/MP).",
+)
+phenoca_job = dg.define_asset_job(
+    "phenoca_job",
+    selection=dg.AssetSelection.assets("phenoca_results"),
+    description="The Pheno-CA model zoo at one data scale (dataset x fraction); backfill over fractions builds the "
+                "scaling study.",
+)
+scaling_job = dg.define_asset_job(
+    "scaling_job",
+    selection=dg.AssetSelection.assets("scaling_laws"),
+    description="Scaling laws fitted to every Pheno-CA curve and MOAProfiler's replicate-fraction curve of a dataset.",
+)
 publish_job = dg.define_asset_job(
     "publish_job",
     selection=dg.AssetSelection.assets("dashboard_snapshot"),

@@ -15,7 +15,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from moa_core.datasets import FRACTIONS
+from moa_core.datasets import replicate_fraction
 from moa_core.model.dp_recipe import CellCrops, cells_for_wells, embed_cells_by_well, load_pretrained_weights
 from moa_core.model.embed import embed_fields, median_per_well
 from moa_core.model.launch import TrainSpec, launch_training, write_fields
@@ -133,9 +133,9 @@ def _run_training(context: dg.AssetExecutionContext, spec: TrainSpec, nproc: int
 
 
 def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, overrides: TrainOverrides,
-           ckpt_path: Path) -> tuple[dict, pd.DataFrame]:
+           ckpt_path: Path, base: TrainConfig | None = None) -> tuple[dict, pd.DataFrame]:
     """Train MP on the ``train`` wells of ``sp``, select on ``val``; returns (metadata, history)."""
-    cfg = overrides.apply(store.dataset(ds).train)
+    cfg = overrides.apply(base or store.dataset(ds).train)
     t0 = time.time()
     store_path, index = _store_index(store, ds)
     classes = sorted(sp["Metadata_moa"].unique())
@@ -229,7 +229,7 @@ def _recorded_checkpoint(store: MoaStore, ds: str, frac: str, model: str) -> pd.
 
 
 def _fraction_splits(store: MoaStore, ds: str, frac: str) -> pd.DataFrame:
-    return subsample_training(store.warehouse().read_table(partition_table("splits", ds)), FRACTIONS[frac],
+    return subsample_training(store.warehouse().read_table(partition_table("splits", ds)), replicate_fraction(frac),
                               seed=store.dataset(ds).split_seed)
 
 
@@ -283,7 +283,9 @@ def mp_holdout_checkpoint(context: dg.AssetExecutionContext, config: TrainOverri
                           store: MoaStore) -> dg.MaterializeResult:
     ds = dataset_key(context)
     sp = store.warehouse().read_table(partition_table("compound_holdout_splits", ds))
-    meta, hist = _train(context, store, ds, sp, config, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt")
+    entry = store.dataset(ds)
+    meta, hist = _train(context, store, ds, sp, config, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt",
+                        base=entry.holdout_train or entry.train)
     _record_history(store, ds, "100", "mp_holdout", hist)
     _record_checkpoint(store, ds, "100", "mp_holdout", meta)
     return dg.MaterializeResult(metadata=meta)

@@ -1,0 +1,504 @@
+"""Read-only queries and small compute helpers for the *Scaling laws* page.
+
+Everything reads the published snapshot through :mod:`dashboard.queries` (SQL parameters only)
+and never writes. The fits are recomputed from the snapshot's ``scaling_points`` with
+:func:`moa_core.scaling.fit_scaling_laws` (no target: fit, bootstrap, back-test); the
+target-dependent read-off (N needed, P(reachable), extrapolation distance, cost) is then
+:func:`moa_core.scaling.extrapolate` on that same fit and bootstrap, so moving the target slider
+costs microseconds and gives exactly what ``fit_scaling_laws(points, target=...)`` reports
+(same seed, same resamples; see :func:`at_target`).
+
+Human labels and number formatting (3 significant figures) live here too, so that the page
+shows no raw column names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dashboard import queries
+from moa_core.scaling import FORMS, ScalingReport, best_of_zoo, extrapolate, fit_scaling_laws
+
+SCALING_TABLES = ("scaling_points", "scaling_laws", "phenoca_results")
+DEFAULT_DATASET = "synthetic_jump_profiles"
+_CLI = f"uv run python -m orchestration.materialize {DEFAULT_DATASET}"
+MATERIALIZE = f"{_CLI} phenoca_job"  # one data scale per run: add --fraction KEY for each scale
+FIT = f"{_CLI} scaling_job"
+PUBLISH = f"{_CLI} publish_job"
+N_BOOT = 500
+"""Bootstrap resamples of the page's live fits: enough for stable 95% percentile intervals while
+keeping a refit under ~1 s per model family on 2 cores (the pipeline's stored fits may use more)."""
+SEED = 0
+MIN_SIZES = 3
+FLAG_FACTOR = 3.0
+CI = 0.95
+
+# ---------------------------------------------------------------------- labels
+STUDY_LABELS = {
+    "phenoca_ood": "Pheno-CA: more training molecules (out-of-distribution share grows)",
+    "phenoca_replicates": "Pheno-CA: more replicate wells per molecule",
+    "mp_fractions": "MOAProfiler: replicate-fraction curve",
+}
+STUDY_X = {"phenoca_ood": "training molecules", "phenoca_replicates": "training wells",
+           "mp_fractions": "training wells"}
+TASK_LABELS = {
+    "moa_top10": "MoA top-10 accuracy",
+    "target_top10": "Target top-10 accuracy",
+    "molecule_top10": "Molecule top-10 accuracy",
+    "moa_top10_novel": "MoA top-10 accuracy (novel molecules)",
+    "target_top10_novel": "Target top-10 accuracy (novel molecules)",
+    "discovery_auc": "Discovery AUC",
+    "knn_f1": "k-NN weighted F1",
+    "latent_f1": "Class latent assignment F1",
+}
+SCALING_TASK_SOURCE = {  # scaling task -> (task, metric, split) of phenoca_results (as the pipeline maps them)
+    "moa_top10": ("moa", "top10", "replicate"), "moa_top10_novel": ("moa", "top10", "novel"),
+    "target_top10": ("target", "top10", "replicate"), "target_top10_novel": ("target", "top10", "novel"),
+    "molecule_top10": ("molecule", "top10", "replicate"), "discovery_auc": ("discovery", "auc", "novel"),
+}
+METRIC_LABELS = {"top10": "top-10 accuracy", "top1": "top-1 accuracy", "top5": "top-5 accuracy",
+                 "accuracy": "accuracy", "auc": "AUC", "f1": "F1", "best_f1": "best weighted F1",
+                 "top10_accuracy": "top-10 accuracy"}
+TASK_NAMES = {"moa": "MoA", "target": "Target", "molecule": "Molecule", "discovery": "Discovery", "knn": "k-NN",
+              "latent": "Class latent assignment"}
+FORM_LABELS = {
+    "linear": "Linear, a + bN (Pheno-CA)",
+    "log_linear": "Log-linear, a + b log10 N",
+    "power_floor": "Power law with floor, a\u221e \u2212 A N^\u2212\u03b1",
+    "m4": "M4 (Alabdulmohsin et al.)",
+    "broken_power": "Broken power law (Caballero et al.)",
+}
+FORM_NAMES_IN_TEXT = {"linear": "the linear law", "log_linear": "the log-linear law",
+                      "power_floor": "the power law with floor", "m4": "M4", "broken_power": "the broken power law"}
+_FORM_RE = re.compile(r"'?\b(log_linear|power_floor|broken_power|linear|m4)\b'?")
+SPLIT_LABELS = {"replicate": "held-out replicates of training molecules", "novel": "novel molecules (OOD)",
+                "test": "test", "ood": "out-of-distribution molecules", "val": "validation"}
+FAMILY_LABELS = {"ibp": "IBP", "ibp_invariant": "IBP invariant", "task": "task-supervised",
+                 "task_supervised": "task-supervised", "none": "profiles (CP)", "cp": "profiles (CP)",
+                 "profiles": "profiles (CP)", "mp": "MP"}
+PROBE_LABELS = {"mlp3": "3-layer MLP", "head": "trained head", "cosine": "cosine similarity", "knn": "k-NN",
+                "linear": "linear"}
+COLORS = {"IBP": "#2ca02c", "IBP invariant": "#17becf", "task-supervised": "#ff7f0e", "profiles (CP)": "#1f77b4",
+          "CP": "#1f77b4", "MP": "#d62728", "CP published": "#9467bd", "DP recipe (trained here)": "#2ca02c",
+          "MP (compound holdout)": "#ff7f0e"}
+_PALETTE = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#9467bd", "#aec7e8", "#98df8a", "#ffbb78"]
+FORM_DASH = {"linear": "dot", "log_linear": "dashdot", "power_floor": "solid", "m4": "dash", "broken_power": "longdash"}
+
+
+def _pretty(raw: str) -> str:
+    return str(raw).replace("_", " ")
+
+
+def study_label(study: str) -> str:
+    return STUDY_LABELS.get(study, _pretty(study))
+
+
+def x_label(study: str) -> str:
+    return STUDY_X.get(study, "training-set size N")
+
+
+def task_label(task: str, metric: str | None = None) -> str:
+    """``moa_top10`` -> "MoA top-10 accuracy"; ``("moa", "top10")`` likewise."""
+    if metric is None:
+        if task in TASK_LABELS:
+            return TASK_LABELS[task]
+        head, _, tail = str(task).partition("_")
+        if tail and head in TASK_NAMES:
+            return f"{TASK_NAMES[head]} {METRIC_LABELS.get(tail, _pretty(tail))}"
+        return _pretty(task).capitalize()
+    joined = f"{task}_{metric}"
+    if joined in TASK_LABELS:
+        return TASK_LABELS[joined]
+    return f"{task_label(task)}: {METRIC_LABELS.get(metric, _pretty(metric))}"
+
+
+def form_label(form: str) -> str:
+    return FORM_LABELS.get(form, _pretty(form))
+
+
+def split_label(split: str) -> str:
+    return SPLIT_LABELS.get(split, _pretty(split))
+
+
+def family_label(family: str) -> str:
+    return FAMILY_LABELS.get(str(family).lower(), str(family))
+
+
+def family_color(family: str, order: list[str] | None = None) -> str:
+    if family in COLORS:
+        return COLORS[family]
+    others = [f for f in (order or [family]) if f not in COLORS]
+    i = others.index(family) if family in others else abs(hash(family))
+    return _PALETTE[i % len(_PALETTE)]
+
+
+def rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+# ---------------------------------------------------------------------- formatting
+def sig(x: object, digits: int = 3) -> str:
+    """A number to ``digits`` significant figures for people: 0.523, 1,140, 3.25M; "–" for
+    missing, "∞" for infinite."""
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "\u2013"
+    if math.isnan(v):
+        return "\u2013"
+    if math.isinf(v):
+        return "\u221e" if v > 0 else "\u2212\u221e"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1e15:
+        return f"{v:.{digits}g}"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if a >= scale:
+            scaled = f"{v / scale:#.{digits}g}"
+            return (scaled[:-1] if scaled.endswith(".") else scaled) + suffix
+    if a >= 10 ** (digits - 1):
+        return f"{round(v, digits - 1 - int(math.floor(math.log10(a)))):,.0f}"
+    out = f"{v:#.{digits}g}"  # keep trailing zeros: 0.720, 1.00
+    return out[:-1] if out.endswith(".") else out
+
+
+def count(x: object) -> str:
+    """A count (sizes, wells, molecules): 1,600; 3.25M from a million on."""
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "\u2013"
+    if not math.isfinite(v):
+        return sig(v)
+    return sig(v) if abs(v) >= 1e6 else f"{round(v):,}"
+
+
+def sig_ci(v: object, lo: object, hi: object, prefix: str = "") -> str:
+    """``v [lo, hi]`` (the interval left off when it is missing); ``prefix`` (a currency) only on
+    finite numbers."""
+    def fmt(x: object) -> str:
+        text = sig(x)
+        return text if text in ("\u2013", "\u221e", "\u2212\u221e") else prefix + text
+
+    core = fmt(v)
+    try:
+        missing = math.isnan(float(lo)) and math.isnan(float(hi))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        missing = True
+    return core if missing else f"{core} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def pct(p: object) -> str:
+    try:
+        v = float(p)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "\u2013"
+    return "\u2013" if math.isnan(v) else f"{sig(100.0 * v)}%"
+
+
+def _n_needed(v: float, lo: float, hi: float) -> str:
+    if math.isinf(v):
+        return "unreachable"
+    return sig_ci(v, lo, hi)
+
+
+# ---------------------------------------------------------------------- queries
+def tables_present(path: Path | None = None) -> dict[str, bool]:
+    return {t: queries.has_table(t, path) for t in SCALING_TABLES}
+
+
+def datasets(path: Path | None = None) -> list[str]:
+    """Datasets with scaling points or Pheno-CA results (union, sorted)."""
+    found: set[str] = set()
+    for table, sql in (("scaling_points", "SELECT DISTINCT dataset FROM scaling_points"),
+                       ("phenoca_results", "SELECT DISTINCT dataset FROM phenoca_results")):
+        if queries.has_table(table, path):
+            found |= set(queries.query(sql, path=path)["dataset"].dropna().astype(str))
+    return sorted(found)
+
+
+def scaling_index(dataset: str, path: Path | None = None) -> pd.DataFrame:
+    """(study, task, family) of one dataset with their number of distinct sizes and points."""
+    if not queries.has_table("scaling_points", path):
+        return pd.DataFrame(columns=["study", "task", "family", "n_sizes", "n_points"])
+    return queries.query(
+        "SELECT study, task, family, count(DISTINCT n) AS n_sizes, count(*) AS n_points FROM scaling_points "
+        "WHERE dataset = ? GROUP BY study, task, family ORDER BY study, task, family", [dataset], path)
+
+
+def points(dataset: str, study: str, task: str, path: Path | None = None) -> pd.DataFrame:
+    """The scaling points of one (dataset, study, task), every family."""
+    return queries.query(
+        "SELECT family, n, metric, run, model_size FROM scaling_points WHERE dataset = ? AND study = ? AND task = ? "
+        "ORDER BY family, n, run", [dataset, study, task], path)
+
+
+def stored_laws(dataset: str, study: str, task: str, path: Path | None = None) -> pd.DataFrame:
+    """The pipeline's stored fits (``scaling_laws``) of one (dataset, study, task); empty if absent."""
+    if not queries.has_table("scaling_laws", path):
+        return pd.DataFrame()
+    return queries.query("SELECT * FROM scaling_laws WHERE dataset = ? AND study = ? AND task = ? "
+                         "ORDER BY family, rank NULLS LAST, form", [dataset, study, task], path)
+
+
+def phenoca_results(dataset: str, path: Path | None = None) -> pd.DataFrame:
+    if not queries.has_table("phenoca_results", path):
+        return pd.DataFrame()
+    return queries.query("SELECT * FROM phenoca_results WHERE dataset = ? ORDER BY supervision, model, probe",
+                         [dataset], path)
+
+
+# ---------------------------------------------------------------------- compute
+def family_points(pts: pd.DataFrame, family: str, model_sizes: str = "best") -> pd.DataFrame:
+    """The points of one family ready for :func:`fit_scaling_laws` (``n, metric`` [, ``run``]).
+
+    A family that mixes model sizes (a Pheno-CA zoo) is reduced either to the ``best`` model
+    per size (the default, Pheno-CA's envelope and what the pipeline's ``scaling_laws`` fits:
+    biased upward by the maximum over models) or to its ``largest`` model only. For the
+    envelope, when every run is one model (the pipeline's zoo: run = model), the maximum is
+    over all models at each size and the bootstrap resamples sizes; when runs are seeds that
+    each span several sizes, it is per size and seed (:func:`moa_core.scaling.best_of_zoo`)."""
+    sel = pts[pts["family"] == family]
+    out = sel[["n", "metric", "run"]].copy()
+    out["run"] = out["run"].fillna("").astype(str)
+    sizes = sel["model_size"].dropna().unique() if "model_size" in sel.columns else []
+    if len(sizes) > 1:
+        if model_sizes == "largest":
+            out = out[sel["model_size"].to_numpy() == max(sizes)]
+        elif sel.assign(run=out["run"]).groupby("run")["model_size"].nunique().max() <= 1:  # run = model
+            return out.groupby("n", as_index=False, sort=True)["metric"].max()
+        else:
+            out = best_of_zoo(out)
+    return out.sort_values(["n", "run"]).reset_index(drop=True)
+
+
+def mixes_model_sizes(pts: pd.DataFrame) -> bool:
+    return bool((pts.dropna(subset=["model_size"]).groupby("family")["model_size"].nunique() > 1).any())
+
+
+def fit(points_: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = SEED) -> ScalingReport:
+    """Every registered form fitted, bootstrapped and back-tested (no target yet)."""
+    return fit_scaling_laws(points_, forms=list(FORMS), n_boot=n_boot, seed=seed, ci=CI, flag_factor=FLAG_FACTOR)
+
+
+def at_target(report: ScalingReport, target: float, cost_per_compound: float, replicates: int) -> ScalingReport:
+    """The report with every form extrapolated to ``target`` - what ``fit_scaling_laws`` with
+    these settings returns, without refitting or re-bootstrapping."""
+    results = {}
+    for name, r in report.results.items():
+        ex = None
+        if r.fit is not None:
+            ex = extrapolate(r.fit, target, bootstrap=r.bootstrap, trend=report.trend,
+                             cost_per_compound=cost_per_compound, replicates=replicates,
+                             flag_factor=float(report.settings.get("flag_factor", FLAG_FACTOR)), ci=report.ci)
+        results[name] = dataclasses.replace(r, extrapolation=ex)
+    settings = {**report.settings, "cost_per_compound": cost_per_compound, "replicates": replicates}
+    return dataclasses.replace(report, results=results, target=target, settings=settings)
+
+
+def default_forms(reports: dict[str, ScalingReport], k: int = 2) -> list[str]:
+    """The ``k`` forms with the best mean back-test rank over the given families' fits."""
+    ranks: dict[str, list[int]] = {}
+    for rep in reports.values():
+        for i, name in enumerate(rep.ranking):
+            ranks.setdefault(name, []).append(i + 1)
+    order = sorted(ranks, key=lambda f: (float(np.mean(ranks[f])), list(FORMS).index(f) if f in FORMS else 99))
+    return order[:k] if order else list(FORMS)[:k]
+
+
+def default_target(pts: pd.DataFrame, stored: pd.DataFrame) -> float:
+    """The pipeline's default target when it stored one, else 0.05 above the best observed mean."""
+    if not stored.empty and "target" in stored.columns:
+        t = pd.to_numeric(stored["target"], errors="coerce").dropna()
+        if not t.empty and 0.0 < float(t.iloc[0]) < 1.0:
+            return round(float(t.iloc[0]), 2)
+    if pts.empty:
+        return 0.5
+    best = float(pts.groupby(["family", "n"])["metric"].mean().max())
+    return float(min(0.99, round(best + 0.05, 2)))
+
+
+def _asymptote_text(row: pd.Series) -> str:
+    form = FORMS.get(row["form"])
+    if form is not None and not form.has_asymptote:
+        return "none (grows without bound)"
+    return sig_ci(row["asymptote"], row["asymptote_low"], row["asymptote_high"])
+
+
+def _status(row: pd.Series) -> str:
+    if not bool(row["reliable"]):
+        return "no reliable extrapolation"
+    return "flagged" if bool(row["flagged"]) else "ok"
+
+
+def forms_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Human table of every form of every family: rank, back-test error, R², asymptote with
+    CI, reliability and reason (``tables``: family -> ``ScalingReport.table()``)."""
+    rows = []
+    for family, tab in tables.items():
+        for _, r in tab.iterrows():
+            rank = r["rank"]
+            rows.append({
+                "Model family": family,
+                "Law": form_label(r["form"]),
+                "Rank (back-test)": "\u2013" if pd.isna(rank) else str(int(rank)),
+                "Back-test error": sig(r["backtest_error"]),
+                "In-sample R\u00b2": sig(r["r2"]),
+                "Asymptote [95% CI]": _asymptote_text(r),
+                "Reliability": _status(r),
+                "Reason": _sentence(r["reason"]) or "\u2013",
+            })
+    return pd.DataFrame(rows, columns=["Model family", "Law", "Rank (back-test)", "Back-test error",
+                                       "In-sample R\u00b2", "Asymptote [95% CI]", "Reliability", "Reason"])
+
+
+def _sentence(text: object) -> str:
+    """A library reason for people: form names spelled out, first letter capitalised."""
+    s = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+    s = _FORM_RE.sub(lambda m: FORM_NAMES_IN_TEXT[m.group(1)], s)
+    return s[:1].upper() + s[1:] if s else ""
+
+
+def unreliable_reason(table: pd.DataFrame) -> str | None:
+    """The "no reliable extrapolation ..." reason when the fit refuses to extrapolate, else None."""
+    if table.empty or table["reliable"].astype(bool).any():
+        return None
+    reasons = [str(x) for x in table["reason"] if isinstance(x, str) and "no reliable extrapolation" in x]
+    if not reasons:
+        return "No reliable extrapolation."
+    r = reasons[0]
+    return _sentence(r[r.index("no reliable extrapolation"):])
+
+
+def readoff_table(tables: dict[str, pd.DataFrame], reports: dict[str, ScalingReport], forms: list[str],
+                  budget_n: float) -> pd.DataFrame:
+    """N needed with CI, P(reachable), extrapolation distance (flag > 3x), cost with CI and the
+    predicted metric at the data budget, for the chosen forms of the reliable families."""
+    rows = []
+    for family, tab in tables.items():
+        if unreliable_reason(tab) is not None:
+            continue
+        at_budget = reports[family].curves([budget_n])
+        for _, r in tab[tab["form"].isin(forms)].iterrows():
+            factor = float(r["extrapolation_factor"])
+            finite = math.isfinite(factor)
+            b = at_budget[at_budget["form"] == r["form"]]
+            rows.append({
+                "Model family": family,
+                "Law": form_label(r["form"]),
+                "N needed [95% CI]": _n_needed(float(r["n_needed"]), float(r["n_needed_low"]),
+                                               float(r["n_needed_high"])),
+                "P(reachable)": pct(r["p_reachable"]),
+                "Extrapolation (\u00d7 largest observed N)": f"{sig(factor)}\u00d7" if finite else "\u2013",
+                f"Beyond {FLAG_FACTOR:g}\u00d7 observed?": ("yes" if factor > FLAG_FACTOR else "no") if finite
+                else "\u2013",
+                "Cost [95% CI]": "\u2013" if math.isinf(float(r["n_needed"])) else
+                sig_ci(r["cost"], r["cost_low"], r["cost_high"], prefix="$"),
+                "Metric at the data budget [95% CI]": "\u2013" if b.empty else
+                sig_ci(b["metric"].iloc[0], b["metric_low"].iloc[0], b["metric_high"].iloc[0]),
+            })
+    return pd.DataFrame(rows)
+
+
+def stored_table(stored: pd.DataFrame, families: list[str]) -> pd.DataFrame:
+    """Human view of the pipeline's stored ``scaling_laws`` rows of the chosen families."""
+    if stored.empty:
+        return stored
+    s = stored[stored["family"].isin(families)]
+    rows = []
+    for _, r in s.iterrows():
+        g = r.get
+        rows.append({
+            "Model family": family_label(r["family"]),
+            "Law": form_label(r["form"]) if isinstance(r["form"], str) else "\u2013",
+            "Rank (back-test)": "\u2013" if pd.isna(g("rank")) else str(int(g("rank"))),
+            "Back-test error": sig(g("backtest_error")), "In-sample R\u00b2": sig(g("r2")),
+            "Target": sig(g("target")),
+            "N needed [95% CI]": ("unreachable" if sig(g("n_needed")) == "\u221e"
+                                  else sig_ci(g("n_needed"), g("n_needed_low"), g("n_needed_high"))),
+            "P(reachable)": pct(g("p_reachable")),
+            "Cost [95% CI]": ("\u2013" if sig(g("n_needed")) == "\u221e"
+                              else sig_ci(g("cost"), g("cost_low"), g("cost_high"), prefix="$")),
+            "Bootstrap resamples": count(g("n_boot")),
+            "Reason": _sentence(g("reason")) or "\u2013",
+        })
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- IBP vs task-supervised vs CP/MP
+def task_options(results: pd.DataFrame) -> list[tuple[str, str]]:
+    if results.empty:
+        return []
+    pairs = results[["task", "metric"]].drop_duplicates().astype(str)
+    return sorted(map(tuple, pairs.to_numpy()))
+
+
+def matching_option(options: list[tuple[str, str]], scaling_task: str | None) -> int:
+    """Index of the (task, metric) of ``phenoca_results`` that matches the scaling page's task."""
+    if scaling_task:
+        source = SCALING_TASK_SOURCE.get(scaling_task)
+        for test in (lambda t, m: source is not None and (t, m) == source[:2],
+                     lambda t, m: f"{t}_{m}" == scaling_task, lambda t, m: t == scaling_task,
+                     lambda t, m: scaling_task.startswith(f"{t}_")):
+            for i, (t, m) in enumerate(options):
+                if test(t, m):
+                    return i
+    return 0
+
+
+def matching_split(splits: list[str], scaling_task: str | None) -> int:
+    """Index of the split the scaling task was measured on (``moa_top10_novel`` -> ``novel``)."""
+    source = SCALING_TASK_SOURCE.get(scaling_task or "")
+    if source is not None and source[2] in splits:
+        return splits.index(source[2])
+    return 0
+
+
+def ordered_splits(splits: pd.Series) -> list[str]:
+    """Distinct splits, in-distribution first (replicate, test, novel, ood), then the rest by name."""
+    known = list(SPLIT_LABELS)
+    found = set(splits.dropna().astype(str))
+    return [s for s in known if s in found] + sorted(found - set(known))
+
+
+def comparison(results: pd.DataFrame, task: str, metric: str, split: str) -> pd.DataFrame:
+    """Per supervision, the best model at its largest training size: value with CI."""
+    sel = results[(results["task"].astype(str) == task) & (results["metric"].astype(str) == metric)
+                  & (results["split"].astype(str) == split)].copy()
+    if sel.empty:
+        return pd.DataFrame()
+    for col in ("n_train_compounds", "n_train_wells"):
+        sel[col] = pd.to_numeric(sel[col], errors="coerce") if col in sel.columns else np.nan
+    sel["family"] = sel["supervision"].map(family_label)
+    rows = []
+    for family, g in sel.groupby("family", sort=False):
+        top = g.sort_values(["n_train_compounds", "n_train_wells"], ascending=False, na_position="last")
+        size = top.iloc[0][["n_train_compounds", "n_train_wells"]]
+        at = g[(g["n_train_compounds"].fillna(-1) == (-1 if pd.isna(size.iloc[0]) else size.iloc[0]))
+               & (g["n_train_wells"].fillna(-1) == (-1 if pd.isna(size.iloc[1]) else size.iloc[1]))]
+        best = at.sort_values("value", ascending=False).iloc[0]
+        rows.append({"family": family, "model": best.get("model"), "probe": best.get("probe"),
+                     "value": float(best["value"]), "ci_low": float(best.get("ci_low", np.nan)),
+                     "ci_high": float(best.get("ci_high", np.nan)),
+                     "n_train_compounds": size.iloc[0], "n_train_wells": size.iloc[1]})
+    return pd.DataFrame(rows).sort_values("value", ascending=False).reset_index(drop=True)
+
+
+def comparison_table(comp: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "Supervision": comp["family"],
+        "Value [95% CI]": [sig_ci(v, lo, hi) for v, lo, hi in zip(comp["value"], comp["ci_low"], comp["ci_high"])],
+        "Best model": comp["model"].astype(str),
+        "Probe": comp["probe"].astype(str).map(lambda p: PROBE_LABELS.get(p, _pretty(p))),
+        "Training molecules": comp["n_train_compounds"].map(count),
+        "Training wells": comp["n_train_wells"].map(count),
+    })

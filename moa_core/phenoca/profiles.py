@@ -1,0 +1,80 @@
+"""Any well-level table as a Pheno-CA study input (the schema of :mod:`moa_core.phenoca.synthetic`).
+
+A Pheno-CA study reads well-level profiles with :data:`STUDY_METADATA` columns and float
+features. :func:`as_study_table` brings the project's other well tables to it: the
+published CellProfiler profiles (canonical schema of :mod:`moa_core.profiles.published`:
+JUMP's cpg0016 is the paper's data), and the CP features or MP embeddings of an image
+dataset. The mapping:
+
+- compound: ``Metadata_JCP2022`` if present, else ``Metadata_broad_sample``;
+- negative controls (``Metadata_moa == "DMSO"`` or a ``control`` perturbation type) become
+  ``Metadata_pert_type = "negcon"``; CRISPR rows (a ``Metadata_gene`` column with a value)
+  ``"crispr"``; every other row ``"compound"``;
+- a compound without an MoA is *unannotated* (``Metadata_is_ood``): it takes part in IBP
+  pretraining (predict the molecule from its phenotype) but in no task;
+- ``Metadata_Source`` / ``Metadata_Batch`` default to one value when the table has none
+  (a single-source study then has no source nuisance to remove).
+
+Multi-MOA compounds keep their ``|``-joined label as one class (the paper's Pheno-CA
+classes are the annotation strings); filter them beforehand to follow the MOAProfiler
+paper's single-MOA rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from moa_core.errors import SchemaError
+from moa_core.phenoca.synthetic import NEGCON, PROFILE_METADATA
+
+STUDY_METADATA = PROFILE_METADATA
+
+
+def _blank(s: pd.Series) -> pd.Series:
+    return s.isna() | s.astype(str).str.strip().isin(["", "nan", "None", "<NA>"])
+
+
+def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame:
+    """``df``'s wells with :data:`STUDY_METADATA` first, then its float features (``float32``).
+
+    Raises :class:`SchemaError` naming what is missing (plate, well, a compound column, any feature).
+    """
+    for col in ("Metadata_Plate", "Metadata_Well"):
+        if col not in df.columns:
+            raise SchemaError(f"profile table has no {col} column; Pheno-CA needs plate and well of every profile")
+    cid = "Metadata_JCP2022" if "Metadata_JCP2022" in df.columns else (
+        "Metadata_broad_sample" if "Metadata_broad_sample" in df.columns else None)
+    if cid is None:
+        raise SchemaError("profile table has no compound column (Metadata_JCP2022 or Metadata_broad_sample)")
+    feats = [c for c in df.columns if not c.startswith("Metadata_")]
+    if not feats:
+        raise SchemaError("profile table has no feature columns (every column starts with Metadata_)")
+    out = pd.DataFrame(index=df.index)
+    out["Metadata_Source"] = df["Metadata_Source"].astype(str) if "Metadata_Source" in df.columns else source
+    out["Metadata_Batch"] = df["Metadata_Batch"].astype(str) if "Metadata_Batch" in df.columns else "batch"
+    out["Metadata_Plate"] = df["Metadata_Plate"].astype(str)
+    out["Metadata_Well"] = df["Metadata_Well"].astype(str)
+    blank = _blank(df[cid])
+    if blank.any():
+        r = df[blank].iloc[0]
+        raise SchemaError(f"{int(blank.sum())} profile(s) with a blank {cid}, e.g. plate {r['Metadata_Plate']} "
+                          f"well {r['Metadata_Well']}")
+    out["Metadata_JCP2022"] = df[cid].astype(str)
+    out["Metadata_broad_sample"] = df["Metadata_broad_sample"].astype(str) if "Metadata_broad_sample" in df.columns \
+        else out["Metadata_JCP2022"]
+    out["Metadata_InChIKey"] = df["Metadata_InChIKey"].astype(str) if "Metadata_InChIKey" in df.columns else ""
+    moa = df["Metadata_moa"] if "Metadata_moa" in df.columns else pd.Series(np.nan, index=df.index)
+    gene = df["Metadata_gene"] if "Metadata_gene" in df.columns else pd.Series(np.nan, index=df.index)
+    ptype = df["Metadata_pert_type"].astype(str).str.lower() if "Metadata_pert_type" in df.columns else \
+        pd.Series("", index=df.index)
+    neg = moa.astype(str).eq(NEGCON) | ptype.isin(["control", "negcon"]) | out["Metadata_broad_sample"].eq(NEGCON)
+    crispr = ~_blank(gene) & ~neg
+    out["Metadata_pert_type"] = np.where(neg, "negcon", np.where(crispr, "crispr", "compound"))
+    out["Metadata_moa"] = np.where(neg, NEGCON, np.where(_blank(moa), None, moa.astype(str)))
+    tgt = df["Metadata_target"] if "Metadata_target" in df.columns else pd.Series(np.nan, index=df.index)
+    out["Metadata_target"] = np.where(crispr, gene.astype(str), np.where(_blank(tgt) | neg, None, tgt.astype(str)))
+    out["Metadata_gene"] = np.where(crispr, gene.astype(str), None)
+    out["Metadata_is_ood"] = (~neg & ~crispr & _blank(moa)).to_numpy()
+    x = df[feats].apply(pd.to_numeric, errors="coerce").astype(np.float32)
+    return pd.concat([out[STUDY_METADATA].reset_index(drop=True), x.reset_index(drop=True)], axis=1)

@@ -1,0 +1,188 @@
+"""Pheno-CA domain: study inputs per dataset, the model zoo per (dataset, data scale), scaling laws per dataset."""
+
+
+import dataclasses
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from moa_core.datasets import FRACTIONS, data_scale
+from moa_core.phenoca.profiles import as_study_table
+from moa_core.scaling.studies import fit_curves, fraction_points, phenoca_points
+from moa_core.splits import SPLIT_COL, subsample_training
+from moa_core.storage import partition_table, write_parquet_atomic
+from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
+from orchestration.resources import MoaStore
+
+GROUP = "phenoca"
+
+
+class StudyOverrides(dg.Config):
+    """Launchpad overrides of the dataset's Pheno-CA study (``phenoca`` table of its catalogue entry)."""
+
+    depths: list[int] | None = None
+    widths: list[int] | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    invariance_weight: float | None = None
+    task_supervised: bool | None = None
+    splits: list[str] | None = None
+    device: str | None = None
+    max_minutes: float | None = None
+
+    def apply(self, base):
+        vals = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.model_dump().items() if v is not None}
+        return dataclasses.replace(base, **vals)
+
+
+def _inputs_path(store: MoaStore, ds: str):
+    return store.artifact_dir(ds) / "phenoca_profiles.parquet"
+
+
+def _study_source(context: dg.AssetExecutionContext, store: MoaStore, ds: str) -> tuple[pd.DataFrame, str]:
+    """The dataset's well-level profiles in the study schema, and where they came from."""
+    entry = store.dataset(ds)
+    wh = store.warehouse()
+    if entry.kind == "synthetic_profiles":
+        from moa_core.phenoca.synthetic import generate_profiles
+
+        return generate_profiles(entry.profile_spec).profiles, "synthetic_jump_profiles generator"
+    if entry.kind == "profiles":
+        table = partition_table("cp_published_embeddings", ds)
+    elif entry.phenoca_representation == "MP":
+        table = partition_table("mp_embeddings", ds, "100")
+    else:
+        table = partition_table("cp_embeddings", ds)
+    if not wh.has_table(table):
+        raise dg.Failure(f"dataset {ds}: no {table} table to run Pheno-CA on; materialize it first")
+    return as_study_table(wh.read_table(table), source=ds), table
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    kinds={"python", "parquet"},
+    description=(
+        "Well-level profiles of the dataset in the Pheno-CA schema: the embedded synthetic_jump_profiles, the "
+        "published CellProfiler profiles, or the CP/MP well embeddings of an image dataset."
+    ),
+)
+def phenoca_profiles(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds = dataset_key(context)
+    t0 = time.time()
+    df, origin = _study_source(context, store, ds)
+    path = write_parquet_atomic(df, _inputs_path(store, ds))
+    feats = [c for c in df.columns if not c.startswith("Metadata_")]
+    kinds = df["Metadata_pert_type"].value_counts().to_dict()
+    comp = df[df["Metadata_pert_type"].eq("compound")]
+    meta = {
+        "path": dg.MetadataValue.path(str(path)), "source": origin, "wells": len(df), "features": len(feats),
+        "plates": int(df["Metadata_Plate"].nunique()), "sources": int(df["Metadata_Source"].nunique()),
+        "annotated_compounds": int(comp.loc[~comp["Metadata_is_ood"], "Metadata_JCP2022"].nunique()),
+        "ood_compounds": int(comp.loc[comp["Metadata_is_ood"], "Metadata_JCP2022"].nunique()),
+        "crispr_genes": int(df.loc[df["Metadata_pert_type"].eq("crispr"), "Metadata_gene"].nunique()),
+        "moas": int(comp["Metadata_moa"].nunique()), "targets": int(comp["Metadata_target"].nunique()),
+        "wells_by_type": dg.MetadataValue.json({str(k): int(v) for k, v in kinds.items()}),
+        "seconds": round(time.time() - t0, 1),
+    }
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(
+    partitions_def=dataset_fraction_partitions,
+    group_name=GROUP,
+    deps=[phenoca_profiles],
+    kinds={"pytorch", "duckdb"},
+    description=(
+        "The Pheno-CA model zoo at one data scale (fraction key: replicate share 100/75/50/25/10 or OOD-molecule "
+        "share ood0..ood50): IBP-pretrained residual MLPs probed per task, task-supervised models, profile "
+        "baselines; MoA/target/molecule deconvolution and compound discovery on two splits -> phenoca_results."
+    ),
+)
+def phenoca_results(context: dg.AssetExecutionContext, config: StudyOverrides, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.phenoca.study import run_study
+
+    ds, frac = dataset_fraction_keys(context)
+    t0 = time.time()
+    path = _inputs_path(store, ds)
+    if not path.is_file():
+        raise dg.Failure(f"dataset {ds}: no Pheno-CA inputs at {path}; materialize phenoca_profiles first")
+    ood_share, rep_share = data_scale(frac)
+    cfg = config.apply(store.dataset(ds).phenoca)
+    profiles = pd.read_parquet(path)
+    res = run_study(profiles, ood_share=ood_share, replicate_share=rep_share, config=cfg,
+                    log=lambda msg: context.log.info(msg))
+    table = res.table
+    table.insert(0, "fraction", frac)
+    table.insert(0, "dataset", ds)
+    store.warehouse().replace_rows("phenoca_results", table, {"dataset": ds, "fraction": frac})
+    meta = {"rows": len(table), "models": int(table["model"].nunique()), "ood_share": ood_share,
+            "replicate_share": rep_share, "seconds": round(time.time() - t0, 1),
+            **{k: v for k, v in res.summary.items()}}
+    return dg.MaterializeResult(metadata=meta)
+
+
+def _mp_fraction_points(store: MoaStore, ds: str) -> pd.DataFrame:
+    """MOAProfiler's replicate-fraction curve of an image dataset (x = training wells of each fraction)."""
+    wh = store.warehouse()
+    if not wh.has_table("evaluation_results") or not wh.has_table(partition_table("splits", ds)):
+        return pd.DataFrame()
+    ev = wh.read_table("evaluation_results", {"dataset": ds})
+    sp = wh.read_table(partition_table("splits", ds))
+    wells = {}
+    for frac in sorted(ev["fraction"].unique()):
+        if frac in FRACTIONS:
+            sub = subsample_training(sp, FRACTIONS[frac], seed=store.dataset(ds).split_seed)
+            wells[frac] = int(sub[SPLIT_COL].eq("train").sum())
+    return fraction_points(ev, wells, ds)
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[phenoca_results, "evaluation_results"],
+    kinds={"duckdb"},
+    description=(
+        "Scaling laws (linear as the paper, log-linear, power law with a floor, M4, broken power law) fitted to every "
+        "Pheno-CA curve and to MOAProfiler's replicate-fraction curve; bootstrap CIs, back-tests, N needed, "
+        "P(reachable), cost -> scaling_points, scaling_laws."
+    ),
+)
+def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds = dataset_key(context)
+    t0 = time.time()
+    wh = store.warehouse()
+    parts = []
+    if wh.has_table("phenoca_results"):
+        parts.append(phenoca_points(wh.read_table("phenoca_results", {"dataset": ds})))
+    parts.append(_mp_fraction_points(store, ds))
+    points = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) \
+        else pd.DataFrame()
+    if points.empty:
+        raise dg.Failure(f"dataset {ds}: no phenoca_results and no replicate-fraction evaluation to fit; materialize "
+                         f"phenoca_results (profile datasets) or evaluation_results at several fractions")
+    targets = {}
+    mp = points[points["study"].eq("mp_fractions")]
+    for task, g in mp.groupby("task"):  # MP's curve: how much data until MP meets CP's (flat) line?
+        cp = g[g["family"].eq("CP")]["metric"]
+        if len(cp):
+            targets[("mp_fractions", task)] = float(cp.mean())
+    laws = fit_curves(points, targets=targets)
+    for tbl, df in (("scaling_points", points), ("scaling_laws", laws)):
+        df = df.copy()
+        df["dataset"] = ds
+        wh.replace_rows(tbl, df, {"dataset": ds})
+    best = laws[laws["rank"].eq(1)] if "rank" in laws else laws.head(0)
+    lines = [f"{r.study}/{r.task}/{r.family}: {r.form}, N needed {r.n_needed:.3g} "
+             f"[{r.n_needed_low:.3g}, {r.n_needed_high:.3g}] for {r.target:.3g}, P(reachable) {r.p_reachable:.2f}"
+             if bool(r.reliable) and np.isfinite(r.n_needed or np.nan) else
+             f"{r.study}/{r.task}/{r.family}: {r.form}: {r.reason or 'no finite N'}" for r in best.itertuples()]
+    for line in lines:
+        context.log.info(line)
+    return dg.MaterializeResult(metadata={
+        "points": len(points), "curves": int(points.groupby(["study", "task", "family"]).ngroups),
+        "laws": len(laws), "best_forms": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
+        "seconds": round(time.time() - t0, 1)})

@@ -1,0 +1,282 @@
+"""The Scaling laws page (Streamlit AppTest) on fabricated snapshots with known laws."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import scaling_queries as sq
+from moa_core.scaling import fit_scaling_laws
+from moa_core.storage import Warehouse
+
+REPO = Path(__file__).resolve().parents[2]
+PAGE = str(REPO / "dashboard" / "pages" / "3_Scaling_laws.py")
+DATASET = "synthetic_jump_profiles"
+SIZES = np.geomspace(100, 10_000, 6)
+# metric = a_inf - A * N^-alpha (power law with a floor), 3 runs, N(0, 0.004) noise
+LAWS = {"IBP": (0.95, 2.0, 0.35), "task-supervised": (0.85, 1.5, 0.30)}
+
+
+def _points() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for family, (a_inf, amp, alpha) in LAWS.items():
+        for run in range(3):
+            for n in SIZES:
+                rows.append(("moa_top10", family, n, a_inf - amp * n ** -alpha + rng.normal(0, 0.004), str(run)))
+                if family == "IBP":
+                    rows.append(("target_top10", family, n, 0.3 + rng.normal(0, 0.01), str(run)))  # flat
+    for n in SIZES[:2]:  # only two sizes
+        rows.append(("molecule_top10", "IBP", n, 0.2 + 0.01 * np.log(n), "0"))
+    df = pd.DataFrame(rows, columns=["task", "family", "n", "metric", "run"])
+    df.insert(0, "study", "phenoca_ood")
+    df.insert(0, "dataset", DATASET)
+    df["model_size"] = np.nan
+    return df
+
+
+def _laws(points: pd.DataFrame) -> pd.DataFrame:
+    frames = []
+    for (task, family), g in points.groupby(["task", "family"]):
+        if g["n"].nunique() < 3:
+            continue
+        tab = fit_scaling_laws(g[["n", "metric", "run"]], n_boot=10, target=0.8, cost_per_compound=100.0).table()
+        tab.insert(0, "family", family)
+        tab.insert(0, "task", task)
+        tab.insert(0, "study", "phenoca_ood")
+        tab.insert(0, "dataset", DATASET)
+        frames.append(tab)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _phenoca() -> pd.DataFrame:
+    rows = []
+    # the pipeline's raw supervision names and probes (moa_core.phenoca.study)
+    best = {("ibp", "mlp3"): 0.72, ("task", "head"): 0.61, ("none", "knn"): 0.45}
+    for (sup, probe), top in best.items():
+        for frac, n_cpd in (("25", 100), ("50", 200), ("100", 400)):
+            for model, shift in (("d1_w128", 0.03), ("d3_w256", 0.0)):
+                for split, sdrop in (("replicate", 0.0), ("novel", 0.2)):
+                    v = top - shift - sdrop - (0.1 if frac != "100" else 0.0)
+                    rows.append((DATASET, frac, model, sup, probe, "moa", split, "top10", v, v - 0.03, v + 0.03,
+                                 4 * n_cpd, n_cpd, 50, "{}"))
+    return pd.DataFrame(rows, columns=["dataset", "fraction", "model", "supervision", "probe", "task", "split",
+                                       "metric", "value", "ci_low", "ci_high", "n_train_wells", "n_train_compounds",
+                                       "n_ood_compounds", "params"])
+
+
+def _publish(tmp_path, monkeypatch, tables: dict[str, pd.DataFrame]) -> None:
+    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    for name, df in tables.items():
+        wh.replace_rows(name, df, {"dataset": DATASET})
+    wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    pts = _points()
+    return {"scaling_points": pts, "scaling_laws": _laws(pts), "phenoca_results": _phenoca()}
+
+
+@pytest.fixture()
+def snapshot(tmp_path, monkeypatch, tables):
+    _publish(tmp_path, monkeypatch, tables)
+    return tmp_path
+
+
+def _frame(at: AppTest, column: str) -> pd.DataFrame:
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(f"no table with a {column!r} column; have {[list(d.value.columns) for d in at.dataframe]}")
+
+
+def _row(table: pd.DataFrame, family: str, law: str) -> pd.Series:
+    sel = table[(table["Model family"] == family) & (table["Law"] == sq.form_label(law))]
+    assert len(sel) == 1, table
+    return sel.iloc[0]
+
+
+def _n_needed(cell: str) -> float:
+    """The point value of "1,140 [1,020, 1,210]" / "3.25M [...]"."""
+    head = cell.split(" [")[0].replace(",", "")
+    scale = {"M": 1e6, "B": 1e9, "T": 1e12}.get(head[-1], 1.0)
+    return float(head[:-1]) * scale if scale != 1.0 else float(head)
+
+
+def _run() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_page_renders_points_curves_and_ranked_forms(snapshot):
+    at = _run()
+    assert at.selectbox(key="dataset").value == DATASET
+    assert at.selectbox(key="task").value == "moa_top10"
+    assert set(at.multiselect(key="families").value) == set(LAWS)
+    chosen = at.multiselect(key="forms").value
+    assert len(chosen) == 2
+    forms = _frame(at, "Rank (back-test)")
+    assert set(forms["Law"]) == {sq.form_label(f) for f in ("linear", "log_linear", "power_floor", "m4",
+                                                             "broken_power")}
+    for family in LAWS:
+        ranks = forms[forms["Model family"] == family]["Rank (back-test)"].tolist()
+        assert sorted(ranks) == ["1", "2", "3", "4", "5"]
+        # the default laws are the top-2 by back-test rank (mean over families)
+        top = forms[(forms["Model family"] == family) & forms["Rank (back-test)"].isin(["1", "2"])]["Law"]
+        assert set(top) & {sq.form_label(f) for f in chosen}
+    # the data follow a power law with a floor: the straight line is ranked last, and its R² is below the floor's
+    ibp = forms[forms["Model family"] == "IBP"].set_index("Law")
+    assert ibp.loc[sq.form_label("linear"), "Rank (back-test)"] == "5"
+    assert float(ibp.loc[sq.form_label("power_floor"), "In-sample R\u00b2"]) > 0.95
+    assert ibp.loc[sq.form_label("linear"), "Asymptote [95% CI]"].startswith("none")
+    asym = ibp.loc[sq.form_label("power_floor"), "Asymptote [95% CI]"]
+    assert 0.9 < float(asym.split(" [")[0]) < 1.0  # true floor 0.95
+    assert any("Data needed" in h.value for h in at.subheader)
+    assert len(at.get("plotly_chart")) >= 2  # scaling chart + comparison chart
+    # no raw column names in the tables
+    for df in at.dataframe:
+        assert not {"n_needed", "backtest_error", "p_reachable", "family", "form"} & set(df.value.columns)
+
+
+def test_target_slider_changes_n_needed_and_cost(snapshot):
+    at = _run()
+    at.multiselect(key="forms").set_value(["power_floor"])
+    at.slider(key="target").set_value(0.8).run()
+    assert not at.exception
+    low = _row(_frame(at, "N needed [95% CI]"), "IBP", "power_floor")
+    at.slider(key="target").set_value(0.88).run()
+    assert not at.exception
+    high = _row(_frame(at, "N needed [95% CI]"), "IBP", "power_floor")
+    assert _n_needed(high["N needed [95% CI]"]) > 2 * _n_needed(low["N needed [95% CI]"])
+    # known law: N = (A / (a_inf - target))^(1/alpha) -> 0.8: ~1,640; 0.88: ~14,400
+    assert 1_000 < _n_needed(low["N needed [95% CI]"]) < 2_300
+    assert high["Cost [95% CI]"].startswith("$") and high["Cost [95% CI]"] != low["Cost [95% CI]"]
+    # cost = N x $/compound x replicates
+    at.number_input(key="cost").set_value(200.0).run()
+    doubled = _row(_frame(at, "N needed [95% CI]"), "IBP", "power_floor")
+    assert _n_needed(doubled["Cost [95% CI]"].replace("$", "")) == pytest.approx(
+        2 * _n_needed(high["Cost [95% CI]"].replace("$", "")), rel=0.02)
+
+
+def test_target_above_the_asymptote_is_unreachable(snapshot):
+    at = _run()
+    at.multiselect(key="forms").set_value(["power_floor", "log_linear"])
+    at.slider(key="target").set_value(0.95).run()  # task-supervised plateaus at 0.85
+    assert not at.exception
+    table = _frame(at, "N needed [95% CI]")
+    row = _row(table, "task-supervised", "power_floor")
+    assert row["N needed [95% CI]"] == "unreachable"
+    assert float(row["P(reachable)"].rstrip("%")) < 10
+    forms = _frame(at, "Rank (back-test)")
+    reason = forms[(forms["Model family"] == "task-supervised")
+                   & (forms["Law"] == sq.form_label("power_floor"))]["Reason"].iloc[0]
+    assert "unreachable" in reason
+    assert row["Beyond 3\u00d7 observed?"] == "\u2013" and row["Cost [95% CI]"] == "\u2013"
+    # the log-linear law (no asymptote) "reaches" it, but far past the data: flagged
+    line = _row(table, "task-supervised", "log_linear")
+    assert line["Beyond 3\u00d7 observed?"] == "yes"
+    assert any("Flagged" in i.value for i in at.info)
+
+
+def test_flat_points_give_no_reliable_extrapolation(snapshot):
+    at = _run()
+    at.selectbox(key="task").set_value("target_top10").run()
+    assert not at.exception
+    msgs = [w.value for w in at.warning]
+    assert sum(m.startswith("IBP: No reliable extrapolation") and "flat" in m for m in msgs) == 1, msgs
+    assert not any("Metric at the data budget [95% CI]" in df.value.columns for df in at.dataframe)  # no numbers
+    stored = _frame(at, "Target")  # the pipeline's stored fits: numbers blank, the same reason
+    assert set(stored["N needed [95% CI]"]) == {"\u2013"} and stored["Reason"].str.contains("flat").all()
+    forms = _frame(at, "Reliability")
+    assert set(forms["Reliability"]) == {"no reliable extrapolation"}
+
+
+def test_fewer_than_three_sizes_say_what_to_materialize(snapshot):
+    at = _run()
+    at.selectbox(key="task").set_value("molecule_top10").run()
+    assert not at.exception
+    msg = " ".join(w.value for w in at.warning)
+    assert "at least 3" in msg and "phenoca_job" in msg
+
+
+def test_comparison_shows_ibp_and_task_supervised(snapshot):
+    at = _run()
+    assert any("IBP vs task-supervised" in h.value for h in at.header)
+    assert at.selectbox(key="cmp_task:moa_top10").value == ("moa", "top10")  # matches the scaling page's task
+    comp = _frame(at, "Supervision").set_index("Supervision")
+    assert comp.loc["IBP", "Value [95% CI]"] == "0.720 [0.690, 0.750]"
+    assert comp.loc["task-supervised", "Value [95% CI]"] == "0.610 [0.580, 0.640]"
+    assert comp.loc["IBP", "Best model"] == "d3_w256" and comp.loc["IBP", "Training molecules"] == "400"
+    assert comp.loc["IBP", "Probe"] == "3-layer MLP" and comp.loc["profiles (CP)", "Probe"] == "k-NN"
+    assert list(comp.index) == ["IBP", "task-supervised", "profiles (CP)"]
+    assert at.selectbox(key="cmp_split:moa_top10:moa:top10").value == "replicate"
+    at.selectbox(key="cmp_split:moa_top10:moa:top10").set_value("novel").run()
+    assert not at.exception
+    comp = _frame(at, "Supervision").set_index("Supervision")
+    assert comp.loc["IBP", "Value [95% CI]"].startswith("0.520 ")
+
+
+def test_missing_snapshot_and_tables_name_what_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
+    at = _run()
+    assert "No published snapshot" in at.warning[0].value and "phenoca_job" in at.warning[0].value
+    # a snapshot without any scaling table
+    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    wh.replace_rows("evaluation_results", pd.DataFrame({"dataset": ["d"], "fraction": ["100"], "value": [0.5]}),
+                    {"dataset": "d"})
+    wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
+    at = _run()
+    assert "phenoca_results" in at.warning[0].value and "scaling_laws" in at.warning[0].value
+    assert "uv run python -m orchestration.materialize synthetic_jump_profiles phenoca_job" in at.warning[0].value
+
+
+def test_only_phenoca_results_still_shows_the_comparison(tmp_path, monkeypatch):
+    _publish(tmp_path, monkeypatch, {"phenoca_results": _phenoca()})
+    at = _run()
+    assert any("`scaling_points`" in w.value and "phenoca_job" in w.value for w in at.warning)
+    assert "IBP" in _frame(at, "Supervision")["Supervision"].tolist()
+
+
+def test_live_readoff_matches_fit_scaling_laws_with_a_target(tables):
+    """The page's cheap re-read at a new target equals a full refit with that target."""
+    pts = tables["scaling_points"]
+    g = pts[(pts["task"] == "moa_top10") & (pts["family"] == "IBP")]
+    fp = sq.family_points(g, "IBP")
+    kw = dict(n_boot=40, seed=3)
+    live = sq.at_target(sq.fit(fp, **kw), 0.85, 100.0, 2).table()
+    full = fit_scaling_laws(fp, n_boot=40, seed=3, target=0.85, cost_per_compound=100.0, replicates=2).table()
+    pd.testing.assert_frame_equal(live, full)
+
+
+def test_helpers_format_and_reduce():
+    assert [sq.sig(x) for x in (0.52345, 1137.1, 52345, 3.25e6, 3.25e8 * 1.0, np.nan, np.inf)] == [
+        "0.523", "1,140", "52,300", "3.25M", "325M", "\u2013", "\u221e"]
+    assert sq.sig(0.72) == "0.720" and sq.sig(3.3e6) == "3.30M" and sq.count(50.0) == "50"
+    assert sq.sig_ci(1137, 1025, np.inf) == "1,140 [1,020, \u221e]"
+    assert sq.sig_ci(4.04e9, 1.51e9, np.inf, prefix="$") == "$4.04B [$1.51B, \u221e]"
+    assert sq.sig(3.34e292) == "3.34e+292"
+    assert sq._sentence("log_linear has no asymptote; back-test of 'm4' failed") == (
+        "The log-linear law has no asymptote; back-test of M4 failed")
+    assert sq.task_label("moa_top10") == sq.task_label("moa", "top10") == "MoA top-10 accuracy"
+    opts = [("discovery", "auc"), ("moa", "top10"), ("target", "top10")]
+    assert opts[sq.matching_option(opts, "moa_top10_novel")] == ("moa", "top10")
+    assert opts[sq.matching_option(opts, "discovery_auc")] == ("discovery", "auc")
+    assert sq.matching_split(["replicate", "novel"], "moa_top10_novel") == 1
+    assert sq.family_label("none") == "profiles (CP)"
+    zoo = pd.DataFrame({"family": "IBP", "n": [1, 1, 2, 2, 3, 3], "metric": [0.1, 0.3, 0.2, 0.5, 0.4, 0.6],
+                        "run": "0", "model_size": [1.0, 2.0] * 3})
+    assert sq.mixes_model_sizes(zoo)
+    assert sq.family_points(zoo, "IBP", "largest")["metric"].tolist() == [0.3, 0.5, 0.6]
+    assert sq.family_points(zoo, "IBP", "best")["metric"].tolist() == [0.3, 0.5, 0.6]  # per size and seed
+    # the pipeline's zoo: one run per model; the envelope is the best model per size (runs collapsed)
+    models = pd.DataFrame({"family": "IBP", "n": [1, 1, 1, 2, 2, 2, 3, 3, 3], "run": ["a", "b", "c"] * 3,
+                           "metric": [.1, .3, .2, .2, .4, .5, .4, .6, .5], "model_size": [1.0, 2.0, 3.0] * 3})
+    env = sq.family_points(models, "IBP")
+    assert list(env.columns) == ["n", "metric"] and env["metric"].tolist() == [0.3, 0.5, 0.6]
+    assert sq.family_points(models, "IBP", "largest")["metric"].tolist() == [0.2, 0.5, 0.5]
+    assert list(sq.family_points(zoo.assign(model_size=np.nan), "IBP").columns) == ["n", "metric", "run"]

@@ -1,0 +1,80 @@
+"""The Pheno-CA assets materialize through Dagster on a tiny profile dataset, and the scaling laws follow."""
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from moa_core.storage import Warehouse
+from orchestration.definitions import build_definitions
+from orchestration.partitions import multi_key, sync_dataset_partitions
+from orchestration.resources import MoaStore
+
+DS = "tiny_profiles"
+SCALES = ("ood0", "ood10", "ood25", "100")
+ENTRY = f"""
+[datasets.{DS}]
+kind = "synthetic_profiles"
+profile_spec = {{ n_annotated_compounds = 120, n_ood_compounds = 300, n_moas = 20, n_targets = 15, n_crispr_genes = 10, n_features = 60, n_sources = 2, batches_per_source = 1 }}
+phenoca = {{ depths = [1], widths = [32], epochs = 2, probe_epochs = 3, n_boot = 20, num_threads = 2, invariance_weight = 0.5 }}
+"""
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory):
+    root = tmp_path_factory.mktemp("phenoca")
+    (root / "catalogue.toml").write_text(ENTRY)
+    store = MoaStore(root=str(root), n_workers=1)
+    defs = build_definitions(store)
+    instance = dg.DagsterInstance.ephemeral()
+    sync_dataset_partitions(instance, [DS])
+    results = [defs.resolve_job_def("phenoca_inputs_job").execute_in_process(instance=instance, partition_key=DS)]
+    for s in SCALES:
+        results.append(defs.resolve_job_def("phenoca_job").execute_in_process(instance=instance,
+                                                                              partition_key=multi_key(DS, s)))
+    results.append(defs.resolve_job_def("scaling_job").execute_in_process(instance=instance, partition_key=DS))
+    return store, results
+
+
+def test_phenoca_assets_write_results_for_every_scale(materialized):
+    store, results = materialized
+    assert all(r.success for r in results)
+    wh = Warehouse(store.root_path / "warehouse.duckdb", read_only=True)
+    res = wh.read_table("phenoca_results", {"dataset": DS})
+    assert set(res["fraction"]) == set(SCALES)
+    assert {"ibp", "ibp_invariant", "task", "none"} <= set(res["supervision"])
+    assert {"moa", "target", "molecule", "discovery"} <= set(res["task"])
+    assert {"replicate", "novel"} == set(res["split"])
+    assert not res[(res["task"] == "molecule")]["split"].eq("novel").any()  # no identity class for novel compounds
+    # more OOD molecules, more training molecules for IBP; annotated ones the same
+    n = res.groupby("fraction")["n_ood_compounds"].max()
+    assert n["ood0"] == 0 < n["ood10"] < n["ood25"] < n["100"]
+    top10 = res[(res["metric"] == "top10") & res["value"].notna()]
+    assert ((top10["value"] >= 0) & (top10["value"] <= 1)).all()
+
+
+def test_scaling_laws_are_fitted_to_the_ood_curves(materialized):
+    store, _ = materialized
+    wh = Warehouse(store.root_path / "warehouse.duckdb", read_only=True)
+    pts = wh.read_table("scaling_points", {"dataset": DS})
+    ibp = pts[(pts["study"] == "phenoca_ood") & (pts["family"] == "IBP") & (pts["task"] == "moa_top10")]
+    assert ibp["n"].nunique() == 4
+    laws = wh.read_table("scaling_laws", {"dataset": DS})
+    curve = laws[(laws["study"] == "phenoca_ood") & (laws["family"] == "IBP") & (laws["task"] == "moa_top10")]
+    assert {"linear", "log_linear", "power_floor", "m4", "broken_power"} <= set(curve["form"])
+    ranked = curve[curve["rank"].notna()]  # back-tested: fitted on the 3 smaller sizes, scored on the largest
+    assert len(ranked) >= 2 and sorted(ranked["rank"]) == list(range(1, len(ranked) + 1))
+    assert curve[curve["rank"].isna()]["reason"].notna().all()  # a form that could not be back-tested says why
+    reliable = curve["reliable"].astype(bool)
+    assert reliable.all() or curve.loc[~reliable, "reason"].str.contains("no reliable extrapolation").all()
+    assert np.isfinite(curve["backtest_error"].dropna()).all()
+
+
+def test_an_unparsable_or_image_only_fraction_fails_clearly(materialized):
+    store, _ = materialized
+    from moa_core.datasets import data_scale, replicate_fraction
+    from moa_core.errors import SchemaError
+
+    with pytest.raises(SchemaError, match="unparsable fraction key 'ood7x'"):
+        data_scale("ood7x")
+    with pytest.raises(SchemaError, match="image models"):
+        replicate_fraction("ood25")
