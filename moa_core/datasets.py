@@ -57,6 +57,7 @@ from moa_core.data.synthetic import SyntheticSpec
 from moa_core.errors import SchemaError
 from moa_core.model.dp_recipe import default_config as dp_default_config
 from moa_core.phenoca.config import StudyConfig
+from moa_core.phenoca.splits import SCALE_KEYS, parse_scale
 from moa_core.phenoca.synthetic import SyntheticProfileSpec
 from moa_core.model.train import TrainConfig
 from moa_core.profiles.features import FeatureConfig
@@ -309,27 +310,26 @@ def load_catalogue(data_dir: str | os.PathLike | None = None,
 # ---- the API the pipeline uses ------------------------------------------------------------
 #: Data fractions of the ``fraction`` partition dimension: share of each compound's
 #: training wells kept (the paper's replicate-fraction study).
+# The ``fraction`` partition keys are the data scales of moa_core.phenoca.splits (one source of truth).
 #: Replicate fractions (image models and profile studies): the share of each compound's training replicates.
-FRACTIONS: dict[str, float] = {"100": 1.0, "75": 0.75, "50": 0.5, "25": 0.25, "10": 0.1}
+FRACTIONS: dict[str, float] = {k: parse_scale(k)[1] for k in SCALE_KEYS if not k.startswith("ood")}
 #: OOD-molecule shares (profile studies only): the share of unannotated compounds in (IBP) training.
-OOD_SHARES: dict[str, float] = {"ood0": 0.0, "ood10": 0.1, "ood25": 0.25, "ood50": 0.5}
+OOD_SHARES: dict[str, float] = {k: parse_scale(k)[0] for k in SCALE_KEYS if k.startswith("ood")}
 #: Every key of the pipeline's ``fraction`` partition dimension.
-FRACTION_KEYS: list[str] = list(FRACTIONS) + list(OOD_SHARES)
+FRACTION_KEYS: list[str] = list(SCALE_KEYS)
 
 
 def data_scale(key: str) -> tuple[float, float]:
     """``(ood_share, replicate_share)`` of a ``fraction`` partition key: "50" -> (1, 0.5), "ood25" -> (0.25, 1)."""
-    if key in FRACTIONS:
-        return 1.0, FRACTIONS[key]
-    if key in OOD_SHARES:
-        return OOD_SHARES[key], 1.0
-    raise SchemaError(f"unparsable fraction key {key!r}: use a replicate share {list(FRACTIONS)} or an OOD-molecule "
-                      f"share {list(OOD_SHARES)}")
+    if key not in FRACTION_KEYS:
+        raise SchemaError(f"unparsable fraction key {key!r}: use a replicate share {list(FRACTIONS)} or an "
+                          f"OOD-molecule share {list(OOD_SHARES)}")
+    return parse_scale(key)
 
 
 def replicate_fraction(key: str) -> float:
     """The replicate share of a key for image models, which have no OOD molecules ("ood*" keys are an error)."""
-    ood, rep = data_scale(key)
+    _, rep = data_scale(key)
     if key in OOD_SHARES:
         raise SchemaError(f"fraction {key!r} is an OOD-molecule share of the Pheno-CA profile studies; image models "
                           f"(MP, DP recipe) take replicate fractions {list(FRACTIONS)}")

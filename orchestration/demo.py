@@ -151,10 +151,12 @@ def _print_phenoca(wh, image_dataset: str, profiles: str) -> None:
                 print(t.round(3).to_string())
     if "scaling_laws" in wh.tables():
         laws = wh.read("SELECT dataset, study, task, family, form, n_needed, n_needed_low, n_needed_high, target, "
-                       "p_reachable, backtest_error, reliable, reason FROM scaling_laws WHERE rank = 1 AND dataset IN "
-                       "(?, ?) ORDER BY dataset, study, task, family", [image_dataset, profiles or image_dataset])
+                       "p_reachable, backtest_error, reliable, reason FROM scaling_laws WHERE dataset IN (?, ?) AND "
+                       "(rank = 1 OR (rank IS NULL AND form = 'power_floor' AND study = 'mp_fractions')) "
+                       "ORDER BY dataset, study, task, family", [image_dataset, profiles or image_dataset])
         if not laws.empty:
-            print("\nScaling laws (best form by back-test error; N needed for the target with 95% CI):")
+            print("\nScaling laws (best form by back-test error, or the power law with a floor where too few sizes "
+                  "allow a back-test; N needed for the target with 95% CI):")
             with pd.option_context("display.width", 200, "display.max_colwidth", 60):
                 print(laws.round(4).to_string(index=False))
 

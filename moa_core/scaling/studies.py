@@ -107,5 +107,26 @@ def fit_curves(points: pd.DataFrame, *, targets: dict[tuple[str, str], float] | 
             table.insert(list(key).index(k), k, v)
         out.append(table)
     if not out:
-        return pd.DataFrame(columns=CURVE_KEYS + list(SCALING_LAW_COLUMNS))
-    return pd.concat(out, ignore_index=True)
+        return typed_laws(pd.DataFrame(columns=CURVE_KEYS + list(SCALING_LAW_COLUMNS)))
+    return typed_laws(pd.concat(out, ignore_index=True))
+
+
+_TEXT = {"form", "params", "params_low", "params_high", "reason", "resample"}
+_BOOL = {"flagged", "reliable"}
+
+
+def typed_laws(laws: pd.DataFrame) -> pd.DataFrame:
+    """``scaling_laws`` rows with fixed column types (text, boolean, float), whatever is missing.
+
+    A curve that could not be fitted has only NULLs in most columns; without fixed types the
+    first such table written would give DuckDB NULL-typed columns that later rows cannot fill.
+    """
+    out = laws.copy()
+    for c in out.columns:
+        if c in CURVE_KEYS or c in _TEXT:
+            out[c] = out[c].astype("string")
+        elif c in _BOOL:
+            out[c] = out[c].astype("boolean")
+        else:
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+    return out
