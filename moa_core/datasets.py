@@ -34,7 +34,8 @@ Schema of an entry (TOML table ``[datasets.<name>]``)::
     dp_cell_crop  side (px, store resolution) of the DP recipe's single-cell crops
     profile_spec  synthetic_profiles: keyword overrides of moa_core.phenoca.synthetic.SyntheticProfileSpec
     phenoca       keyword overrides of the Pheno-CA study (moa_core.phenoca.config.StudyConfig)
-    phenoca_representation  image datasets: the well table a Pheno-CA study reads ("CP" or "MP")
+    phenoca_representation  image datasets: the well table a Pheno-CA study reads ("CP"; "MP" is refused at
+                  run time: MP was trained on the same wells' labels)
 
 Names must be valid Dagster partition keys and safe folder/table names:
 ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (no ``| , [ ]``, no spaces or slashes).

@@ -6,9 +6,11 @@ published CellProfiler profiles (canonical schema of :mod:`moa_core.profiles.pub
 JUMP's cpg0016 is the paper's data), and the CP features or MP embeddings of an image
 dataset. The mapping:
 
-- compound: ``Metadata_JCP2022`` if present, else ``Metadata_broad_sample``;
-- negative controls (``Metadata_moa == "DMSO"`` or a ``control`` perturbation type) become
-  ``Metadata_pert_type = "negcon"``; CRISPR rows (a ``Metadata_gene`` column with a value)
+- molecule: ``Metadata_JCP2022`` if present, else the ``Metadata_InChIKey``, else the
+  13-character core of a Broad ID (``BRD-K12345678``: one molecule under several batch/salt
+  suffixes, as LINCS lists it), so that the novel-compound split holds out molecules;
+- negative controls (``Metadata_moa == "DMSO"``, a ``negcon`` perturbation or control type)
+  become ``Metadata_pert_type = "negcon"``; positive controls stay compounds with their MoA; CRISPR rows (a ``Metadata_gene`` column with a value)
   ``"crispr"``; every other row ``"compound"``;
 - a compound without an MoA is *unannotated* (``Metadata_is_ood``): it takes part in IBP
   pretraining (predict the molecule from its phenotype) but in no task;
@@ -47,12 +49,20 @@ def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
         "Metadata_broad_sample" if "Metadata_broad_sample" in df.columns else None)
     if cid is None:
         raise SchemaError("profile table has no compound column (Metadata_JCP2022 or Metadata_broad_sample)")
+    if cid == "Metadata_broad_sample":  # one molecule, several batch/salt suffixes (LINCS): its InChIKey or BRD core
+        ik = df["Metadata_InChIKey"] if "Metadata_InChIKey" in df.columns else pd.Series("", index=df.index)
+        core = df[cid].astype(str).where(~df[cid].astype(str).str.startswith("BRD-"), df[cid].astype(str).str[:13])
+        molecule = ik.astype(str).where(~_blank(ik) & df[cid].astype(str).ne(NEGCON), core)
+    else:
+        molecule = df[cid].astype(str)
     feats = [c for c in df.columns if not c.startswith("Metadata_")]
     if not feats:
         raise SchemaError("profile table has no feature columns (every column starts with Metadata_)")
     out = pd.DataFrame(index=df.index)
-    out["Metadata_Source"] = df["Metadata_Source"].astype(str) if "Metadata_Source" in df.columns else source
-    out["Metadata_Batch"] = df["Metadata_Batch"].astype(str) if "Metadata_Batch" in df.columns else "batch"
+    out["Metadata_Source"] = df["Metadata_Source"].fillna(source).astype(str) if "Metadata_Source" in df.columns \
+        else source
+    out["Metadata_Batch"] = df["Metadata_Batch"].fillna("batch").astype(str) if "Metadata_Batch" in df.columns \
+        else "batch"
     out["Metadata_Plate"] = df["Metadata_Plate"].astype(str)
     out["Metadata_Well"] = df["Metadata_Well"].astype(str)
     blank = _blank(df[cid])
@@ -60,7 +70,7 @@ def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
         r = df[blank].iloc[0]
         raise SchemaError(f"{int(blank.sum())} profile(s) with a blank {cid}, e.g. plate {r['Metadata_Plate']} "
                           f"well {r['Metadata_Well']}")
-    out["Metadata_JCP2022"] = df[cid].astype(str)
+    out["Metadata_JCP2022"] = molecule.astype(str)
     out["Metadata_broad_sample"] = df["Metadata_broad_sample"].astype(str) if "Metadata_broad_sample" in df.columns \
         else out["Metadata_JCP2022"]
     out["Metadata_InChIKey"] = df["Metadata_InChIKey"].astype(str) if "Metadata_InChIKey" in df.columns else ""
@@ -68,7 +78,10 @@ def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
     gene = df["Metadata_gene"] if "Metadata_gene" in df.columns else pd.Series(np.nan, index=df.index)
     ptype = df["Metadata_pert_type"].astype(str).str.lower() if "Metadata_pert_type" in df.columns else \
         pd.Series("", index=df.index)
-    neg = moa.astype(str).eq(NEGCON) | ptype.isin(["control", "negcon"]) | out["Metadata_broad_sample"].eq(NEGCON)
+    ctype = df["Metadata_control_type"].astype(str).str.lower() if "Metadata_control_type" in df.columns else \
+        pd.Series("", index=df.index)
+    # negative controls only: positive controls ("control" perturbations with an MoA) stay compounds
+    neg = moa.astype(str).eq(NEGCON) | ptype.eq("negcon") | ctype.eq("negcon") | out["Metadata_broad_sample"].eq(NEGCON)
     crispr = ~_blank(gene) & ~neg
     out["Metadata_pert_type"] = np.where(neg, "negcon", np.where(crispr, "crispr", "compound"))
     out["Metadata_moa"] = np.where(neg, NEGCON, np.where(_blank(moa), None, moa.astype(str)))

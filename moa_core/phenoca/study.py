@@ -25,10 +25,13 @@ compounds never seen in training, the real discovery case):
    CRISPR knockout's mean representation ranks the evaluation compounds: AUC of hits found
    vs compounds tested and the rank of the first hit, against random and CP).
 
-Model selection never sees test wells: IBP stops early on one held-out *training*
-replicate per molecule (of those with at least three training wells: the split's
-validation wells are other compounds in the novel split), probes and task-supervised
-models on the split's validation wells.
+Model selection never sees test wells: IBP stops early on the split's validation wells in
+the replicate split (other replicates of training molecules) and on one held-out
+*training* replicate per molecule with at least two training wells in the novel split
+(whose validation wells are compounds that are no IBP class); probes and task-supervised
+models on the split's validation wells. The data-scale counts (``n_train_wells``,
+``n_train_compounds``, ``n_ood_compounds``) count perturbation wells and molecules, not
+the plates' DMSO wells.
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ def _fit_config(cfg: StudyConfig, epochs: int | None = None):
                      max_minutes=cfg.max_minutes)
 
 
-def _ibp_holdout(compounds: np.ndarray, train: np.ndarray, seed: int) -> np.ndarray:
-    """One training well per molecule with >= 3 training wells, for IBP's early stopping."""
+def _ibp_holdout(compounds: np.ndarray, train: np.ndarray, seed: int, min_wells: int = 2) -> np.ndarray:
+    """One training well per molecule with >= ``min_wells`` training wells, for IBP's early stopping."""
     rng = np.random.default_rng([seed, 7])
     idx = np.flatnonzero(train)
     order = idx[rng.permutation(len(idx))]
@@ -77,7 +80,7 @@ def _ibp_holdout(compounds: np.ndarray, train: np.ndarray, seed: int) -> np.ndar
     hold = np.zeros(len(compounds), bool)
     for i in order:
         c = compounds[i]
-        if counts[c] >= 3 and c not in seen:
+        if counts[c] >= min_wells and c not in seen:
             seen[c] = i
             hold[i] = True
     return hold
@@ -109,7 +112,8 @@ def _discovery(reps: np.ndarray, df: pd.DataFrame, crispr: np.ndarray, evaluated
     genes, q = aggregate_by(df.loc[crispr, "Metadata_gene"].astype(str).to_numpy(), reps[crispr])
     comps, c = aggregate_by(df.loc[evaluated, "Metadata_JCP2022"].astype(str).to_numpy(), reps[evaluated])
     tmap = df.loc[evaluated].groupby("Metadata_JCP2022")["Metadata_target"].first()
-    per, _ = compound_discovery(q, list(genes), c, [tmap.get(x) for x in comps], seed=cfg.seed)
+    targets = [frozenset(str(t).split("|")) if pd.notna(t) else None for t in (tmap.get(x) for x in comps)]
+    per, _ = compound_discovery(q, list(genes), c, targets, seed=cfg.seed)
     if per.empty:
         return []
     summ = summarize_discovery(per, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -155,8 +159,9 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
                                pca_components=cfg.pca_components, seed=cfg.seed)
         X = pre.transform(df)
         mol_train = train & (ptype != "crispr")
-        n_train = {"n_train_wells": int(mol_train.sum()), "n_train_compounds": int(len(set(compounds[mol_train]))),
-                   "n_ood_compounds": int(len(set(compounds[mol_train & is_ood])))}
+        pert_train = mol_train & (ptype != "negcon")  # the data scale counts perturbations, not the plates' DMSO
+        n_train = {"n_train_wells": int(pert_train.sum()), "n_train_compounds": int(len(set(compounds[pert_train]))),
+                   "n_ood_compounds": int(len(set(compounds[pert_train & is_ood])))}
         log(f"{split_name} split: {n_train['n_train_wells']} training wells of {n_train['n_train_compounds']} "
             f"molecules ({n_train['n_ood_compounds']} OOD), {int(val.sum())} val, {int(test.sum())} test; "
             f"{X.shape[1]} whitened dimensions")
@@ -195,15 +200,18 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
                 rows.extend(_deconvolution(s, classes, labels[te], labels[tr], cfg, model="profiles",
                                            supervision="none", probe="knn", task=task, params=0, **base))
         # IBP: molecule identity over every training molecule (DMSO one class, OOD included)
-        hold = _ibp_holdout(compounds, mol_train, cfg.seed)
-        ibp_tr, ibp_va = mol_train & ~hold, hold
+        if split_name == "replicate":  # the split's val wells are other replicates of training molecules
+            ibp_tr, ibp_va = mol_train, val
+        else:  # novel compounds are no IBP class: one held-out training replicate per molecule (>= 2 wells)
+            hold = _ibp_holdout(compounds, mol_train, cfg.seed)
+            ibp_tr, ibp_va = mol_train & ~hold, hold
         mols = sorted(set(compounds[ibp_tr]))
         mi = {m: i for i, m in enumerate(mols)}
         y_tr = np.array([mi[m] for m in compounds[ibp_tr]])
         keep_va = np.array([m in mi for m in compounds]) & ibp_va
         y_va = np.array([mi[m] for m in compounds[keep_va]])
         variants = [("ibp", 0.0)] + ([("ibp_invariant", cfg.invariance_weight)] if cfg.invariance_weight > 0 else [])
-        nuis = {name: pd.factorize(df[col].astype(str))[0] for name, col in
+        nuis = {name: pd.factorize(df[col].fillna("NA").astype(str))[0] for name, col in
                 (("source", "Metadata_Source"), ("batch", "Metadata_Batch"), ("well", "Metadata_Well"))}
         for depth, width in Zoo.of(cfg).archs:
             name = f"resmlp_d{depth}_w{width}"

@@ -53,7 +53,10 @@ def _study_source(context: dg.AssetExecutionContext, store: MoaStore, ds: str) -
     if entry.kind == "profiles":
         table = partition_table("cp_published_embeddings", ds)
     elif entry.phenoca_representation == "MP":
-        table = partition_table("mp_embeddings", ds, "100")
+        # MP was trained on MoA labels of this dataset's own split: Pheno-CA's test wells and novel compounds
+        # would have been its training data
+        raise dg.Failure(f"dataset {ds}: Pheno-CA on MP embeddings would test on wells MP was trained on (its "
+                         f"splits differ); use phenoca_representation = 'CP'")
     else:
         table = partition_table("cp_embeddings", ds)
     if not wh.has_table(table):
