@@ -1,6 +1,10 @@
-"""MOA profiling dashboard (Streamlit multipage; pages live in ``dashboard/pages``).
+"""MOA profiling dashboard: Streamlit multipage app (``st.navigation``), read-only on the published snapshot.
 
-    uv run streamlit run dashboard/app.py
+    MOA_DATA_DIR=<data dir> uv run streamlit run dashboard/app.py
+
+Pages live in ``dashboard/pages``; each also runs on its own (Streamlit's AppTest opens them
+one by one). Every page reads ``$MOA_DATA_DIR/snapshot/warehouse.duckdb`` and the retrieval
+indexes that snapshot names; none writes anything.
 """
 
 import sys
@@ -8,20 +12,21 @@ from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dashboard import queries  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 st.set_page_config(page_title="MOA profiling", layout="wide")
-st.title("MOA profiling from Cell Painting images")
-st.markdown(
-    "MOAProfiler (a 5-channel EfficientNet-B0 trained to classify each field's mechanism of action) against "
-    "CellProfiler-style profiles, evaluated with the analyses of Wong et al. (2023). Pick a page on the left."
-)
-path = queries.snapshot_path()
-if not path.is_file():
-    st.warning(f"No published snapshot at `{path}` yet: run the demo (README) or materialize `dashboard_snapshot`.")
-else:
-    parts = queries.evaluated_partitions()
-    st.caption(f"Snapshot: `{path}`")
-    st.subheader("Evaluated partitions")
-    st.dataframe(parts, hide_index=True)
+PAGES = Path(__file__).resolve().parent / "pages"
+nav = st.navigation([
+    st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True,
+            url_path="overview"),
+    st.Page(PAGES / "explorer.py", title="Compound / MOA explorer", icon=":material/search:", url_path="explorer"),
+    st.Page(PAGES / "method_comparison.py", title="Method comparison", icon=":material/compare:",
+            url_path="method_comparison"),
+    st.Page(PAGES / "model_training.py", title="Model training", icon=":material/model_training:",
+            url_path="model_training"),
+    st.Page(PAGES / "scaling_laws.py", title="Scaling laws", icon=":material/trending_up:", url_path="scaling_laws"),
+])
+from dashboard.common import run_page  # noqa: E402
+
+run_page(nav.run)

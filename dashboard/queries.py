@@ -2,12 +2,19 @@
 
 The dashboard never opens the pipeline's own DuckDB file (a reader would block the
 writer); it reads ``<data dir>/snapshot/warehouse.duckdb``, which the
-``dashboard_snapshot`` asset replaces atomically.
+``dashboard_snapshot`` asset replaces atomically (temporary name, then rename).
+
+Consistency: a page *pins* the snapshot it starts with (:func:`pin`: path, inode, size,
+mtime). Every query checks that the file is still that one; if a publish replaced it
+mid-render, :class:`SnapshotReplaced` is raised and the page reruns on the new snapshot
+(:func:`dashboard.common.guarded`), so one render never mixes two snapshots. Results are
+cached per (snapshot signature, SQL, parameters): a new snapshot is never served stale.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import duckdb
@@ -16,26 +23,104 @@ import pandas as pd
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class SnapshotMissing(FileNotFoundError):
+    """No published snapshot (the pipeline has not run, or ``MOA_DATA_DIR`` points elsewhere)."""
+
+
+class SnapshotReplaced(RuntimeError):
+    """The snapshot file changed while a page was reading it."""
+
+
+class SnapshotUnreadable(RuntimeError):
+    """The snapshot exists but DuckDB cannot read it (truncated, foreign or corrupt file)."""
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("MOA_DATA_DIR", str(REPO_ROOT / ".moa_data")))
+
+
 def snapshot_path() -> Path:
-    data = Path(os.environ.get("MOA_DATA_DIR", str(REPO_ROOT / ".moa_data")))
-    return data / "snapshot" / "warehouse.duckdb"
+    return data_dir() / "snapshot" / "warehouse.duckdb"
 
 
-def query(sql: str, params: list | None = None, path: Path | None = None) -> pd.DataFrame:
-    p = path or snapshot_path()
-    if not p.is_file():
-        raise FileNotFoundError(f"no published snapshot at {p}; run the demo or materialize dashboard_snapshot")
-    con = duckdb.connect(str(p), read_only=True)
+Signature = tuple[str, int, int, int]
+_pinned = threading.local()
+
+
+def signature(path: Path | None = None) -> Signature:
+    """(path, inode, size, mtime_ns) of the snapshot; :class:`SnapshotMissing` if there is none."""
+    p = Path(path or snapshot_path())
     try:
-        return con.execute(sql, params or []).df()
+        st = p.stat()
+    except FileNotFoundError:
+        raise SnapshotMissing(f"no published snapshot at {p}") from None
+    if st.st_size == 0:
+        raise SnapshotUnreadable(f"the snapshot {p} is empty (0 bytes): republish it (publish_job)")
+    return (str(p), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def pin(path: Path | None = None) -> Signature:
+    """Pin the current snapshot for this script run (thread); later queries must see the same file."""
+    sig = signature(path)
+    _pinned.sig = sig
+    return sig
+
+
+def unpin() -> None:
+    _pinned.sig = None
+
+
+def _check(sig: Signature) -> None:
+    pinned = getattr(_pinned, "sig", None)
+    if pinned is not None and pinned[0] == sig[0] and pinned != sig:
+        raise SnapshotReplaced(f"the snapshot {sig[0]} was replaced while this page was reading it")
+
+
+def _run(path: str, sql: str, params: list) -> pd.DataFrame:
+    try:
+        con = duckdb.connect(path, read_only=True)
+    except duckdb.Error as exc:
+        raise SnapshotUnreadable(f"cannot open the snapshot {path}: {exc}; republish it (publish_job)") from exc
+    try:
+        return con.execute(sql, params).df()
     finally:
         con.close()
 
 
+_cache: dict[tuple, pd.DataFrame] = {}
+_cache_lock = threading.Lock()
+_CACHE_MAX = 512
+
+
+def query(sql: str, params: list | None = None, path: Path | None = None) -> pd.DataFrame:
+    """Run ``sql`` (parameters bound, never formatted in) on the snapshot; a cached copy when the same
+    snapshot answered it before."""
+    sig = signature(path)
+    _check(sig)
+    key = (sig, sql, tuple(params or []))
+    with _cache_lock:
+        hit = _cache.get(key)
+    if hit is not None:
+        return hit.copy()
+    df = _run(sig[0], sql, list(params or []))
+    after = signature(path)
+    if after != sig:  # replaced while we read: never cache or return a mix
+        _check(after)
+        raise SnapshotReplaced(f"the snapshot {sig[0]} was replaced while this query read it")
+    with _cache_lock:
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key] = df
+    return df.copy()
+
+
 def has_table(name: str, path: Path | None = None) -> bool:
-    return bool(
-        query("SELECT count(*) AS n FROM information_schema.tables WHERE table_name = ?", [name], path)["n"].iloc[0]
-    )
+    return name in tables(path)
+
+
+def tables(path: Path | None = None) -> set[str]:
+    """Names of the snapshot's tables."""
+    return set(query("SELECT table_name FROM information_schema.tables", path=path)["table_name"])
 
 
 def evaluated_partitions(path: Path | None = None) -> pd.DataFrame:

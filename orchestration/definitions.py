@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from orchestration.defs import automation, evaluation, image_store, ingest, jobs, phenoca, published, training
+from orchestration.defs import automation, evaluation, image_store, ingest, jobs, phenoca, publish, published, training
 from orchestration.resources import MoaStore, gallery_s3
 
-_MODULES = [ingest, image_store, published, training, evaluation, phenoca]
+_MODULES = [ingest, image_store, published, training, evaluation, phenoca, publish]
 
 
 def build_definitions(store: MoaStore | None = None, s3_endpoint_url: str | None = None) -> dg.Definitions:

@@ -1,4 +1,4 @@
-"""Evaluation domain: the paper's analyses for MP and CP on the same test wells; the dashboard snapshot."""
+"""Evaluation domain: the paper's analyses for MP, CP, CP published and the DP recipe on the same test wells."""
 
 
 import time
@@ -91,18 +91,3 @@ def holdout_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Ma
     top1 = out[(out["metric"] == "top_k_accuracy") & (out["parameter"] == 1.0)]
     meta = {f"{r.method}_{r.analysis}_top1": float(r.value) for r in top1.itertuples()}
     return dg.MaterializeResult(metadata={**meta, "rows": len(out), "seconds": round(time.time() - t0, 1)})
-
-
-@dg.asset(
-    group_name=GROUP,
-    deps=[evaluation_results, holdout_results, "scaling_laws"],
-    kinds={"duckdb"},
-    description="Read-only copy of the warehouse for the dashboard (written to a temporary name, then renamed).",
-)
-def dashboard_snapshot(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
-    t0 = time.time()
-    path = store.warehouse().publish_snapshot(store.snapshot_path)
-    return dg.MaterializeResult(
-        metadata={"snapshot": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size,
-                  "seconds": round(time.time() - t0, 1)}
-    )

@@ -6,24 +6,14 @@ import pytest
 
 from moa_core.storage import Warehouse, partition_table
 from orchestration.definitions import build_definitions
-from orchestration.partitions import multi_key, sync_dataset_partitions
-from orchestration.resources import MoaStore
+from orchestration.partitions import multi_key
 
 DS, FRAC = "synthetic_cpjump1_mini", "100"
 
 
-@pytest.fixture(scope="module")
-def materialized(tmp_path_factory, shared_dir):
-    root = tmp_path_factory.mktemp("store")
-    store = MoaStore(root=str(root), shared_dir=str(shared_dir), n_workers=1)
-    defs = build_definitions(store)
-    instance = dg.DagsterInstance.ephemeral()
-    sync_dataset_partitions(instance, [DS])
-    results = {}
-    for job, key in [("ingest_job", DS), ("dp_recipe_job", multi_key(DS, FRAC)), ("train_eval_job", multi_key(DS, FRAC)),
-                     ("holdout_job", DS), ("publish_job", None)]:
-        results[job] = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
-    return store, instance, results
+@pytest.fixture()
+def materialized(mini_pipeline):
+    return mini_pipeline
 
 
 def test_every_asset_materializes_with_metadata(materialized):

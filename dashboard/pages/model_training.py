@@ -8,16 +8,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import queries  # noqa: E402
+from dashboard import common, queries  # noqa: E402
 
-st.set_page_config(page_title="Model training", layout="wide")
 COLORS = {"MP": "#d62728", "CP": "#1f77b4", "CP published": "#9467bd", "DP recipe (trained here)": "#2ca02c",
           "MP (compound holdout)": "#ff7f0e"}
 st.title("Model training and the replicate-fraction study")
 
-if not queries.snapshot_path().is_file():
-    st.warning("No published snapshot yet: run the demo or materialize `dashboard_snapshot`.")
-    st.stop()
+common.require_snapshot()
 ck_all = queries.query("SELECT DISTINCT dataset FROM checkpoints ORDER BY dataset") \
     if queries.has_table("checkpoints") else None
 if ck_all is None or ck_all.empty:

@@ -15,11 +15,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import queries  # noqa: E402
+from dashboard import common, queries  # noqa: E402
 from dashboard import scaling_queries as sq  # noqa: E402
 from moa_core.scaling import FORMS, ScalingError  # noqa: E402
 
-st.set_page_config(page_title="Scaling laws", layout="wide")
 st.title("Scaling laws: how much data reaches a target?")
 st.caption("Each law is fitted to the points of one model family, ranked by how well it predicts the largest "
            "size when that size is withheld (back-test error, metric units), with 95% bootstrap intervals over "
@@ -36,9 +35,7 @@ def fit_family(points: pd.DataFrame, n_boot: int, seed: int):
     return sq.fit(points, n_boot=n_boot, seed=seed)
 
 
-if not queries.snapshot_path().is_file():
-    st.warning(f"No published snapshot yet: {WHAT_TO_RUN}")
-    st.stop()
+common.require_snapshot()
 present = sq.tables_present()
 if not present["scaling_points"] and not present["phenoca_results"]:
     st.warning(f"The snapshot holds no scaling points and no Pheno-CA results yet: {WHAT_TO_RUN}")

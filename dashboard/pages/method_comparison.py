@@ -7,15 +7,12 @@ import plotly.express as px
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import queries  # noqa: E402
+from dashboard import common, queries  # noqa: E402
 
-st.set_page_config(page_title="Method comparison", layout="wide")
 COLORS = {"MP": "#d62728", "CP": "#1f77b4", "CP published": "#9467bd", "DP recipe (trained here)": "#2ca02c"}
 st.title("Method comparison: MP vs CP")
 
-if not queries.snapshot_path().is_file():
-    st.warning("No published snapshot yet: run the demo or materialize `dashboard_snapshot`.")
-    st.stop()
+common.require_snapshot()
 parts = queries.evaluated_partitions()
 if parts.empty:
     st.warning("The snapshot holds no evaluation results yet.")
