@@ -14,6 +14,7 @@ One module per analysis (each documents its definitions, pair conventions and ti
 - :mod:`.classification` - image-field AUPRC / accuracy, edge vs non-edge;
 - :mod:`.batch` - same-MOA PCC within vs across plates;
 - :mod:`.map` - copairs mAP (phenotypic activity / consistency);
+- :mod:`.per_moa` - per-MOA precision/recall/F1, confusion counts, PCA embedding map;
 - :mod:`.bootstrap` - bootstrap CIs;
 - :mod:`.results` - the tidy result schema; :mod:`.suite` - run everything.
 """
@@ -28,7 +29,7 @@ from .bootstrap import (
     percentile_ci,
 )
 from .classification import ClassificationResult, classification_metrics, is_edge_well, plate_dimensions
-from .compare import common_test_wells, compare_holdout, compare_methods
+from .compare import PerMoaComparison, common_test_wells, compare_holdout, compare_methods, compare_per_moa
 from .enrichment import (
     DEFAULT_PERCENTILES,
     EnrichmentResult,
@@ -44,6 +45,14 @@ from .knn import KNNResult, knn_curves, knn_from_similarity, neighbor_order
 from .latent import LatentResult, class_latent_assignment, latent_from_array, leave_one_out_medians
 from .logistic import LogisticResult, logistic_regression_eval
 from .map import MapResult, phenotypic_activity, phenotypic_consistency
+from .per_moa import (
+    MoaPredictions,
+    confusion_counts,
+    embedding_map,
+    moa_predictions,
+    per_moa_breakdown,
+    per_moa_metrics,
+)
 from .results import RESULT_COLUMNS, concat_results, result_row, results_frame
 from .similarity import (
     feature_matrix,
@@ -58,6 +67,14 @@ __all__ = [
     "common_test_wells",
     "compare_holdout",
     "compare_methods",
+    "compare_per_moa",
+    "PerMoaComparison",
+    "MoaPredictions",
+    "confusion_counts",
+    "embedding_map",
+    "moa_predictions",
+    "per_moa_breakdown",
+    "per_moa_metrics",
     "DEFAULT_PERCENTILES",
     "GROUP_NAMES",
     "RESULT_COLUMNS",

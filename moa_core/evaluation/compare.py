@@ -3,12 +3,15 @@
 :func:`compare_methods` runs the embedding suite for every method on the test wells
 present in *all* methods' tables (so no method is scored on an easier subset), and
 scores image-field predictions where a method has them. :func:`compare_holdout` does the
-same for the compound-holdout analysis.
+same for the compound-holdout analysis. :func:`compare_per_moa` breaks the k-NN vote
+and the class latent assignment down per MOA (with confusion counts) and maps every
+method's wells in 2-D, on the same common test wells.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -16,6 +19,7 @@ from moa_core.splits import ELIGIBLE_COL, SPLIT_COL
 
 from .classification import classification_metrics
 from .holdout import compound_holdout_eval
+from .per_moa import embedding_map, moa_predictions, per_moa_breakdown
 from .results import concat_results
 from .suite import run_embedding_suite
 
@@ -105,3 +109,47 @@ def compare_holdout(tables: Mapping[str, pd.DataFrame], holdout_splits: pd.DataF
         res = compound_holdout_eval(df[df[SPLIT_COL].ne("test")], df[df[SPLIT_COL].eq("test")], _features(df))
         frames.append(res.to_results(method))
     return concat_results(frames)
+
+
+class PerMoaComparison(NamedTuple):
+    """Tidy outputs of :func:`compare_per_moa`, each with a leading ``method`` column."""
+
+    per_moa: pd.DataFrame
+    confusion: pd.DataFrame
+    maps: pd.DataFrame
+
+
+def compare_per_moa(
+    tables: Mapping[str, pd.DataFrame],
+    splits: pd.DataFrame,
+    *,
+    k: int | Mapping[str, int] | None = None,
+) -> PerMoaComparison:
+    """Per-MOA metrics, confusion counts and PCA maps of every method on the common test wells.
+
+    The wells are those :func:`compare_methods` scores (:func:`common_test_wells`, then the
+    suite's filtering); see :mod:`moa_core.evaluation.per_moa` for the definitions.
+
+    Parameters
+    ----------
+    tables, splits
+        As in :func:`compare_methods`.
+    k
+        k of the k-NN vote: one for all methods, ``{method: k}`` (e.g. the ``best_f1`` k of
+        :func:`compare_methods`' results), or ``None`` for each method's best-F1 k.
+    """
+    test = common_test_wells(splits, tables)
+    per, conf, maps = [], [], []
+    for method, df in tables.items():
+        k_m = k.get(method) if isinstance(k, Mapping) else k
+        pred = moa_predictions(df.merge(test, on=KEYS, how="inner"), _features(df), k=k_m)
+        p, c = per_moa_breakdown(pred.wells, _features(df), predictions=pred)
+        per.append(p.assign(method=method))
+        conf.append(c.assign(method=method))
+        maps.append(embedding_map(pred.wells, _features(df), X=pred.X).assign(method=method))
+
+    def tidy(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        out = pd.concat(frames, ignore_index=True)
+        return out[["method", *[c for c in out.columns if c != "method"]]]
+
+    return PerMoaComparison(tidy(per), tidy(conf), tidy(maps))
