@@ -6,7 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 
-from moa_core.evaluation.compare import common_test_wells, compare_holdout, compare_methods
+from moa_core.evaluation.compare import common_test_wells, compare_holdout, compare_methods, compare_per_moa
 from moa_core.datasets import replicate_fraction
 from moa_core.splits import subsample_training
 from moa_core.storage import partition_table
@@ -39,9 +39,12 @@ def available_methods(wh, ds: str, frac: str) -> dict[str, pd.DataFrame]:
     deps=[mp_embeddings, cp_embeddings, splits, dp_embeddings],
     kinds={"duckdb"},
     description=(
-        "Evaluation tables for MP, CP, CP published and the DP recipe (whichever exist) on the same test wells: enrichment, intra/inter-MOA PCC, k-NN over all k, "
+        "Evaluation tables for MP, CP, CP published and the DP recipe (whichever exist) on the same test wells: "
+        "enrichment, intra/inter-MOA PCC, k-NN over all k, "
         "class latent assignment, logistic regression, similarity groups, batch effect, mAP, bootstrap CIs, "
-        "and MP image-level classification."
+        "and MP image-level classification. Also per (dataset, fraction): evaluation_per_moa (per-MOA precision/"
+        "recall/F1 of the k-NN vote at the best-F1 k and of the class latent assignment), evaluation_confusion "
+        "(their confusion counts) and embedding_maps (2-D PCA of every method's evaluated wells)."
     ),
 )
 def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
@@ -60,14 +63,25 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     out = compare_methods(tables, sp, field_predictions=fields, seed=0)
     out.insert(0, "fraction", frac)
     out.insert(0, "dataset", ds)
-    wh.replace_rows("evaluation_results", out, {"dataset": ds, "fraction": frac})
+    # per-MOA breakdown, confusion counts and PCA maps on the same wells, k-NN at the k reported as best;
+    # computed before anything is written, so a failure leaves the partition's old tables consistent
+    t1 = time.time()
+    best_k = out[(out["analysis"] == "knn") & (out["metric"] == "best_f1")].set_index("method")["parameter"]
+    per = compare_per_moa(tables, sp, k={m: int(k) for m, k in best_k.items()})
+    per_moa_seconds = round(time.time() - t1, 2)
+    where = {"dataset": ds, "fraction": frac}
+    wh.replace_rows("evaluation_results", out, where)
+    for table, df in (("evaluation_per_moa", per.per_moa), ("evaluation_confusion", per.confusion),
+                      ("embedding_maps", per.maps)):
+        wh.replace_rows(table, df.assign(**where)[[*where, *df.columns]], where)
 
     headline = {}
     for (m, analysis, metric), v in out.groupby(["method", "analysis", "metric"])["value"].first().items():
         if (analysis, metric) in {("knn", "best_f1"), ("latent", "f1"), ("intra_inter", "delta"),
                                   ("logistic", "f1"), ("map_consistency", "mean_map")}:
             headline[f"{m}_{analysis}_{metric}"] = float(v)
-    return dg.MaterializeResult(metadata={**headline, "rows": len(out), "seconds": round(time.time() - t0, 1)})
+    return dg.MaterializeResult(metadata={**headline, "rows": len(out), "seconds": round(time.time() - t0, 1),
+                                          "per_moa_seconds": per_moa_seconds})
 
 
 @dg.asset(
