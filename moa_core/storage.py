@@ -14,7 +14,7 @@ Two kinds of tables:
   one table per partition, ``<base>__<key>__<key>`` (:func:`partition_table`), replaced
   with ``CREATE OR REPLACE TABLE`` in a transaction (:meth:`Warehouse.replace_table`).
 
-Every write is registered in ``catalog`` (table, partition keys, rows, columns, time).
+Every write is registered in ``catalog`` (table, partition keys, rows, columns, time, code version).
 """
 
 from __future__ import annotations
@@ -79,14 +79,18 @@ class Warehouse:
 
     # ---- writes -------------------------------------------------------------------
     def _register_catalog(self, con: duckdb.DuckDBPyConnection, table: str, partition: dict, df: pd.DataFrame) -> None:
+        from moa_core.provenance import code_version
+
         con.execute(
             "CREATE TABLE IF NOT EXISTS catalog (table_name VARCHAR, partition_key VARCHAR, n_rows BIGINT, "
-            "n_columns INTEGER, written_at TIMESTAMP)"
+            "n_columns INTEGER, written_at TIMESTAMP, code_version VARCHAR)"
         )
+        con.execute("ALTER TABLE catalog ADD COLUMN IF NOT EXISTS code_version VARCHAR")  # warehouses before it
         key = "/".join(f"{k}={v}" for k, v in sorted(partition.items()))
         con.execute("DELETE FROM catalog WHERE table_name = ? AND partition_key = ?", [table, key])
         con.execute(
-            "INSERT INTO catalog VALUES (?, ?, ?, ?, now())", [table, key, len(df), len(df.columns)]
+            "INSERT INTO catalog (table_name, partition_key, n_rows, n_columns, written_at, code_version) "
+            "VALUES (?, ?, ?, ?, now(), ?)", [table, key, len(df), len(df.columns), code_version()]
         )
 
     def replace_table(self, table: str, df: pd.DataFrame, *, partition: dict | None = None) -> None:

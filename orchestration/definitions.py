@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from orchestration.defs import automation, evaluation, image_store, ingest, jobs, phenoca, publish, published, training
+from orchestration.defs import automation, evaluation, image_store, ingest, jobs, phenoca, publish, published, retrieval, training
 from orchestration.resources import MoaStore, gallery_s3
 
-_MODULES = [ingest, image_store, published, training, evaluation, phenoca, publish]
+_MODULES = [ingest, image_store, published, training, evaluation, phenoca, retrieval, publish]
 
 
 def build_definitions(store: MoaStore | None = None, s3_endpoint_url: str | None = None) -> dg.Definitions:
@@ -15,7 +15,7 @@ def build_definitions(store: MoaStore | None = None, s3_endpoint_url: str | None
         assets=dg.load_assets_from_modules(_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(_MODULES),
         jobs=[jobs.ingest_job, jobs.published_job, jobs.train_eval_job, jobs.dp_recipe_job, jobs.holdout_job,
-              jobs.phenoca_inputs_job, jobs.phenoca_job, jobs.scaling_job, jobs.publish_job],
+              jobs.phenoca_inputs_job, jobs.phenoca_job, jobs.scaling_job, jobs.retrieval_job, jobs.publish_job],
         sensors=[automation.catalogue_sensor, automation.jump_release_sensor],
         schedules=[automation.jump_rerun_schedule],
         resources={"store": store or MoaStore(), "s3": gallery_s3(s3_endpoint_url)},

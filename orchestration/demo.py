@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profiles:
         plan += [("phenoca_inputs_job", args.profiles, DEFAULT_FRACTION)]
         plan += [("phenoca_job", args.profiles, s) for s in scales] + [("scaling_job", args.profiles, DEFAULT_FRACTION)]
+        if DEFAULT_FRACTION in scales:  # the explorer's indexes of the profile dataset (its profiles and IBP)
+            plan += [("retrieval_job", args.profiles, DEFAULT_FRACTION)]
     plan += [("publish_job", args.dataset, DEFAULT_FRACTION)]
     for job_name, dataset, fraction in plan:
         t0 = time.time()
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                           file=sys.stderr)
             return 1
         timings += [(f"{name} [{dataset if job_name == 'scaling_job' else fraction}]"
-                     if job_name in ("train_eval_job", "phenoca_job", "scaling_job") else name, sec)
+                     if job_name in ("train_eval_job", "phenoca_job", "scaling_job", "retrieval_job") else name, sec)
                     for name, sec in _asset_seconds(result)]
         print(f"[demo] {job_name} done in {time.time() - t0:.0f} s", flush=True)
     total = time.time() - t_all

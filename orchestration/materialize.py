@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 DATASET_JOBS = {"ingest_job", "published_job", "holdout_job", "phenoca_inputs_job", "scaling_job"}
-FRACTION_JOBS = {"train_eval_job", "dp_recipe_job", "phenoca_job"}
+FRACTION_JOBS = {"train_eval_job", "dp_recipe_job", "phenoca_job", "retrieval_job"}
 
 
 def prepare_instance(data_dir: Path):

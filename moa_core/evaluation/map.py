@@ -17,6 +17,12 @@ Phenotypic activity (:func:`phenotypic_activity`)
     ``extra_sameby`` values, e.g. dose); negatives = negative-control (DMSO) wells on the
     same plate. Groups = compounds (x ``extra_sameby``). Control wells never act as queries;
     rows with a missing compound / plate / ``extra_sameby`` value are ignored.
+Replicate consistency (:func:`replicate_consistency`)
+    Query = each treatment well; positives = other wells of the same compound (any plate);
+    negatives = wells of *other treatments* on the query's plate (controls excluded; the
+    same-plate rule of activity keeps it tractable at JUMP scale). Groups = compounds. High when a
+    compound's replicates resemble each other more than they resemble other compounds
+    (activity asks the same against DMSO).
 Phenotypic consistency (:func:`phenotypic_consistency`)
     Profiles = treatment wells (``level="well"``) or per-compound median profiles
     (``level="compound"``); controls and rows without an MOA are excluded. Positives =
@@ -49,7 +55,7 @@ from ._common import (
 from .results import result_row, results_frame
 from .similarity import feature_matrix
 
-__all__ = ["MapResult", "phenotypic_activity", "phenotypic_consistency"]
+__all__ = ["MapResult", "phenotypic_activity", "phenotypic_consistency", "replicate_consistency"]
 
 _REF_COL = "Metadata_copairs_reference_index"
 logging.getLogger("copairs").setLevel(logging.WARNING)
@@ -210,5 +216,37 @@ def phenotypic_consistency(
         meta, feats,
         pos_sameby=[moa_col], pos_diffby=[compound_col], neg_sameby=[], neg_diffby=[moa_col],
         group_by=[moa_col], kind="consistency", null_size=null_size, threshold=threshold, seed=seed,
+        distance=distance, batch_size=batch_size, cache_dir=cache_dir,
+    )
+
+
+def replicate_consistency(
+    df: pd.DataFrame,
+    features: Sequence[str],
+    *,
+    compound_col: str = DEFAULT_COMPOUND_COL,
+    negcon: str = DEFAULT_NEGCON,
+    null_size: int = 10_000,
+    threshold: float = 0.05,
+    seed: int = 0,
+    distance: str = "correlation",
+    batch_size: int = 20_000,
+    cache_dir: str | Path | None = None,
+    plate_col: str = DEFAULT_PLATE_COL,
+    well_col: str = DEFAULT_WELL_COL,
+) -> MapResult:
+    """Replicate retrieval against other treatments (see module docstring)."""
+    require_columns(df, [compound_col])
+    ctl = (df[compound_col].astype("string") == str(negcon)).fillna(False).to_numpy(bool)
+    d = df[~ctl & df[compound_col].notna().to_numpy()]
+    feats = feature_matrix(d, features, plate_col=plate_col, well_col=well_col, min_rows=2)
+    require_columns(d, [plate_col])
+    meta = d[[compound_col, plate_col]].reset_index(drop=True).astype(str)
+    if meta[compound_col].nunique() < 2:
+        raise MoaInputError("mAP (replicate consistency): needs at least 2 treatments")
+    return _run(
+        meta, feats,
+        pos_sameby=[compound_col], pos_diffby=[], neg_sameby=[plate_col], neg_diffby=[compound_col],
+        group_by=[compound_col], kind="replicate", null_size=null_size, threshold=threshold, seed=seed,
         distance=distance, batch_size=batch_size, cache_dir=cache_dir,
     )

@@ -60,6 +60,9 @@ class StudyResult:
     table: pd.DataFrame
     summary: dict = field(default_factory=dict)
     models: list[dict] = field(default_factory=list)
+    #: Well embeddings of the largest IBP encoder of the replicate split (``Metadata_*`` + ``IBP_0000``...),
+    #: every well of the input (the retrieval index and the explorer's "IBP" method); None without that split.
+    embeddings: pd.DataFrame | None = None
 
 
 def _fit_config(cfg: StudyConfig, epochs: int | None = None):
@@ -145,6 +148,7 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
     crispr = ptype == "crispr"
     rows: list[dict] = []
     models: list[dict] = []
+    ibp_reps: tuple[int, np.ndarray] | None = None
     t_all = time.time()
     for split_name in cfg.splits:
         if split_name == "replicate":
@@ -222,6 +226,9 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
                                   nuisances={k: v[ibp_tr] for k, v in nuis.items()} if weight > 0 else None,
                                   invariance_weight=weight)
                 reps = embed(m, X)
+                if split_name == "replicate" and supervision == "ibp" and (
+                        ibp_reps is None or m.encoder_param_count >= ibp_reps[0]):
+                    ibp_reps = (m.encoder_param_count, reps)
                 models.append({"split": split_name, "model": name, "supervision": supervision,
                                "best_epoch": m.best_epoch, "val_accuracy": m.best_val_accuracy,
                                "params": m.encoder_param_count, "seconds": round(time.time() - t0, 1),
@@ -262,4 +269,9 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
             table[c] = np.nan
     table = table[RESULT_COLUMNS]
     summary = {"seconds_total": round(time.time() - t_all, 1), "models_trained": len(models)}
-    return StudyResult(table, summary, models)
+    emb = None
+    if ibp_reps is not None:
+        meta = df[[c for c in df.columns if c.startswith("Metadata_")]].reset_index(drop=True)
+        vals = np.asarray(ibp_reps[1], dtype=np.float32)
+        emb = pd.concat([meta, pd.DataFrame(vals, columns=[f"IBP_{i:04d}" for i in range(vals.shape[1])])], axis=1)
+    return StudyResult(table, summary, models, emb)

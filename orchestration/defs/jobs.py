@@ -17,8 +17,9 @@ published_job = dg.define_asset_job(
 )
 train_eval_job = dg.define_asset_job(
     "train_eval_job",
-    selection=dg.AssetSelection.assets("mp_checkpoint", "mp_embeddings", "evaluation_results"),
-    description="Train MOAProfiler, embed, and evaluate MP vs CP (and CP published), for one (dataset, fraction).",
+    selection=dg.AssetSelection.assets("mp_checkpoint", "mp_embeddings", "evaluation_results", "retrieval_index"),
+    description="Train MOAProfiler, embed, evaluate MP vs CP (and CP published, DP recipe) and build the retrieval "
+                "indexes, for one (dataset, fraction).",
 )
 dp_recipe_job = dg.define_asset_job(
     "dp_recipe_job",
@@ -46,6 +47,12 @@ scaling_job = dg.define_asset_job(
     "scaling_job",
     selection=dg.AssetSelection.assets("scaling_laws"),
     description="Scaling laws fitted to every Pheno-CA curve and MOAProfiler's replicate-fraction curve of a dataset.",
+)
+retrieval_job = dg.define_asset_job(
+    "retrieval_job",
+    selection=dg.AssetSelection.assets("retrieval_index"),
+    description="(Re)build the MOA-retrieval indexes of one (dataset, fraction) from the embeddings it has (e.g. "
+                "after phenoca_results added IBP embeddings, or published_job CP published ones).",
 )
 publish_job = dg.define_asset_job(
     "publish_job",

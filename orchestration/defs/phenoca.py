@@ -121,7 +121,11 @@ def phenoca_results(context: dg.AssetExecutionContext, config: StudyOverrides, s
     table = res.table
     table.insert(0, "fraction", frac)
     table.insert(0, "dataset", ds)
-    store.warehouse().replace_rows("phenoca_results", table, {"dataset": ds, "fraction": frac})
+    wh = store.warehouse()
+    wh.replace_rows("phenoca_results", table, {"dataset": ds, "fraction": frac})
+    if res.embeddings is not None:  # the IBP encoder's well embeddings: the explorer's "IBP" method
+        wh.replace_table(partition_table("ibp_embeddings", ds, frac), res.embeddings,
+                         partition={"dataset": ds, "fraction": frac})
     meta = {"rows": len(table), "models": int(table["model"].nunique()), "ood_share": ood_share,
             "replicate_share": rep_share, "seconds": round(time.time() - t0, 1),
             **{k: v for k, v in res.summary.items()}}

@@ -11,7 +11,7 @@ GROUP = "publish"
 
 @dg.asset(
     group_name=GROUP,
-    deps=["evaluation_results", "holdout_results", "scaling_laws"],
+    deps=["evaluation_results", "holdout_results", "scaling_laws", "retrieval_index"],
     kinds={"duckdb"},
     description="Read-only copy of the warehouse for the dashboard (written to a temporary name, then renamed).",
 )

@@ -1,0 +1,179 @@
+"""Retrieval domain: per (dataset, fraction), one MOA-retrieval index per embedding method.
+
+``retrieval_index`` reads every method's well embeddings that exist for the partition (MP,
+CP, CP published, DP recipe, IBP; for a Pheno-CA profile dataset its profiles stand for
+CP), builds a :class:`moa_core.retrieval.RetrievalIndex` for each (with per-perturbation
+activity / replicate-consistency mAP and a leave-one-compound-out calibration of the
+predicted MOA), writes each to ``<data>/retrieval/<dataset>/<fraction>/<method>-<build>``
+(temporary folder, then rename; the two newest builds per method are kept so a published
+snapshot always points at a complete one), and records them in ``retrieval_indexes``.
+For image datasets it also records where every field's images are
+(``image_fields__<dataset>``: the files the load_data names, resolved, and the image
+store row), so the dashboard can show cells without re-deriving paths.
+"""
+
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from moa_core.data.load_data import channel_paths
+from moa_core.data.locator import load_locator
+from moa_core.errors import MoaInputError
+from moa_core.profiles.normalize import standardize_to_controls
+from moa_core.provenance import code_version
+from moa_core.retrieval import build_index, calibrate, compound_activity, save_index
+from moa_core.retrieval.index import is_control
+from moa_core.storage import partition_table, write_parquet_atomic
+from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions
+from orchestration.resources import MoaStore
+
+GROUP = "retrieval"
+CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")
+KEEP_BUILDS = 2
+#: Method -> (embedding table base name, per fraction).
+SOURCES = {"MP": ("mp_embeddings", True), "CP": ("cp_embeddings", False),
+           "CP published": ("cp_published_embeddings", False), "DP recipe (trained here)": ("dp_embeddings", True),
+           "IBP": ("ibp_embeddings", True)}
+INDEX_COLUMNS = ["dataset", "fraction", "method", "path", "build_id", "n_wells", "n_compounds", "dim",
+                 "knn_loco_precision", "latent_loco_precision", "n_calibration", "notes", "built_at", "code_version"]
+
+
+def slug(method: str) -> str:
+    return re.sub(r"[^0-9A-Za-z]+", "_", method).strip("_").lower()
+
+
+def _sources(store: MoaStore, ds: str, frac: str) -> dict[str, pd.DataFrame]:
+    wh = store.warehouse()
+    out = {}
+    for method, (base, per_fraction) in SOURCES.items():
+        table = partition_table(base, ds, frac) if per_fraction else partition_table(base, ds)
+        if wh.has_table(table):
+            out[method] = wh.read_table(table)
+    phenoca_inputs = store.artifact_dir(ds) / "phenoca_profiles.parquet"
+    if "CP" not in out and "CP published" not in out and phenoca_inputs.is_file():
+        # a profile dataset: its CellProfiler-style profiles, standardized per plate to its DMSO wells
+        # (pycytominer's normalize with the negcon samples), as the paper's CP profiles are
+        raw = pd.read_parquet(phenoca_inputs)
+        feats = [c for c in raw.columns if not c.startswith("Metadata_")]
+        try:
+            z, dropped = standardize_to_controls(raw, feats, control_mask=is_control(raw))
+        except MoaInputError as exc:
+            raise dg.Failure(f"dataset {ds}: its profiles cannot be standardized to DMSO: {exc}") from exc
+        out["CP"] = z
+    return out
+
+
+def _identifiers(store: MoaStore, ds: str) -> pd.DataFrame | None:
+    """Extra compound IDs (InChIKey) for datasets drawn from the CPJUMP1 design, from its real annotations."""
+    entry = store.dataset(ds)
+    if entry.kind != "synthetic" and not str(getattr(entry, "layout", "") or "").startswith("cpjump1"):
+        return None
+    p = store.shared_path / "data" / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv"
+    if not p.is_file():
+        return None
+    ann = pd.read_csv(p, sep="\t", usecols=lambda c: c in ("broad_sample", "InChIKey"))
+    return ann.dropna().rename(columns={"broad_sample": "Metadata_broad_sample", "InChIKey": "Metadata_InChIKey"})
+
+
+def image_fields(store: MoaStore, ds: str) -> pd.DataFrame | None:
+    """One row per field: the resolved path/URI of each channel file and its image-store row (if stored)."""
+    wh = store.warehouse()
+    ld_table = partition_table("load_data", ds)
+    if not wh.has_table(ld_table):
+        return None
+    ld = wh.read_table(ld_table)
+    try:
+        loc = load_locator(store.dataset_dir(ds))
+    except FileNotFoundError:
+        loc = None
+    rows = [channel_paths(r, CHANNELS, loc) for r in ld.to_dict("records")]
+    out = ld[["Metadata_Plate", "Metadata_Well", "Metadata_Site"]].copy()
+    out["Metadata_Site"] = out["Metadata_Site"].astype(np.int64)
+    for ch in CHANNELS:
+        out[f"path_{ch}"] = [r[ch] for r in rows]
+    out["store_path"] = None
+    out["store_row"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    sp = store.image_store_path(ds)
+    if (sp / "zarr.json").is_file():
+        from moa_core.store import ImageStore
+
+        idx = ImageStore(sp).index()
+        out = out.drop(columns=["store_row"]).merge(idx, on=["Metadata_Plate", "Metadata_Well", "Metadata_Site"],
+                                                    how="left")
+        out["store_row"] = out["store_row"].astype("Int64")
+        out["store_path"] = str(sp.relative_to(store.root_path))
+    return out
+
+
+def _prune(folder: Path, method_slug: str, keep: int) -> None:
+    builds = sorted((p for p in folder.glob(f"{method_slug}-*") if p.is_dir()), key=lambda p: p.name)
+    for old in builds[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@dg.asset(
+    partitions_def=dataset_fraction_partitions,
+    group_name=GROUP,
+    deps=["mp_embeddings", "cp_embeddings", "dp_embeddings", "cp_published_embeddings", "phenoca_results",
+          "image_store"],
+    kinds={"numpy", "duckdb"},
+    description=(
+        "MOA-retrieval indexes of one (dataset, fraction): one per embedding method present (MP, CP, CP published, "
+        "DP recipe, IBP): unit-scaled well profiles (PCC), per-compound activity / replicate-consistency mAP "
+        "(p, q), leave-one-compound-out calibration of the predicted MOA; and where every field's images are."
+    ),
+)
+def retrieval_index(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds, frac = dataset_fraction_keys(context)
+    t0 = time.time()
+    sources = _sources(store, ds, frac)
+    if not sources:
+        raise dg.Failure(f"dataset {ds} fraction {frac}: no well embeddings to index; materialize mp_embeddings, "
+                         f"cp_embeddings, dp_embeddings, cp_published_embeddings or phenoca_results first")
+    ids = _identifiers(store, ds)
+    folder = store.root_path / "retrieval" / ds / frac
+    cache = store.cache_dir / "copairs"
+    rows, meta = [], {}
+    for method, df in sources.items():
+        t1 = time.time()
+        feats = [c for c in df.columns if not c.startswith("Metadata_")]
+        try:
+            idx = build_index(df, feats, method=method, dataset=ds, fraction=frac, identifiers=ids,
+                              extra={"code_version": code_version()})
+        except MoaInputError as exc:
+            raise dg.Failure(f"dataset {ds} fraction {frac} method {method}: {exc}") from exc
+        w = idx.wells
+        act, notes = compound_activity(np.asarray(idx.vectors), w["compound"].to_numpy(),
+                                       w["Metadata_Plate"].to_numpy(), w["is_control"].to_numpy(bool), cache_dir=cache)
+        idx.compounds = idx.compounds.merge(act, on="compound", how="left")
+        cal = calibrate(idx, k=5)
+        idx.manifest["notes"] = notes
+        dest = folder / f"{slug(method)}-{idx.manifest['build_id']}"
+        save_index(idx, dest)
+        write_parquet_atomic(cal, dest / "calibration.parquet") if not cal.empty else None
+        _prune(folder, slug(method), KEEP_BUILDS)
+        knn_p = float(cal["knn_correct"].mean()) if len(cal) else float("nan")
+        lat_p = float(cal["latent_correct"].mean()) if len(cal) else float("nan")
+        rows.append({"dataset": ds, "fraction": frac, "method": method, "path": str(dest.relative_to(store.root_path)),
+                     "build_id": idx.manifest["build_id"], "n_wells": idx.n_wells, "n_compounds": len(idx.compounds),
+                     "dim": idx.dim, "knn_loco_precision": knn_p, "latent_loco_precision": lat_p,
+                     "n_calibration": int(len(cal)), "notes": "; ".join(f"{k}: {v}" for k, v in notes.items()),
+                     "built_at": idx.manifest["built_at"], "code_version": code_version()})
+        meta[f"{slug(method)}_wells"] = idx.n_wells
+        meta[f"{slug(method)}_seconds"] = round(time.time() - t1, 1)
+        context.log.info(f"{method}: {idx.n_wells} wells x {idx.dim} d, {len(idx.compounds)} perturbations; LOCO "
+                         f"k-NN {knn_p:.3f} latent {lat_p:.3f} ({len(cal)} compounds) in {time.time() - t1:.1f} s")
+    wh = store.warehouse()
+    wh.replace_rows("retrieval_indexes", pd.DataFrame(rows, columns=INDEX_COLUMNS), {"dataset": ds, "fraction": frac})
+    fields = image_fields(store, ds) if store.dataset(ds).has_images else None
+    if fields is not None and not fields.empty:
+        wh.replace_table(partition_table("image_fields", ds), fields, partition={"dataset": ds})
+        meta["image_fields"] = len(fields)
+    return dg.MaterializeResult(metadata={"methods": dg.MetadataValue.text(", ".join(sources)), **meta,
+                                          "seconds": round(time.time() - t0, 1)})
