@@ -15,6 +15,9 @@ import streamlit as st
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dashboard import warmup  # noqa: E402
+
+warmup.start()
 st.set_page_config(page_title="MOA profiling", layout="wide")
 PAGES = Path(__file__).resolve().parent / "pages"
 nav = st.navigation([

@@ -48,6 +48,12 @@ def _ident(name: str) -> str:
     return f'"{name}"'
 
 
+def quoted_identifier(name: str) -> str:
+    """``"name"`` for a table name made of letters, digits and underscores; anything else is refused
+    (identifiers cannot be bound as SQL parameters, so they are validated instead)."""
+    return _ident(name)
+
+
 class Warehouse:
     """A DuckDB file the pipeline writes (one writer; retries while another holds the lock)."""
 
