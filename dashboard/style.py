@@ -136,7 +136,9 @@ def display_frame(df: pd.DataFrame, *, rename: bool = True, p_columns: Iterable[
     pcols = set(p_columns)
     for c in out.columns:
         s = out[c]
-        if c in pcols or is_p_column(str(c)):
+        if pd.api.types.is_datetime64_any_dtype(s):
+            out[c] = [EMPTY if _missing(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S") for v in s]
+        elif c in pcols or is_p_column(str(c)):
             out[c] = [pval(v) for v in s]
         elif pd.api.types.is_float_dtype(s):
             out[c] = [sig3(v) for v in s]

@@ -5,15 +5,15 @@ import dagster as dg
 from orchestration.defs import automation, evaluation, image_store, ingest, jobs, phenoca, publish, published, retrieval, training
 from orchestration.resources import MoaStore, gallery_s3
 
-_MODULES = [ingest, image_store, published, training, evaluation, phenoca, retrieval, publish]
+MODULES = [ingest, image_store, published, training, evaluation, phenoca, retrieval, publish]
 
 
 def build_definitions(store: MoaStore | None = None, s3_endpoint_url: str | None = None) -> dg.Definitions:
     """All definitions, with ``store`` (default: ``$MOA_DATA_DIR`` or ``.moa_data``) and the gallery's S3
     (``s3_endpoint_url``, default ``$MOA_S3_ENDPOINT_URL`` or AWS)."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules(_MODULES),
-        asset_checks=dg.load_asset_checks_from_modules(_MODULES),
+        assets=dg.load_assets_from_modules(MODULES),
+        asset_checks=dg.load_asset_checks_from_modules(MODULES),
         jobs=[jobs.ingest_job, jobs.published_job, jobs.train_eval_job, jobs.dp_recipe_job, jobs.holdout_job,
               jobs.phenoca_inputs_job, jobs.phenoca_job, jobs.scaling_job, jobs.retrieval_job, jobs.publish_job],
         sensors=[automation.catalogue_sensor, automation.jump_release_sensor],
