@@ -260,9 +260,7 @@ else:
 # ---- cells ---------------------------------------------------------------------------------------------------
 st.subheader("Cells")
 nb = res[0]
-qwells = index.wells.iloc[int(index.starts[row]):int(index.starts[row] + index.counts[row])]
-q_best = int(index.starts[row]) + int(np.argmax(nb.well_similarity[qwells.index]))
-q_well = index.wells.iloc[q_best]
+q_well = index.wells.iloc[int(nb.best_well[row])]
 match = nb.nearest.iloc[0] if not nb.nearest.empty else None
 dmso = index.wells[index.wells["is_control"] & (index.wells["Metadata_Plate"] == q_well["Metadata_Plate"])]
 pc1, pc2, pc3 = st.columns([2, 2, 3])

@@ -3,9 +3,12 @@
 Definitions
 -----------
 Scan
-    One pass over every well vector: ``s = V @ q`` (PCC of each well with the query
-    consensus ``q``); a compound's similarity is the mean of its wells' ``s``, its *best
-    well* the one with the largest ``s`` (shown as the match's example image).
+    A compound's similarity is the mean PCC of its wells with the query consensus ``q``:
+    ``mean_i(v_i . q) = q . m_c`` with ``m_c`` the mean of its unit well vectors, which the
+    index stores (``compound_vectors``), so one pass over C compound vectors answers exactly
+    what a pass over every well would (``scan_wells=True`` does that pass, for checks and
+    per-well scores). A listed compound's *best well* is its well with the highest PCC
+    (shown as the match's example image).
 Candidates
     Perturbations other than the query and the negative control (DMSO).
 k-NN vote
@@ -37,7 +40,7 @@ from scipy.stats import hypergeom
 
 from moa_core.retrieval.index import RetrievalIndex, unit_rows
 
-__all__ = ["Neighbours", "Prediction", "scan", "neighbours", "knn_vote", "latent_assignment", "moa_enrichment",
+__all__ = ["Neighbours", "Prediction", "best_well", "scan", "neighbours", "knn_vote", "latent_assignment", "moa_enrichment",
            "calibrate", "confidence", "wilson"]
 
 _SHOW = ["compound", "name", "Metadata_moa", "Metadata_target", "Metadata_pert_type", "n_wells"]
@@ -49,9 +52,10 @@ class Neighbours:
 
     query: int  # row of the query in ``index.compounds``
     similarity: np.ndarray  # (C,) mean PCC of each compound's wells with the query consensus
-    best_well: np.ndarray  # (C,) row in ``index.wells`` of each compound's most similar well
-    well_similarity: np.ndarray  # (N,) PCC of every well with the query consensus
+    best_well: np.ndarray  # (C,) row in ``index.wells`` of each listed compound's most similar well (-1: not listed)
+    well_similarity: np.ndarray | None  # (N,) PCC of every well with the query consensus (``scan_wells=True``)
     candidates: np.ndarray  # (C,) bool
+    consensus: np.ndarray  # (d,) the query consensus vector
     nearest: pd.DataFrame
     anticorrelated: pd.DataFrame
 
@@ -64,10 +68,30 @@ class Prediction:
 
 
 def _moa(index: RetrievalIndex) -> np.ndarray:
+    """Each compound's MOA (None when missing), cached on the index."""
+    cached = index.__dict__.get("_moa")
+    if cached is not None:
+        return cached
     if "Metadata_moa" not in index.compounds.columns:
-        return np.full(len(index.compounds), None, dtype=object)
-    m = index.compounds["Metadata_moa"].astype(object)
-    return m.where(m.notna() & m.astype(str).str.strip().ne(""), None).to_numpy()
+        out = np.full(len(index.compounds), None, dtype=object)
+    else:
+        m = index.compounds["Metadata_moa"].astype(object)
+        out = m.where(m.notna() & m.astype(str).str.strip().ne(""), None).to_numpy()
+    index.__dict__["_moa"] = out
+    index.__dict__["_has_moa"] = np.array([v is not None for v in out], dtype=bool)
+    return out
+
+
+def _has_moa(index: RetrievalIndex) -> np.ndarray:
+    _moa(index)
+    return index.__dict__["_has_moa"]
+
+
+def _top(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` entries of ``idx`` with the largest ``values[idx]``, best first (ties: lower index first)."""
+    if k < len(idx):
+        idx = idx[np.argpartition(-values[idx], k - 1)[:k]]
+    return idx[np.lexsort((idx, -values[idx]))]
 
 
 def scan(index: RetrievalIndex, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,10 +100,17 @@ def scan(index: RetrievalIndex, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     starts, counts = index.starts, index.counts
     comp = np.add.reduceat(s, starts) / counts
     seg_max = np.maximum.reduceat(s, starts)
-    seg = np.repeat(np.arange(len(starts)), counts)
+    seg = index.__dict__.get("_segments")
+    if seg is None:
+        seg = index.__dict__.setdefault("_segments", np.repeat(np.arange(len(starts)), counts))
     hit = np.flatnonzero(s >= seg_max[seg])
     first = np.unique(seg[hit], return_index=True)[1]
     return s, comp.astype(np.float32), hit[first]
+
+
+def best_well(index: RetrievalIndex, row: int, q: np.ndarray) -> int:
+    """Row in ``index.wells`` of compound ``row``'s well most similar to ``q``."""
+    return int(index.starts[row]) + int(np.argmax(index.well_vectors(row) @ np.asarray(q, dtype=np.float32)))
 
 
 def _table(index: RetrievalIndex, rows: np.ndarray, sim: np.ndarray, best: np.ndarray) -> pd.DataFrame:
@@ -94,33 +125,52 @@ def _table(index: RetrievalIndex, rows: np.ndarray, sim: np.ndarray, best: np.nd
     return t
 
 
-def neighbours(index: RetrievalIndex, query: int | str, *, k: int = 10, include_unannotated: bool = True
-               ) -> Neighbours:
+def neighbours(index: RetrievalIndex, query: int | str, *, k: int = 10, include_unannotated: bool = True,
+               scan_wells: bool = False) -> Neighbours:
     """The ``k`` most similar and ``k`` most anti-correlated candidates of ``query`` (row or compound key)."""
     row = index.compound_row(query) if isinstance(query, str) else int(query)
     q = index.consensus(row)
-    s, sim, best = scan(index, q)
+    if scan_wells:
+        s, sim, best = scan(index, q)
+    else:
+        s = None
+        sim = np.asarray(index.compound_vectors @ q, dtype=np.float32)
+        best = np.full(len(sim), -1, dtype=np.int64)
     cand = ~index.compounds["is_control"].to_numpy(bool)
     cand[row] = False
     if not include_unannotated:
-        cand &= np.array([m is not None for m in _moa(index)])
+        cand &= _has_moa(index)
     idx = np.flatnonzero(cand)
     k = max(0, min(k, len(idx)))
     if k == 0:
+        best[row] = best_well(index, row, q)
         empty = _table(index, np.array([], dtype=np.int64), sim, best)
-        return Neighbours(row, sim, best, s, cand, empty, empty)
-    vals = sim[idx]
-    top = idx[np.argpartition(-vals, k - 1)[:k]] if k < len(idx) else idx
-    top = top[np.lexsort((top, -sim[top]))]
-    bot = idx[np.argpartition(vals, k - 1)[:k]] if k < len(idx) else idx
-    bot = bot[np.lexsort((bot, sim[bot]))]
-    return Neighbours(row, sim, best, s, cand, _table(index, top, sim, best), _table(index, bot, sim, best))
+        return Neighbours(row, sim, best, s, cand, q, empty, empty)
+    top = _top(sim, idx, k)
+    bot = _top(-sim, idx, k)
+    if not scan_wells:
+        for r in np.concatenate([top, bot, [row]]):
+            best[r] = best_well(index, int(r), q)
+    return Neighbours(row, sim, best, s, cand, q, _table(index, top, sim, best), _table(index, bot, sim, best))
 
 
 def _annotated_candidates(index: RetrievalIndex, nb: Neighbours) -> tuple[np.ndarray, np.ndarray]:
     moa = _moa(index)
-    ann = nb.candidates & np.array([m is not None for m in moa])
-    return ann, moa
+    return nb.candidates & _has_moa(index), moa
+
+
+def _moa_counts(index: RetrievalIndex, moa: np.ndarray, idx: np.ndarray, query: int) -> pd.Series:
+    """Annotated candidates per MOA: the index's counts (cached) minus the query's own."""
+    counts = index.__dict__.get("_moa_counts")
+    if counts is None:
+        ctrl = index.compounds["is_control"].to_numpy(bool)
+        counts = pd.Series(moa[_has_moa(index) & ~ctrl]).value_counts()
+        index.__dict__["_moa_counts"] = counts
+    own = moa[query]
+    if own is not None and not bool(index.compounds["is_control"].iat[query]) and own in counts.index:
+        counts = counts.copy()
+        counts[own] -= 1
+    return counts[counts > 0]
 
 
 def knn_vote(index: RetrievalIndex, nb: Neighbours, k: int = 5) -> Prediction:
@@ -130,7 +180,7 @@ def knn_vote(index: RetrievalIndex, nb: Neighbours, k: int = 5) -> Prediction:
     if len(idx) == 0:
         return Prediction(None, float("nan"), pd.DataFrame(columns=["moa", "votes", "summed_similarity"]))
     k = min(k, len(idx))
-    top = idx[np.argsort(-nb.similarity[idx], kind="stable")[:k]]
+    top = _top(nb.similarity, idx, k)
     t = pd.DataFrame({"moa": moa[top], "sim": nb.similarity[top].astype(float)})
     votes = t.groupby("moa").agg(votes=("sim", "size"), summed_similarity=("sim", "sum")).reset_index()
     votes = votes.sort_values(["votes", "summed_similarity"], ascending=False).reset_index(drop=True)
@@ -144,7 +194,7 @@ def _centroids(index: RetrievalIndex) -> tuple[np.ndarray, list[str], np.ndarray
     if cached is not None:
         return cached
     moa = _moa(index)
-    ann = ~index.compounds["is_control"].to_numpy(bool) & np.array([m is not None for m in moa])
+    ann = ~index.compounds["is_control"].to_numpy(bool) & _has_moa(index)
     names = sorted({m for m, a in zip(moa, ann) if a})
     code = np.full(len(moa), -1, dtype=np.int64)
     pos = {m: i for i, m in enumerate(names)}
@@ -164,7 +214,7 @@ def latent_assignment(index: RetrievalIndex, nb: Neighbours) -> Prediction:
     P, names, cen, code = _centroids(index)
     if not names:
         return Prediction(None, float("nan"), pd.DataFrame(columns=["moa", "similarity", "compounds"]))
-    q = index.consensus(nb.query)
+    q = nb.consensus
     sims = cen @ q
     sizes = np.bincount(code[code >= 0], minlength=len(names)).astype(np.int64)
     own = int(code[nb.query])
@@ -203,8 +253,8 @@ def moa_enrichment(index: RetrievalIndex, nb: Neighbours, k: int = 10) -> pd.Dat
     if len(idx) == 0:
         return pd.DataFrame(columns=cols)
     k = min(k, len(idx))
-    top = idx[np.argsort(-nb.similarity[idx], kind="stable")[:k]]
-    pop = pd.Series(moa[idx]).value_counts()
+    top = _top(nb.similarity, idx, k)
+    pop = _moa_counts(index, moa, idx, nb.query)
     hits = pd.Series(moa[top]).value_counts()
     n_pop = len(idx)
     rows = [(m, int(x), k, int(pop[m]), n_pop, k * pop[m] / n_pop, float(hypergeom.sf(x - 1, n_pop, pop[m], k)))

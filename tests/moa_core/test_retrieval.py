@@ -75,9 +75,13 @@ def test_neighbours_are_the_same_moa_and_anticorrelated_the_opposite(index):
     row = index.compound_row(nb.nearest.at[0, "compound"])
     qv = index.consensus(index.compound_row(q))
     assert nb.nearest.at[0, "similarity"] == pytest.approx(float(np.mean(index.well_vectors(row) @ qv)), abs=1e-5)
-    # the best well is the match's most similar well
+    # the best well is the match's most similar well; the full well scan gives the same ranking and best wells
     bw = nb.best_well[row]
-    assert nb.well_similarity[bw] == pytest.approx(float((index.well_vectors(row) @ qv).max()), abs=1e-6)
+    assert float(np.asarray(index.vectors[bw]) @ qv) == pytest.approx(float((index.well_vectors(row) @ qv).max()))
+    full = neighbours(index, q, k=3, scan_wells=True)
+    pd.testing.assert_frame_equal(full.nearest, nb.nearest, atol=1e-5)
+    pd.testing.assert_frame_equal(full.anticorrelated, nb.anticorrelated, atol=1e-5)
+    assert full.well_similarity.shape == (index.n_wells,)
 
 
 def test_predictions_enrichment_and_confidence(index):
