@@ -6,7 +6,6 @@ Deep links: ``/explorer?dataset=...&fraction=...&method=...&compound=<name or ID
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
