@@ -51,12 +51,14 @@ def run_page(body: Callable[[], None]) -> None:
         queries.unpin()
 
 
-def require_snapshot() -> None:
-    """At the top of a page: pin the snapshot, or say what to run and stop the page (no exception)."""
+def require_snapshot(what_to_run: str | None = None) -> None:
+    """At the top of a page: pin the snapshot, or say what to run (``what_to_run``, default: the whole
+    pipeline) and stop the page (no exception)."""
     try:
         queries.pin()
+        queries.tables()  # a truncated or foreign file fails here, not halfway through the page
     except queries.SnapshotMissing:
-        st.warning(f"No published snapshot at `{queries.snapshot_path()}` yet: {WHAT_TO_RUN}.")
+        st.warning(f"No published snapshot at `{queries.snapshot_path()}` yet: {what_to_run or WHAT_TO_RUN}.")
         st.stop()
     except queries.SnapshotUnreadable as exc:
         st.error(str(exc))

@@ -156,7 +156,7 @@ def analyse(idx, key: str):
     except KeyError:
         return None
     nb = neighbours(idx, r, k=k_list)
-    return nb, knn_vote(idx, nb, k_vote), latent_assignment(idx, nb), moa_enrichment(idx, nb, max(k_vote, 10))
+    return nb, knn_vote(idx, nb, k_vote), latent_assignment(idx, nb), moa_enrichment(idx, nb, k_vote)
 
 
 def header(idx, key: str, meth: str, res, cal: pd.DataFrame) -> None:

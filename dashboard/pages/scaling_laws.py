@@ -35,7 +35,7 @@ def fit_family(points: pd.DataFrame, n_boot: int, seed: int):
     return sq.fit(points, n_boot=n_boot, seed=seed)
 
 
-common.require_snapshot()
+common.require_snapshot(WHAT_TO_RUN.rstrip('.'))
 present = sq.tables_present()
 if not present["scaling_points"] and not present["phenoca_results"]:
     st.warning(f"The snapshot holds no scaling points and no Pheno-CA results yet: {WHAT_TO_RUN}")

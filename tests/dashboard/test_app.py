@@ -89,11 +89,12 @@ def test_method_comparison_page_renders_mp_vs_cp(snapshot):
     assert not at.exception
 
 
-def test_home_page_lists_partitions(snapshot):
+def test_app_opens_on_the_overview(snapshot):
     at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=60).run()
     assert not at.exception
-    parts = at.dataframe[0].value
-    assert parts["dataset"].tolist() == ["synthetic_cpjump1"] * 2 and sorted(parts["fraction"]) == ["100", "50"]
+    assert at.title[0].value == "MOA profiling from Cell Painting images"
+    assert [h.value for h in at.subheader][:2] == ["Datasets", "Model health"]
+    assert any("best epoch is the last" in w.value and "fraction 50" in w.value for w in at.warning)
 
 
 def test_pages_warn_without_snapshot(tmp_path, monkeypatch):

@@ -14,34 +14,9 @@ from moa_core.retrieval import (IndexError_, build_index, calibrate, compound_ac
                                 search_terms, suggest, wilson)
 from moa_core.retrieval.activity import average_precisions
 from moa_core.retrieval.index import is_control, unit_rows
+from tests.support.retrieval_data import toy_profiles
 
-MOAS = ["aurora kinase inhibitor", "HDAC inhibitor", "tubulin inhibitor"]
-
-
-def _profiles(seed=0, n_plates=3, per_moa=4, dim=32, noise=0.35):
-    """3 MOAs x ``per_moa`` compounds, one well per compound per plate, 4 DMSO wells per plate. MOA 2's
-    direction is minus MOA 0's, so MOA 0 and MOA 2 compounds are anti-correlated."""
-    rng = np.random.default_rng(seed)
-    base = rng.normal(size=(2, dim))
-    dirs = [base[0], base[1], -base[0]]
-    rows, X = [], []
-    for p in range(n_plates):
-        plate = f"P{p}"
-        for m, moa in enumerate(MOAS):
-            for c in range(per_moa):
-                own = np.random.default_rng(100 * m + c).normal(size=dim) * 0.3
-                X.append(dirs[m] + own + rng.normal(size=dim) * noise)
-                rows.append({"Metadata_Plate": plate, "Metadata_Well": f"A{m:02d}{c:02d}",
-                             "Metadata_broad_sample": f"BRD-K{m}{c:07d}-001-01-1", "Metadata_pert_iname": f"cpd{m}{c}",
-                             "Metadata_moa": moa, "Metadata_target": f"T{m}", "Metadata_pert_type": "trt"})
-        for d in range(4):
-            X.append(rng.normal(size=dim) * noise)
-            rows.append({"Metadata_Plate": plate, "Metadata_Well": f"P{d:02d}", "Metadata_broad_sample": "DMSO",
-                         "Metadata_pert_iname": "DMSO", "Metadata_moa": "DMSO", "Metadata_target": None,
-                         "Metadata_pert_type": "control"})
-    df = pd.DataFrame(rows)
-    feats = [f"f{i}" for i in range(dim)]
-    return pd.concat([df, pd.DataFrame(np.array(X), columns=feats)], axis=1), feats
+_profiles = toy_profiles
 
 
 @pytest.fixture()
