@@ -97,6 +97,7 @@ def sig3(x: object, digits: int = 3) -> str:
         return "\u221e" if v > 0 else "-\u221e"
     if v == 0:
         return "0"
+    v = float(f"{v:.{digits}g}")  # round first: 0.99999 -> 1.00, not 1.000
     mag = math.floor(math.log10(abs(v)))
     if mag >= 6 or mag < -4:
         return f"{v:.{digits - 1}e}"

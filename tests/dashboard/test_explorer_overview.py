@@ -163,3 +163,15 @@ def test_overview_lists_tables_and_health(toy):
     infos = " ".join(i.value for i in at.info)
     assert "republish" in infos and "mp_checkpoint" in infos  # an old-style snapshot: what to run
     assert any("retrieval_indexes" in str(v) for d in at.dataframe for v in d.value.to_numpy().ravel())
+
+
+def test_numbers_have_three_significant_figures_and_p_values_scientific_notation():
+    from dashboard.style import display_frame, pval, sig3, with_ci
+
+    assert [sig3(v) for v in (0.99999999, 0.553, 35.1234, 1020.4, 0.000123, 12345678, 0.0, None)] == \
+        ["1.00", "0.553", "35.1", "1020", "0.000123", "1.23e+07", "0", "\u2013"]
+    assert pval(5e-15) == "5.00e-15" and with_ci(0.553, 0.43, 0.69) == "0.553 [0.430, 0.690]"
+    out = display_frame(pd.DataFrame({"p_value": [5e-15], "value": [0.12345], "note": [None],
+                                      "when": pd.to_datetime(["2026-12-01 17:49:37.7"])}))
+    assert out.iloc[0].tolist() == ["5.00e-15", "0.123", "\u2013", "2026-12-01 17:49:37"]
+    assert list(out.columns) == ["p", "value", "note", "when"]
