@@ -177,3 +177,29 @@ def retrieval_index(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Ma
         meta["image_fields"] = len(fields)
     return dg.MaterializeResult(metadata={"methods": dg.MetadataValue.text(", ".join(sources)), **meta,
                                           "seconds": round(time.time() - t0, 1)})
+
+
+@dg.asset_check(asset=retrieval_index, description="Every index of the partition opens with matching SHA-256 "
+                "hashes and answers a query; its leave-one-compound-out k-NN precision beats the majority MOA.")
+def retrieval_index_answers(context: dg.AssetCheckExecutionContext, store: MoaStore) -> dg.AssetCheckResult:
+    from moa_core.retrieval import load_index, neighbours
+
+    ds, frac = dataset_fraction_keys(context)
+    rows = store.warehouse().read_table("retrieval_indexes", {"dataset": ds, "fraction": frac})
+    problems, meta = [], {}
+    for r in rows.itertuples():
+        try:
+            idx = load_index(store.root_path / r.path, verify=True)
+            treat = idx.compounds[~idx.compounds["is_control"]]
+            neighbours(idx, str(treat["compound"].iloc[0]), k=5)
+        except Exception as exc:  # noqa: BLE001 - reported as the check's failure, with the index
+            problems.append(f"{r.method}: {exc}")
+            continue
+        moa = treat.get("Metadata_moa")
+        majority = float(moa.value_counts(normalize=True).iloc[0]) if moa is not None and moa.notna().any() else 0.0
+        meta[f"{slug(r.method)}_knn_loco_precision"] = float(r.knn_loco_precision)
+        meta[f"{slug(r.method)}_majority_share"] = majority
+        if np.isfinite(r.knn_loco_precision) and r.knn_loco_precision <= majority:
+            problems.append(f"{r.method}: k-NN precision {r.knn_loco_precision:.3f} <= majority MOA {majority:.3f}")
+    return dg.AssetCheckResult(passed=not problems, metadata={**meta, "problems": dg.MetadataValue.text(
+        "; ".join(problems) or "none")})
