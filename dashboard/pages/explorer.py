@@ -113,10 +113,10 @@ if text and (choice is None or text != linked):
         st.warning(f"No perturbation, ID or MOA matches \u201c{text}\u201d in {method} / {dataset}."
                    + (f" Did you mean: {', '.join(sug)}?" if sug else " Try part of a name or an MOA."))
     else:
-        st.caption(f"Matches for \u201c{text}\u201d:")
         show = hits.merge(comp[["compound", "name"]], on="compound", how="left")[["term", "kind", "name", "compound",
                                                                                  "match"]]
-        st.dataframe(show, hide_index=True, width="stretch", height=min(36 * (len(show) + 1), 300))
+        common.table(show, "matches", key="matches", caption=f"Matches for \u201c{text}\u201d:",
+                     height=min(36 * (len(show) + 1), 300))
         keys = [k for k in dict.fromkeys(show["compound"]) if k in labels]
         if keys and choice is None:
             choice = st.radio("Open", keys[:10], format_func=lambda k: labels[k], horizontal=True, key="ex_hit")
