@@ -2,7 +2,8 @@
 
     MOA_DATA_DIR=<data dir> uv run streamlit run dashboard/app.py
 
-Pages live in ``dashboard/pages``; each also runs on its own (Streamlit's AppTest opens them
+Pages live in ``dashboard/views`` (not ``pages/``: Streamlit would then serve a deep link on a fresh
+server as a bare page script, without this navigation); each also runs on its own (Streamlit's AppTest opens them
 one by one). Every page reads ``$MOA_DATA_DIR/snapshot/warehouse.duckdb`` and the retrieval
 indexes that snapshot names; none writes anything.
 """
@@ -17,9 +18,8 @@ sys.path.insert(0, str(ROOT))
 
 from dashboard import warmup  # noqa: E402
 
-warmup.start()
 st.set_page_config(page_title="MOA profiling", layout="wide")
-PAGES = Path(__file__).resolve().parent / "pages"
+PAGES = Path(__file__).resolve().parent / "views"
 nav = st.navigation([
     st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True,
             url_path="overview"),
@@ -33,3 +33,4 @@ nav = st.navigation([
 from dashboard.common import run_page  # noqa: E402
 
 run_page(nav.run)
+warmup.start()  # after the first page rendered: it does not compete with it

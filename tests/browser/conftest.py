@@ -18,16 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "dashboard" / "app.py"
 INSTALL = "bash .ci/browser   (or: apt-get install -y chromium)"
-# Flags for closed-network CI machines: no sandbox (root in a container), no GPU, no calls home.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def find_chromium() -> str | None:
-    found = shutil.which("chromium")
-    if found:
-        return found
-    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
+from tests.support.browser import CHROMIUM_ARGS, find_chromium  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -28,65 +28,10 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.support.browser import CONTENT_HEIGHT_JS, STATE_JS, open_page, wait_rendered  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "dashboard" / "app.py"
-
-# A JS predicate for page.wait_for_function: the page finished its run and drew everything.
-RENDERED_JS = """
-() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  const main = document.querySelector('[data-testid="stMain"]');
-  let ok = !!(app && main)
-    && app.getAttribute('data-test-connection-state') === 'CONNECTED'
-    && app.getAttribute('data-test-script-state') === 'notRunning'
-    && !!main.querySelector('[data-testid="stElementContainer"]')
-    && !main.querySelector('[data-testid="stElementContainer"][data-stale="true"]');
-  // hidden ones (inactive tabs, closed expanders: a dataframe draws no canvas there) are not waited for
-  const shown = (e) => e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});
-  if (ok) {
-    for (const c of main.querySelectorAll('[data-testid="stPlotlyChart"]'))
-      if (shown(c) && !c.querySelector('svg.main-svg')) { ok = false; break; }
-  }
-  if (ok) {
-    for (const d of main.querySelectorAll('[data-testid="stDataFrame"]'))
-      if (shown(d) && !d.querySelector('canvas')) { ok = false; break; }
-  }
-  if (ok) {
-    for (const i of main.querySelectorAll('[data-testid="stImage"] img'))
-      if (shown(i) && !i.complete) { ok = false; break; }
-  }
-  const now = performance.now();
-  if (!ok) { window.__moaRenderedSince = null; return false; }
-  if (window.__moaRenderedSince == null) window.__moaRenderedSince = now;
-  return now - window.__moaRenderedSince >= 300;
-}
-"""
-
-# What the page shows while it is not rendered yet (for the failure message).
-STATE_JS = """
-() => {
-  const app = document.querySelector('[data-testid="stApp"]');
-  const main = document.querySelector('[data-testid="stMain"]');
-  return {script: app && app.getAttribute('data-test-script-state'),
-          connection: app && app.getAttribute('data-test-connection-state'),
-          elements: main ? main.querySelectorAll('[data-testid="stElementContainer"]').length : null,
-          stale: main ? main.querySelectorAll('[data-stale="true"]').length : null,
-          pending: main ? [...main.querySelectorAll('[data-testid="stPlotlyChart"], [data-testid="stDataFrame"], '
-                                                    + '[data-testid="stImage"] img')]
-            .filter(e => e.checkVisibility({checkOpacity: true, checkVisibilityCSS: true}))
-            .filter(e => e.tagName === 'IMG' ? !e.complete
-                         : !e.querySelector(e.dataset.testid === 'stPlotlyChart' ? 'svg.main-svg' : 'canvas'))
-            .map(e => (e.dataset.testid || 'img') + ': ' + e.outerHTML.slice(0, 300)) : null,
-          text: main ? main.innerText.slice(0, 600) : document.body.innerText.slice(0, 600)};
-}
-"""
-
-# Full height of the page's content: Streamlit scrolls inside its own containers, not the document.
-CONTENT_HEIGHT_JS = """
-() => Math.max(document.documentElement.scrollHeight,
-  ...[...document.querySelectorAll('[data-testid="stMain"], [data-testid="stAppViewContainer"], '
-      + '[data-testid="stMainBlockContainer"]')].map(e => e.scrollHeight))
-"""
 
 ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|Page not found|No published snapshot|"
                         r"disappeared while this page read it|Connection error|Is Streamlit still running")
@@ -125,20 +70,6 @@ def nav_pages(app: Path = APP) -> list[NavPage]:
 
 PAGES = nav_pages()
 
-
-
-def wait_rendered(page, timeout_ms: int = 60_000) -> None:
-    from playwright.sync_api import Error as PlaywrightError
-
-    try:
-        page.wait_for_function(RENDERED_JS, polling=50, timeout=timeout_ms)
-    except PlaywrightError as exc:  # TimeoutError is one
-        try:
-            state = page.evaluate(STATE_JS)
-        except PlaywrightError as inner:
-            state = f"(state unreadable: {inner})"
-        raise AssertionError(f"{page.url} not rendered in {timeout_ms / 1000:.0f} s ({exc.__class__.__name__}); "
-                             f"page state: {state}; uncaught JS errors: {getattr(page, 'errors', [])}") from None
 
 
 def problems(page) -> list[str]:
@@ -183,19 +114,11 @@ def assert_app_navigation(page, current: NavPage | None = None) -> None:
         assert active.count() == 1 and current.title in active.inner_text(), f"{current.title} is not the active page"
 
 
-def open_page(page, url: str) -> float:
-    """Open ``url``, wait for its first complete render; returns the seconds it took."""
-    t0 = time.monotonic()
-    page.goto(url, wait_until="domcontentloaded")
-    wait_rendered(page)
-    return time.monotonic() - t0
-
-
 def test_navigation_has_the_dashboard_pages():
     assert len(PAGES) >= 5, PAGES
     assert sum(p.url_path == "" for p in PAGES) == 1, "exactly one default page"
     for p in PAGES:
-        assert (REPO / "dashboard" / "pages" / p.file).is_file(), f"{p.title}: dashboard/pages/{p.file} missing"
+        assert (REPO / "dashboard" / "views" / p.file).is_file(), f"{p.title}: dashboard/views/{p.file} missing"
 
 
 @pytest.mark.parametrize("nav", PAGES, ids=[p.slug for p in PAGES])
@@ -271,7 +194,7 @@ def query_compound(mini_pipeline) -> str:
 @pytest.fixture(scope="module")
 def explorer() -> NavPage:
     found = [p for p in PAGES if p.file == "explorer.py"]
-    assert found, "the navigation has no explorer page (dashboard/pages/explorer.py)"
+    assert found, "the navigation has no explorer page (dashboard/views/explorer.py)"
     return found[0]
 
 

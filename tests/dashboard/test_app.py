@@ -74,7 +74,7 @@ def snapshot(tmp_path, monkeypatch):
 
 
 def test_method_comparison_page_renders_mp_vs_cp(snapshot):
-    at = AppTest.from_file(str(REPO / "dashboard" / "pages" / "method_comparison.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "dashboard" / "views" / "method_comparison.py"), default_timeout=60).run()
     assert not at.exception
     head = at.dataframe[0].value
     assert {"MP", "CP"} <= set(head.columns)
@@ -99,13 +99,13 @@ def test_app_opens_on_the_overview(snapshot):
 
 def test_pages_warn_without_snapshot(tmp_path, monkeypatch):
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
-    at = AppTest.from_file(str(REPO / "dashboard" / "pages" / "method_comparison.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "dashboard" / "views" / "method_comparison.py"), default_timeout=60).run()
     assert not at.exception
     assert "No published snapshot" in at.warning[0].value
 
 
 def test_model_training_page_shows_curves_warnings_and_the_fraction_study(snapshot):
-    at = AppTest.from_file(str(REPO / "dashboard" / "pages" / "model_training.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "dashboard" / "views" / "model_training.py"), default_timeout=60).run()
     assert not at.exception
     assert any("best epoch is the last" in w.value and "fraction 50" in w.value for w in at.warning)
     table = at.dataframe[0].value
@@ -126,5 +126,5 @@ def test_model_training_page_without_models_says_what_to_run(tmp_path, monkeypat
                     {"dataset": "d", "fraction": "100"})
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
-    at = AppTest.from_file(str(REPO / "dashboard" / "pages" / "model_training.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(REPO / "dashboard" / "views" / "model_training.py"), default_timeout=60).run()
     assert not at.exception and "mp_checkpoint" in at.warning[0].value

@@ -14,8 +14,8 @@ from moa_core.storage import Warehouse
 from tests.support.retrieval_data import publish_toy_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
-EXPLORER = str(REPO / "dashboard" / "pages" / "explorer.py")
-OVERVIEW = str(REPO / "dashboard" / "pages" / "overview.py")
+EXPLORER = str(REPO / "dashboard" / "views" / "explorer.py")
+OVERVIEW = str(REPO / "dashboard" / "views" / "overview.py")
 APP = str(REPO / "dashboard" / "app.py")
 
 

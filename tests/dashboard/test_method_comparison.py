@@ -17,7 +17,7 @@ from dashboard.style import method_color
 from moa_core.storage import Warehouse
 
 REPO = Path(__file__).resolve().parents[2]
-PAGE = str(REPO / "dashboard" / "pages" / "method_comparison.py")
+PAGE = str(REPO / "dashboard" / "views" / "method_comparison.py")
 DS = "synthetic_cpjump1"
 METHODS = {"MP": 0.6, "CP": 0.4}
 MOAS = {"moa_a": 2, "moa_b": 2, "moa_c": 4}  # wells per MOA: chance F1 = 0.25^2 + 0.25^2 + 0.5^2 = 0.375

@@ -12,7 +12,7 @@ from moa_core.scaling import fit_scaling_laws
 from moa_core.storage import Warehouse
 
 REPO = Path(__file__).resolve().parents[2]
-PAGE = str(REPO / "dashboard" / "pages" / "scaling_laws.py")
+PAGE = str(REPO / "dashboard" / "views" / "scaling_laws.py")
 DATASET = "synthetic_jump_profiles"
 SIZES = np.geomspace(100, 10_000, 6)
 # metric = a_inf - A * N^-alpha (power law with a floor), 3 runs, N(0, 0.004) noise
