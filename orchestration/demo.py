@@ -128,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         print(curve.pivot_table(index=["analysis", "method"], columns="fraction", values="cell",
                                 aggfunc="first").to_string())
     _print_phenoca(wh, args.dataset, args.profiles)
+    if wh.has_table("retrieval_indexes"):
+        ri = wh.read("SELECT dataset, fraction, method, n_wells, n_compounds, dim, knn_loco_precision, "
+                     "latent_loco_precision, n_calibration FROM retrieval_indexes ORDER BY dataset, fraction DESC, "
+                     "method")
+        print("\nRetrieval indexes (explorer; leave-one-compound-out precision of the predicted MOA, k-NN k=5 and "
+              "class latent assignment):")
+        print(ri.round(3).to_string(index=False))
     print(f"""
 Look at it:
   Dagster UI:  DAGSTER_HOME={home} uv run dagster dev -w workspace.yaml   # http://127.0.0.1:3000
