@@ -33,7 +33,7 @@ show = ck[["model", "fraction", "best_epoch", "best_val_score", "classes", "trai
            "selected_on", "warnings", "seconds"]].rename(columns={
     "best_epoch": "best epoch", "best_val_score": "best validation score", "train_fields": "training fields/cells",
     "val_fields": "validation fields/cells", "selected_on": "selected on", "seconds": "training time (s)"})
-st.dataframe(show.round(3), hide_index=True, width="stretch")
+common.table(show, "checkpoints", key="mt_checkpoints")
 
 hist = queries.training_history(dataset)
 if not hist.empty:
@@ -73,4 +73,7 @@ if not curve.empty and curve["fraction"].nunique() > 1:
                                  line={"color": color}))
     fig.update_layout(xaxis_title="training replicates kept (%)", yaxis_title=metric, xaxis_type="log")
     st.plotly_chart(fig, width="stretch")
-    st.dataframe(c.pivot_table(index="fraction_pct", columns="method", values="value").round(3), width="stretch")
+    piv = c.pivot_table(index="fraction_pct", columns="method", values="value").reset_index()
+    piv["fraction_pct"] = piv["fraction_pct"].round().astype(int)
+    common.table(piv.rename(columns={"fraction_pct": "training replicates kept (%)"}), "fraction study",
+                 key="mt_fraction")

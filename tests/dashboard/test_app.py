@@ -112,8 +112,8 @@ def test_model_training_page_shows_curves_warnings_and_the_fraction_study(snapsh
     assert set(table["model"]) == {"MP", "DP recipe (trained here)"} and len(table) == 3
     assert any("Learning curves" in h.value for h in at.subheader)
     assert any("Replicate-fraction" in h.value for h in at.subheader)
-    curve = at.dataframe[1].value
-    assert list(curve.index) == [50.0, 100.0] and curve.loc[50.0, "MP"] < curve.loc[100.0, "MP"]
+    curve = at.dataframe[1].value.set_index("training replicates kept (%)")
+    assert list(curve.index) == [50, 100] and float(curve.loc[50, "MP"]) < float(curve.loc[100, "MP"])
     at.selectbox[1].set_value("DP recipe (trained here)").run()
     assert not at.exception
 
