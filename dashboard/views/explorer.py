@@ -3,6 +3,7 @@
 Deep links: ``/explorer?dataset=...&fraction=...&method=...&compound=<name or ID>&compare=<method>``.
 """
 
+import html
 import sys
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def header(idx, key: str, meth: str, res, cal: pd.DataFrame) -> None:
     m = st.columns(4)
     am, ap, aq = (c.get(f"activity_{x}") for x in ("map", "p", "q"))
     cm, cp_, cq = (c.get(f"consistency_{x}") for x in ("map", "p", "q"))
-    m[0].metric("Phenotypic activity (mAP vs DMSO)", sig3(am), help="Replicates retrieved against same-plate DMSO "
+    m[0].metric("Activity mAP (vs DMSO)", sig3(am), help="Replicates retrieved against same-plate DMSO "
                 "wells (copairs' definition); p from the permutation null, q after Benjamini-Hochberg.")
     m[0].caption(f"p = {pval(ap)}, q = {pval(aq)}")
     m[1].metric("Replicate consistency (mAP)", sig3(cm), help="Replicates retrieved against other treatments on "
@@ -173,10 +174,14 @@ def header(idx, key: str, meth: str, res, cal: pd.DataFrame) -> None:
     m[1].caption(f"p = {pval(cp_)}, q = {pval(cq)}")
     ck = confidence(cal, "knn", kv.score)
     cl = confidence(cal, "latent", la.score)
-    m[2].metric(f"Predicted MOA, k-NN vote (k = {k_vote})", kv.moa or EMPTY)
+    m[2].caption(f"Predicted MOA, k-NN vote (k = {k_vote})")
+    m[2].markdown(f"<p style='font-size:1.35rem;line-height:1.25;margin:0'>{html.escape(kv.moa or EMPTY)}</p>",
+                  unsafe_allow_html=True)
     m[2].caption(f"vote share {sig3(kv.score)}; confidence {sig3(ck['precision'])} "
                  f"[{sig3(ck['low'])}, {sig3(ck['high'])}] (n = {ck['n']})")
-    m[3].metric("Predicted MOA, class latent assignment", la.moa or EMPTY)
+    m[3].caption("Predicted MOA, class latent assignment")
+    m[3].markdown(f"<p style='font-size:1.35rem;line-height:1.25;margin:0'>{html.escape(la.moa or EMPTY)}</p>",
+                  unsafe_allow_html=True)
     m[3].caption(f"margin {sig3(la.score)}; confidence {sig3(cl['precision'])} "
                  f"[{sig3(cl['low'])}, {sig3(cl['high'])}] (n = {cl['n']})")
     annotated = c.get("Metadata_moa")

@@ -13,6 +13,17 @@ from dashboard import common, queries  # noqa: E402
 from dashboard.queries import MODEL_LABELS  # noqa: E402
 from dashboard.style import EMPTY, method_color, sig3  # noqa: E402
 
+#: The job that materializes each partitioned asset (orchestration/defs/jobs.py), for backfill instructions.
+ASSET_JOBS = {"raw_images": "ingest_job", "cp_profiles": "ingest_job", "cp_embeddings": "ingest_job",
+              "splits": "ingest_job", "compound_holdout_splits": "ingest_job", "image_store": "ingest_job",
+              "published_profiles": "published_job", "published_evaluation": "published_job",
+              "mp_checkpoint": "train_eval_job", "mp_embeddings": "train_eval_job",
+              "evaluation_results": "train_eval_job", "retrieval_index": "train_eval_job (or retrieval_job)",
+              "dp_checkpoint": "dp_recipe_job", "dp_embeddings": "dp_recipe_job",
+              "mp_holdout_checkpoint": "holdout_job", "mp_holdout_embeddings": "holdout_job",
+              "holdout_results": "holdout_job", "phenoca_profiles": "phenoca_inputs_job",
+              "phenoca_results": "phenoca_job", "scaling_laws": "scaling_job"}
+
 st.title("MOA profiling from Cell Painting images")
 st.markdown(
     "MOAProfiler (a 5-channel EfficientNet-B0 trained to classify each field's mechanism of action), "
@@ -27,14 +38,12 @@ tables = queries.tables()
 # ---- the snapshot ----------------------------------------------------------------------------------------------
 sig = queries.signature()
 pub = queries.query("SELECT * FROM publication") if "publication" in tables else pd.DataFrame()
-c = st.columns(4)
 when = pub["published_at"].iloc[0] if not pub.empty else pd.Timestamp(sig[3], unit="ns")
-c[0].metric("Snapshot published", pd.Timestamp(when).strftime("%Y-%m-%d %H:%M"))
-c[1].metric("Code version", pub["code_version"].iloc[0] if not pub.empty else EMPTY,
-            help="Package version + git commit of the code that published the snapshot ('.dirty': uncommitted "
-                 "changes). Each table's own code version is in the table below.")
-c[2].metric("Tables", len(tables))
-c[3].metric("Size", f"{sig[2] / 1e6:.1f} MB")
+version = pub["code_version"].iloc[0] if not pub.empty else EMPTY
+st.markdown(f"**Snapshot published** {pd.Timestamp(when).strftime('%Y-%m-%d %H:%M:%S')} \u00b7 **code version** "
+            f"`{version}` \u00b7 **{len(tables)} tables**, {sig[2] / 1e6:.1f} MB",
+            help="Code version: package version + git commit of the code that published the snapshot ('.dirty': "
+                 "uncommitted changes). Each table's own code version is in the last table of this page.")
 st.caption(f"`{sig[0]}`" + (f" \u00b7 Dagster run `{pub['run_id'].iloc[0]}`" if not pub.empty else ""))
 
 # ---- datasets ----------------------------------------------------------------------------------------------------
@@ -105,6 +114,7 @@ if "partition_status" in tables:
         summary = summary.rename(columns={"fraction": "missing fractions"})
         common.table(summary, "missing partitions", key="missing")
         first = miss.iloc[0]
+        job = ASSET_JOBS.get(first["asset"], "<the job that holds the asset>")
         st.markdown(
             "**Backfill from the Dagster UI** (`uv run dagster dev`, then http://localhost:3000): *Assets* \u2192 "
             "pick the asset (e.g. `{a}`) \u2192 *Materialize* \u2192 select the partitions (dataset \u00d7 fraction) "
@@ -114,8 +124,9 @@ if "partition_status" in tables:
             "'{k}'\nuv run python -m orchestration.materialize {d} {job} --fraction {f}\n```\n"
             "then publish the snapshot again (`publish_job`).".format(
                 a=first["asset"], k=first["partition_key"], d=first["dataset"], f=first["fraction"] or "100",
-                job="train_eval_job" if first["asset"] in ("mp_checkpoint", "mp_embeddings", "evaluation_results",
-                                                           "retrieval_index") else "<job of that asset>"))
+                job=job.split()[0]))
+        st.caption("Jobs by asset: " + "; ".join(f"`{a}` \u2192 {j}" for a, j in ASSET_JOBS.items()
+                                                  if a in set(miss["asset"])) + ".")
 else:
     st.info("This snapshot predates the partition status: republish it (publish_job).")
 

@@ -223,10 +223,16 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_index(index: RetrievalIndex, folder: str | Path) -> Path:
-    """Write ``index`` to ``folder`` (temporary folder, then rename; an existing index is replaced whole)."""
+def save_index(index: RetrievalIndex, folder: str | Path, *, tables: dict[str, pd.DataFrame] | None = None) -> Path:
+    """Write ``index`` to ``folder`` (temporary folder, then rename; an existing index is replaced whole).
+
+    ``tables`` adds parquet files to the same folder in the same rename (e.g. ``calibration.parquet``)."""
     folder = Path(folder)
     with atomic_directory(folder) as tmp:
+        for name, table in (tables or {}).items():
+            if not name.endswith(".parquet") or "/" in name:
+                raise ValueError(f"extra index table names are plain '<name>.parquet', got {name!r}")
+            table.to_parquet(tmp / name, index=False)
         np.save(tmp / "vectors.npy", np.ascontiguousarray(index.vectors, dtype=np.float32), allow_pickle=False)
         np.save(tmp / "compound_vectors.npy", np.ascontiguousarray(index.compound_vectors, dtype=np.float32),
                 allow_pickle=False)

@@ -292,10 +292,11 @@ def calibrate(index: RetrievalIndex, *, k: int = 5, max_compounds: int = 2000, s
         top = np.argsort(-S, axis=1, kind="stable")[:, :kk]
         L = Q @ cen.T
         for j, r in enumerate(batch):
-            t = pd.DataFrame({"moa": moa[voters[top[j]]], "sim": S[j, top[j]]})
-            v = t.groupby("moa").agg(votes=("sim", "size"), s=("sim", "sum")).sort_values(
-                ["votes", "s"], ascending=False)
-            knn_moa, share = str(v.index[0]), float(v["votes"].iloc[0] / kk)
+            codes = code[voters[top[j]]]
+            votes = np.bincount(codes, minlength=len(names))
+            summed = np.bincount(codes, weights=S[j, top[j]].astype(np.float64), minlength=len(names))
+            win = int(np.lexsort((-summed, -votes))[0])  # most votes, then the higher summed similarity
+            knn_moa, share = names[win], float(votes[win] / kk)
             sims, own = L[j].copy(), int(code[r])
             others = code == own
             others[r] = False

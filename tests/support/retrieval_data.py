@@ -45,7 +45,7 @@ def publish_toy_snapshot(root: Path, *, methods: tuple[str, ...] = ("MP", "CP"),
     retrieval_index asset writes, and publish the snapshot. Returns the snapshot path."""
     from moa_core.data.image_io import write_tiff_atomic
     from moa_core.retrieval import build_index, calibrate, compound_activity, save_index
-    from moa_core.storage import Warehouse, partition_table, write_parquet_atomic
+    from moa_core.storage import Warehouse, partition_table
 
     wh = Warehouse(root / "warehouse.duckdb")
     rows = []
@@ -57,9 +57,8 @@ def publish_toy_snapshot(root: Path, *, methods: tuple[str, ...] = ("MP", "CP"),
                                    w["is_control"].to_numpy(bool), null_size=200)
         idx.compounds = idx.compounds.merge(act, on="compound", how="left")
         rel = Path("retrieval") / dataset / fraction / f"{method.lower()}-{idx.manifest['build_id']}"
-        save_index(idx, root / rel)
         cal = calibrate(idx, k=5)
-        write_parquet_atomic(cal, root / rel / "calibration.parquet")
+        save_index(idx, root / rel, tables={"calibration.parquet": cal})
         rows.append({"dataset": dataset, "fraction": fraction, "method": method, "path": str(rel),
                      "build_id": idx.manifest["build_id"], "n_wells": idx.n_wells, "n_compounds": len(idx.compounds),
                      "dim": idx.dim, "knn_loco_precision": float(cal["knn_correct"].mean()),
