@@ -2,11 +2,13 @@
 
     MOA_DATA_DIR=<data dir of the demo> uv run python bench/bench_dashboard_pages.py [--query <compound>]
 
-Starts ``streamlit run dashboard/app.py`` on loopback (own process group, killed at the end),
+Starts the dashboard on loopback (``python -m dashboard.serve``, or ``--launcher streamlit`` for a
+plain ``streamlit run dashboard/app.py``; own process group, killed at the end),
 opens Debian's chromium through playwright (``bash .ci/browser`` installs it), and times, in one
 browser session as a scientist would click through: the server's very first page (cold Python
 process: every import), then each page of the navigation on its first visit, then an explorer
-query by deep link. Time = from navigation to a complete render (the script finished and every
+query by deep link; and, as a baseline in the same run, an empty Streamlit app's first page (the
+frontend's own load). Time = from navigation to a complete render (the script finished and every
 visible chart, table and image is drawn; ``tests/support/browser.py``). Repeated ``--rounds``
 times with a fresh server each; prints the median and the spread. Target (issue 8): every page's
 first render <= 3 s on the demo snapshot.
@@ -46,6 +48,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--query", default="bepridil", help="compound for the explorer deep link")
+    ap.add_argument("--launcher", choices=["serve", "streamlit"], default="serve",
+                    help="python -m dashboard.serve (modules imported before the first visit; default) or a plain "
+                         "streamlit run dashboard/app.py")
     args = ap.parse_args()
     data = Path(os.environ.get("MOA_DATA_DIR", REPO / ".moa_data"))
     if not (data / "snapshot" / "warehouse.duckdb").is_file():
@@ -62,7 +67,7 @@ def main() -> None:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         for r in range(args.rounds):
             with streamlit_server(REPO / "dashboard" / "app.py", env=env, log_path=Path(tmp) / f"st{r}.log",
-                                  cwd=REPO) as server:
+                                  cwd=REPO, launcher=args.launcher) as server:
                 ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
                 ctx.set_default_timeout(90_000)
                 page = ctx.new_page()
@@ -72,8 +77,17 @@ def main() -> None:
                 for label, path in visits:
                     times.setdefault(label, []).append(open_page(page, server.url.rstrip("/") + path))
                 ctx.close()
+            # baseline in the same run: an empty Streamlit app (a title), same server, same browser
+            empty = Path(tmp) / "empty_app.py"
+            empty.write_text("import streamlit as st\nst.title('empty')\n")
+            with streamlit_server(empty, env=env, log_path=Path(tmp) / f"empty{r}.log", cwd=REPO) as server:
+                ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                page = ctx.new_page()
+                times.setdefault("baseline: an empty Streamlit app's first page", []).append(
+                    open_page(page, server.url.rstrip("/") + "/"))
+                ctx.close()
         browser.close()
-    print(f"first complete render per page, {args.rounds} fresh servers, snapshot {data / 'snapshot'}, "
+    print(f"first complete render per page, {args.rounds} fresh servers ({args.launcher}), snapshot {data / 'snapshot'}, "
           f"{os.cpu_count()} CPU cores (target <= 3 s):")
     for label, ts in times.items():
         spread = f"{min(ts):.2f}-{max(ts):.2f}" if len(ts) > 1 else ""

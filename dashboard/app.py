@@ -1,6 +1,6 @@
 """MOA profiling dashboard: Streamlit multipage app (``st.navigation``), read-only on the published snapshot.
 
-    MOA_DATA_DIR=<data dir> uv run streamlit run dashboard/app.py
+    MOA_DATA_DIR=<data dir> uv run python -m dashboard.serve      (or: uv run streamlit run dashboard/app.py)
 
 Pages live in ``dashboard/views`` (not ``pages/``: Streamlit would then serve a deep link on a fresh
 server as a bare page script, without this navigation); each also runs on its own (Streamlit's AppTest opens them

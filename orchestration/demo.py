@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"""
 Look at it:
   Dagster UI:  DAGSTER_HOME={home} uv run dagster dev -w workspace.yaml   # http://127.0.0.1:3000
-  Dashboard:   MOA_DATA_DIR={data_dir} uv run streamlit run dashboard/app.py   # http://localhost:8501
+  Dashboard:   MOA_DATA_DIR={data_dir} uv run python -m dashboard.serve   # http://localhost:8501
 """)
     return 0
 

@@ -116,7 +116,8 @@ def compound_activity(V: np.ndarray, compounds: np.ndarray, plates: np.ndarray, 
             out[[f"{kind}_map", f"{kind}_p", f"{kind}_q"]] = np.nan
             continue
         if kind == "activity":
-            plates_wo = sorted(set(pd.Series(plates).astype(str)[~control]) - set(pd.Series(plates).astype(str)[control]))
+            ps = pd.Series(plates).astype(str)
+            plates_wo = sorted(set(ps[~control]) - set(ps[control]))
             if plates_wo:
                 notes[kind] = f"{len(plates_wo)} plate(s) without DMSO wells (no activity there): {plates_wo[:5]}"
         ap = ap[valid].reset_index(drop=True)

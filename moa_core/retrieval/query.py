@@ -40,7 +40,8 @@ from scipy.stats import hypergeom
 
 from moa_core.retrieval.index import RetrievalIndex, unit_rows
 
-__all__ = ["Neighbours", "Prediction", "best_well", "scan", "neighbours", "knn_vote", "latent_assignment", "moa_enrichment",
+__all__ = ["Neighbours", "Prediction", "best_well", "scan", "neighbours", "knn_vote", "latent_assignment",
+           "moa_enrichment",
            "calibrate", "confidence", "wilson"]
 
 _SHOW = ["compound", "name", "Metadata_moa", "Metadata_target", "Metadata_pert_type", "n_wells"]

@@ -81,11 +81,14 @@ def test_method_comparison_page_renders_mp_vs_cp(snapshot):
     best = head[head["metric"] == "k-NN best weighted F1"].iloc[0]
     assert best["MP"].startswith("0.6") and best["CP"].startswith("0.4") and best["MP"].endswith("(k=1)")
     assert at.selectbox[0].value == "synthetic_cpjump1"
+    at.radio(key="mc_section").set_value("Held-out compounds").run()
     assert any("Held-out compounds" in h.value for h in at.subheader)
+    at.radio(key="mc_section").set_value("Pair groups and field classification").run()
     cls = at.dataframe[1].value  # formatted (3 significant figures) with human subset labels
     assert cls.set_index("subset").loc["edge wells", "accuracy"] == "0.200"
     # switch the k-NN metric
-    at.radio[0].set_value("recall").run()
+    at.radio(key="mc_section").set_value("Enrichment and k-NN curves").run()
+    at.radio(key="knn_metric").set_value("recall").run()
     assert not at.exception
 
 

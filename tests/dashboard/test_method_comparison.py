@@ -125,6 +125,17 @@ def _run() -> AppTest:
     return at
 
 
+SECTIONS = ["Enrichment and k-NN curves", "Held-out compounds", "Replicate fractions",
+            "Pair groups and field classification", "Per MOA and confusion", "Embedding map", "All results"]
+
+
+def _show(at: AppTest, section: str) -> AppTest:
+    """Open one section of the page (one is drawn at a time)."""
+    at.radio(key="mc_section").set_value(section).run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
 def _values(x: object) -> np.ndarray:
     """A plotly JSON array (a list or a base64 typed array ``{"dtype", "bdata", "shape"}``) as numpy."""
     if isinstance(x, dict) and "bdata" in x:
@@ -172,7 +183,7 @@ def test_headline_has_cis_chance_and_method_columns(snapshot):
 
 
 def test_p_values_are_scientific_and_no_cell_is_none(snapshot):
-    at = _run()
+    at = _show(_run(), "All results")
     allres = _frame(at, "method")
     assert "p-value" in allres.columns
     assert all(v == "\u2013" or SCI_RE.match(v) for v in allres["p-value"]), set(allres["p-value"])
@@ -180,14 +191,15 @@ def test_p_values_are_scientific_and_no_cell_is_none(snapshot):
     assert set(z["p-value"]) == {"5.00e-15"}
     assert set(z["n"]) == {"\u2013"}
     assert not (allres["metric"] == "diff_compound_same_moa_mean").any()
-    for d in at.dataframe:
-        v = d.value
-        assert not v.isna().any().any(), v
-        assert not v.astype(str).isin(["None", "nan", "NaN", "<NA>"]).any().any(), v
+    for section in SECTIONS:
+        for d in _show(at, section).dataframe:
+            v = d.value
+            assert not v.isna().any().any(), v
+            assert not v.astype(str).isin(["None", "nan", "NaN", "<NA>"]).any().any(), v
 
 
 def test_held_out_plot_uses_method_colours_and_grey_dashed_random(snapshot):
-    at = _run()
+    at = _show(_run(), "Held-out compounds")
     traces = _chart(at, "held-out compounds")["data"]
     names = [t["name"] for t in traces]
     assert {"MP, individual vote", "MP, aggregated vote", "CP, individual vote", "CP, aggregated vote",
@@ -217,19 +229,20 @@ def test_curves_have_bands_chance_lines_and_method_colours(snapshot):
     assert len(one) == 1 and _values(one[0]["y"]).tolist() == [1.0, 1.0] and one[0]["line"]["dash"] == "dash"
     mp = next(t for t in enr if t["name"] == "MP")
     assert mp["error_y"]["array"] is not None  # CI stored at the 99th percentile only: error bar there
-    groups = _chart(at, "pair group")["data"]
+    groups = _chart(_show(at, "Pair groups and field classification"), "pair group")["data"]
     assert {t["marker"]["color"] for t in groups} == {method_color("MP"), method_color("CP")}
     assert set(_values(groups[0]["x"]).tolist()) == {"same compound (replicates)", "different compound, same MOA", "different MOA",
                                    "intra-MOA mean PCC", "inter-MOA mean PCC"}
-    frac = _chart(at, "share of training replicates")["data"]
+    frac = _chart(_show(at, "Replicate fractions"), "share of training replicates")["data"]
     assert {t["name"] for t in frac if t.get("fill") == "tonexty"} == {"MP 95% CI", "CP 95% CI"}
     assert any("Shaded: 95% bootstrap CI" in c.value for c in at.caption)
-    at.radio[0].set_value("recall").run()
+    _show(at, "Enrichment and k-NN curves")
+    at.radio(key="knn_metric").set_value("recall").run()
     assert not at.exception
 
 
 def test_per_moa_confusion_and_map(snapshot):
-    at = _run()
+    at = _show(_run(), "Per MOA and confusion")
     f1 = _chart(at, "F1 per MOA")["data"]
     bars = {t["name"]: t for t in f1 if t["type"] == "bar"}
     assert set(bars) == set(METHODS)
@@ -242,7 +255,8 @@ def test_per_moa_confusion_and_map(snapshot):
     assert not at.exception
     z = _values(_chart(at, "Confusion matrix")["data"][0]["z"])
     assert z[2, 0] == 1 and z[2, 2] == 3 and z.sum() == 8  # the off-diagonal moa_c -> moa_a vote
-    moa_map = _chart(at, "coloured by MOA")
+    assert not at.info
+    moa_map = _chart(_show(at, "Embedding map"), "coloured by MOA")
     assert {t["name"] for t in moa_map["data"]} == set(MOAS)
     assert "50.0 %" in moa_map["layout"]["xaxis"]["title"]["text"]
     plate_map = _chart(at, "coloured by plate")
@@ -254,9 +268,9 @@ def test_missing_new_tables_say_what_to_rematerialize(snapshot):
     at = _run()
     at.selectbox[1].set_value("50").run()  # fraction 50 has no per-MOA tables
     assert not at.exception
-    infos = [i.value for i in at.info]
+    infos = [i.value for i in _show(at, "Per MOA and confusion").info]
     assert any("evaluation_per_moa" in i and "`evaluation_results`" in i and "fraction=50" in i for i in infos)
-    assert any("embedding_maps" in i for i in infos)
+    assert any("embedding_maps" in i.value for i in _show(at, "Embedding map").info)
     # the chance column falls back to 1 / #MOAs of the suite's filtering rows
     assert at.dataframe[0].value.set_index("metric").loc["k-NN best weighted F1", "chance"] == "0.333"
 
@@ -265,9 +279,9 @@ def test_older_snapshot_without_the_new_tables(tmp_path, monkeypatch):
     _publish(tmp_path, new_tables=False)
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
     at = _run()
-    infos = [i.value for i in at.info]
+    infos = [i.value for s in ("Per MOA and confusion", "Embedding map") for i in _show(at, s).info]
     assert len(infos) == 2 and all("rematerialize `evaluation_results`" in i for i in infos)
-    assert any("Per-MOA breakdown" in h.value for h in at.subheader)
+    assert any("Embedding map" in h.value for h in at.subheader)
 
 
 def test_methods_picker_and_a_new_snapshot_is_never_served_stale(snapshot, monkeypatch):

@@ -70,16 +70,18 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def streamlit_server(app: Path, *, env: dict[str, str], log_path: Path, cwd: Path,
-                     start_timeout_s: float = 90.0) -> Iterator[StreamlitServer]:
+                     start_timeout_s: float = 90.0, launcher: str = "streamlit") -> Iterator[StreamlitServer]:
     """Run ``streamlit run <app>`` headless on a free loopback port until the block exits.
 
+    ``launcher="serve"`` starts it through ``python -m dashboard.serve`` (modules imported first).
     Waits for ``/_stcore/health`` to answer ``ok``; raises ``RuntimeError`` with the log's tail when
     the server exits or does not become healthy in ``start_timeout_s``.
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app),
-           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+    head = [sys.executable, "-m", "dashboard.serve"] if launcher == "serve" else \
+        [sys.executable, "-m", "streamlit", "run", str(app)]
+    cmd = [*head, "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
            "--server.runOnSave", "false"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
