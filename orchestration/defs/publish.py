@@ -109,7 +109,7 @@ def dashboard_snapshot(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     if in_use:
         wh.replace_table("datasets", _datasets(store, in_use))
     wh.replace_table("publication", pd.DataFrame([{"published_at": pd.Timestamp.now(), "code_version": code_version(),
-                                                   "run_id": context.run_id, "data_dir": str(store.root_path)}]))
+                                                   "run_id": context.run.run_id, "data_dir": str(store.root_path)}]))
     path = wh.publish_snapshot(store.snapshot_path)
     missing = int((~parts["materialized"]).sum()) if not parts.empty else 0
     return dg.MaterializeResult(
