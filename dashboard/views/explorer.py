@@ -96,6 +96,17 @@ def _resolve_text(text: str) -> str | None:
 
 linked = params.get("compound")
 default = _resolve_text(linked) if linked else None
+# The type-ahead box filters its options in the browser: up to MAX_OPTIONS it holds every perturbation and
+# MOA; past that (a JUMP release has ~116,000 compounds) it holds the matches of the search box below.
+MAX_OPTIONS = 5000
+if len(options) > MAX_OPTIONS:
+    typed = st.session_state.get("ex_text") or ""
+    found = search(terms, typed, limit=MAX_OPTIONS) if typed else terms.iloc[0:0]
+    keep = [k for k in dict.fromkeys(found["compound"]) if k in labels]
+    keep += [f"MOA: {m}" for m in dict.fromkeys(found.loc[found["kind"] == "MOA", "term"])]
+    options = ([default] if default else []) + [o for o in keep if o != default]
+    st.caption(f"{len(labels):,} perturbations: the list holds the matches of the search box (up to "
+               f"{MAX_OPTIONS:,}); type a few letters there first.")
 s1, s2 = st.columns([3, 2])
 with s1:
     choice = st.selectbox("Compound or MOA", options, index=options.index(default) if default in options else None,

@@ -182,3 +182,35 @@ def test_numbers_have_three_significant_figures_and_p_values_scientific_notation
                                       "when": pd.to_datetime(["2026-12-01 17:49:37.7"])}))
     assert out.iloc[0].tolist() == ["5.00e-15", "0.123", "\u2013", "2026-12-01 17:49:37"]
     assert list(out.columns) == ["p", "value", "note", "when"]
+
+
+def test_a_jump_sized_list_is_searched_not_shipped_whole(tmp_path, monkeypatch):
+    """Past 5,000 perturbations the type-ahead box holds only the matches of the search box."""
+    import numpy as np
+
+    from moa_core.retrieval import build_index, save_index
+
+    rng = np.random.default_rng(0)
+    n = 6000
+    df = pd.DataFrame({"Metadata_Plate": [f"P{i % 20}" for i in range(2 * n)],
+                       "Metadata_Well": [f"W{i}" for i in range(2 * n)],
+                       "Metadata_JCP2022": [f"JCP2022_{i // 2:06d}" for i in range(2 * n)],
+                       "Metadata_moa": [f"moa_{(i // 2) % 30}" for i in range(2 * n)]})
+    feats = pd.DataFrame(rng.normal(size=(2 * n, 8)), columns=[f"f{i}" for i in range(8)])
+    idx = build_index(pd.concat([df, feats], axis=1), list(feats.columns), method="CP", dataset="big")
+    save_index(idx, tmp_path / "retrieval" / "big")
+    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    wh.replace_rows("retrieval_indexes", pd.DataFrame([{"dataset": "big", "fraction": "100", "method": "CP",
+                                                        "path": "retrieval/big", "build_id": idx.manifest["build_id"]}]),
+                    {"dataset": "big", "fraction": "100"})
+    wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
+    at = _explorer()
+    assert not at.exception and "6,000 perturbations" in _texts(at)
+    assert at.selectbox(key="ex_query_big_100_CP").options == []
+    at.text_input(key="ex_text").set_value("JCP2022_00123").run()
+    assert not at.exception
+    opts = at.selectbox(key="ex_query_big_100_CP").options
+    assert 1 <= len(opts) <= 11 and all("JCP2022_00123" in o for o in opts)
+    at = _explorer(compound="JCP2022_004321")  # a deep link still opens any perturbation
+    assert not at.exception and at.subheader[0].value == "JCP2022_004321"
