@@ -60,14 +60,25 @@ def signature(path: Path | None = None) -> Signature:
 
 
 def pin(path: Path | None = None) -> Signature:
-    """Pin the current snapshot for this script run (thread); later queries must see the same file."""
+    """Pin the current snapshot for this script run (thread); later queries must see the same file. The
+    run's queries share one read-only connection to it (opened on first use, closed by :func:`unpin`)."""
     sig = signature(path)
+    if getattr(_pinned, "sig", None) != sig:
+        _close_pinned()
     _pinned.sig = sig
     return sig
 
 
 def unpin() -> None:
+    _close_pinned()
     _pinned.sig = None
+
+
+def _close_pinned() -> None:
+    con = getattr(_pinned, "con", None)
+    _pinned.con = None
+    if con is not None:
+        con.close()
 
 
 def _check(sig: Signature) -> None:
@@ -76,11 +87,19 @@ def _check(sig: Signature) -> None:
         raise SnapshotReplaced(f"the snapshot {sig[0]} was replaced while this page was reading it")
 
 
-def _run(path: str, sql: str, params: list) -> pd.DataFrame:
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
     try:
-        con = duckdb.connect(path, read_only=True)
+        return duckdb.connect(path, read_only=True)
     except duckdb.Error as exc:
         raise SnapshotUnreadable(f"cannot open the snapshot {path}: {exc}; republish it (publish_job)") from exc
+
+
+def _run(sig: Signature, sql: str, params: list) -> pd.DataFrame:
+    if getattr(_pinned, "sig", None) == sig:  # the pinned run's shared connection
+        if getattr(_pinned, "con", None) is None:
+            _pinned.con = _connect(sig[0])
+        return _pinned.con.execute(sql, params).df()
+    con = _connect(sig[0])
     try:
         return con.execute(sql, params).df()
     finally:
@@ -102,7 +121,7 @@ def query(sql: str, params: list | None = None, path: Path | None = None) -> pd.
         hit = _cache.get(key)
     if hit is not None:
         return hit.copy()
-    df = _run(sig[0], sql, list(params or []))
+    df = _run(sig, sql, list(params or []))
     after = signature(path)
     if after != sig:  # replaced while we read: never cache or return a mix
         _check(after)

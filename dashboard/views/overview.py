@@ -82,7 +82,8 @@ if "checkpoints" in tables:
     show = ck[["dataset", "model", "fraction", "best_epoch", "best_val_score", "chance", "selected_on", "warnings",
                "seconds"]].rename(columns={"best_epoch": "best epoch", "best_val_score": "best validation score",
                                            "selected_on": "selected on", "seconds": "training time (s)"})
-    common.table(show, "checkpoints", key="checkpoints")
+    with st.expander(f"Checkpoints ({len(show)}: best epoch, validation score, chance, training time)"):
+        common.table(show, "checkpoints", key="checkpoints")
     if "training_history" in tables:
         h = queries.query("SELECT dataset, model, fraction, epoch, val_balanced_accuracy FROM training_history "
                           "WHERE fraction = '100' ORDER BY dataset, model, epoch")
@@ -134,11 +135,13 @@ else:
 st.subheader("What is materialized")
 if "asset_status" in tables:
     a = queries.query("SELECT * FROM asset_status ORDER BY \"group\", asset")
-    common.table(a.rename(columns={"partitioned_by": "partitioned by", "materialized_partitions":
-                                   "materialized partitions", "latest_partition": "latest partition",
-                                   "latest_at": "latest materialization", "latest_run_id": "run"}),
-                 "assets", key="assets", caption="Every asset of the code location, from the Dagster instance at "
-                                                 "publication time.")
+    done = int((a["materialized_partitions"] > 0).sum())
+    st.caption(f"{done} of {len(a)} assets materialized at least once (from the Dagster instance at publication).")
+    with st.expander("Every asset: partitioning, materialized partitions, latest materialization and run"):
+        common.table(a.rename(columns={"partitioned_by": "partitioned by", "materialized_partitions":
+                                       "materialized partitions", "latest_partition": "latest partition",
+                                       "latest_at": "latest materialization", "latest_run_id": "run"}),
+                     "assets", key="assets")
 if "catalog" in tables:
     with st.expander("Every table written to the warehouse (rows, columns, when, code version)"):
         cat = queries.query("SELECT * FROM catalog ORDER BY written_at DESC")
