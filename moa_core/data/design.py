@@ -158,3 +158,17 @@ def subset_design(
     hit = lists.map(lambda xs: bool(moa_set.intersection(xs)))
     keep = d["Metadata_moa"].eq(NEGCON) | (hit & (d["Metadata_single_moa"] | include_multi_moa))
     return d[keep].reset_index(drop=True)
+
+
+def cpjump1_identifiers(shared_dir: Path | str | None = None) -> pd.DataFrame:
+    """Broad sample ID -> InChIKey of the CPJUMP1 compound annotations (``Metadata_broad_sample``,
+    ``Metadata_InChIKey``), for searching the design's compounds by InChIKey."""
+    root = Path(shared_dir) if shared_dir is not None else default_shared_dir()
+    ann_path = root / "data" / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv"
+    if not ann_path.is_file():
+        raise FileNotFoundError(f"CPJUMP1 annotation file not found: {ann_path} (set MOA_SHARED_DIR)")
+    ann = pd.read_csv(ann_path, sep="\t")
+    _require(ann, ["broad_sample", "InChIKey"], ann_path)
+    return (ann[["broad_sample", "InChIKey"]].dropna().drop_duplicates("broad_sample")
+            .rename(columns={"broad_sample": "Metadata_broad_sample", "InChIKey": "Metadata_InChIKey"})
+            .reset_index(drop=True))

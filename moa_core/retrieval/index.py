@@ -104,6 +104,13 @@ class RetrievalIndex:
     compounds: pd.DataFrame
     manifest: dict = field(default_factory=dict)
 
+    def __setattr__(self, name: str, value) -> None:
+        # lookups and centroids that queries cache on the index derive from these: replacing one drops them
+        if name in ("vectors", "compound_vectors", "wells", "compounds"):
+            for cached in [k for k in self.__dict__ if k.startswith("_")]:
+                del self.__dict__[cached]
+        super().__setattr__(name, value)
+
     @property
     def n_wells(self) -> int:
         return int(self.vectors.shape[0])

@@ -23,10 +23,11 @@ METHOD_TABLES = {"MP": ("mp_embeddings", True), "CP": ("cp_embeddings", False),
                  "DP recipe (trained here)": ("dp_embeddings", True)}
 
 
-def available_methods(wh, ds: str, frac: str) -> dict[str, pd.DataFrame]:
-    """Every method whose embeddings exist for (dataset, fraction): they are scored on their common wells."""
+def available_methods(wh, ds: str, frac: str, tables: dict[str, tuple[str, bool]] | None = None
+                      ) -> dict[str, pd.DataFrame]:
+    """Every method of ``tables`` (default :data:`METHOD_TABLES`) whose embeddings exist for (dataset, fraction)."""
     out = {}
-    for method, (base, per_fraction) in METHOD_TABLES.items():
+    for method, (base, per_fraction) in (tables or METHOD_TABLES).items():
         table = partition_table(base, ds, frac) if per_fraction else partition_table(base, ds)
         if wh.has_table(table):
             out[method] = wh.read_table(table)

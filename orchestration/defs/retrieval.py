@@ -23,6 +23,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from moa_core.data.design import cpjump1_identifiers
 from moa_core.data.load_data import channel_paths
 from moa_core.data.locator import load_locator
 from moa_core.errors import MoaInputError
@@ -31,15 +32,14 @@ from moa_core.provenance import code_version
 from moa_core.retrieval import build_index, calibrate, compound_activity, save_index
 from moa_core.retrieval.index import is_control
 from moa_core.storage import partition_table
+from orchestration.defs.evaluation import METHOD_TABLES, available_methods
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions
 from orchestration.resources import MoaStore
 
 GROUP = "retrieval"
 CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")
 #: Method -> (embedding table base name, per fraction).
-SOURCES = {"MP": ("mp_embeddings", True), "CP": ("cp_embeddings", False),
-           "CP published": ("cp_published_embeddings", False), "DP recipe (trained here)": ("dp_embeddings", True),
-           "IBP": ("ibp_embeddings", True)}
+SOURCES = {**METHOD_TABLES, "IBP": ("ibp_embeddings", True)}
 INDEX_COLUMNS = ["dataset", "fraction", "method", "path", "build_id", "n_wells", "n_compounds", "dim",
                  "knn_loco_precision", "latent_loco_precision", "n_calibration", "notes", "built_at", "code_version"]
 
@@ -49,12 +49,7 @@ def slug(method: str) -> str:
 
 
 def _sources(store: MoaStore, ds: str, frac: str) -> dict[str, pd.DataFrame]:
-    wh = store.warehouse()
-    out = {}
-    for method, (base, per_fraction) in SOURCES.items():
-        table = partition_table(base, ds, frac) if per_fraction else partition_table(base, ds)
-        if wh.has_table(table):
-            out[method] = wh.read_table(table)
+    out = available_methods(store.warehouse(), ds, frac, SOURCES)
     phenoca_inputs = store.artifact_dir(ds) / "phenoca_profiles.parquet"
     if "CP" not in out and "CP published" not in out and phenoca_inputs.is_file():
         # a profile dataset: its CellProfiler-style profiles, standardized per plate to its DMSO wells
@@ -74,11 +69,10 @@ def _identifiers(store: MoaStore, ds: str) -> pd.DataFrame | None:
     entry = store.dataset(ds)
     if entry.kind != "synthetic" and not str(getattr(entry, "layout", "") or "").startswith("cpjump1"):
         return None
-    p = store.shared_path / "data" / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv"
-    if not p.is_file():
-        return None
-    ann = pd.read_csv(p, sep="\t", usecols=lambda c: c in ("broad_sample", "InChIKey"))
-    return ann.dropna().rename(columns={"broad_sample": "Metadata_broad_sample", "InChIKey": "Metadata_InChIKey"})
+    try:
+        return cpjump1_identifiers(store.shared_path)
+    except FileNotFoundError:
+        return None  # the IDs are a search convenience: the index is built without them
 
 
 def image_fields(store: MoaStore, ds: str) -> pd.DataFrame | None:

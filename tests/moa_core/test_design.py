@@ -44,3 +44,13 @@ def test_wells():
     assert is_edge_well("A05") and is_edge_well("P12") and is_edge_well("C24") and not is_edge_well("B02")
     with pytest.raises(ValueError):
         well_row_col("14D")
+
+
+def test_cpjump1_identifiers_map_broad_samples_to_inchikeys(shared_dir, tmp_path):
+    from moa_core.data.design import cpjump1_identifiers
+
+    ids = cpjump1_identifiers(shared_dir).set_index("Metadata_broad_sample")["Metadata_InChIKey"]
+    assert ids["BRD-A22032524-074-09-9"] == "HTIQEAQVCYTUBX-UHFFFAOYSA-N"  # amlodipine
+    assert ids.index.is_unique and ids.str.fullmatch(r"[A-Z]{14}-[A-Z]{10}-[A-Z]").all()
+    with pytest.raises(FileNotFoundError, match="annotation file not found"):
+        cpjump1_identifiers(tmp_path)
