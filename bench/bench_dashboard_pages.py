@@ -48,9 +48,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--query", default="bepridil", help="compound for the explorer deep link")
-    ap.add_argument("--launcher", choices=["serve", "streamlit"], default="serve",
-                    help="python -m dashboard.serve (modules imported before the first visit; default) or a plain "
-                         "streamlit run dashboard/app.py")
+    ap.add_argument(
+        "--launcher",
+        choices=["serve", "streamlit"],
+        default="serve",
+        help="python -m dashboard.serve (modules imported before the first visit; default) or a plain "
+        "streamlit run dashboard/app.py",
+    )
     args = ap.parse_args()
     data = Path(os.environ.get("MOA_DATA_DIR", REPO / ".moa_data"))
     if not (data / "snapshot" / "warehouse.duckdb").is_file():
@@ -66,8 +70,13 @@ def main() -> None:
     with sync_playwright() as pw, tempfile.TemporaryDirectory() as tmp:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         for r in range(args.rounds):
-            with streamlit_server(REPO / "dashboard" / "app.py", env=env, log_path=Path(tmp) / f"st{r}.log",
-                                  cwd=REPO, launcher=args.launcher) as server:
+            with streamlit_server(
+                REPO / "dashboard" / "app.py",
+                env=env,
+                log_path=Path(tmp) / f"st{r}.log",
+                cwd=REPO,
+                launcher=args.launcher,
+            ) as server:
                 ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
                 ctx.set_default_timeout(90_000)
                 page = ctx.new_page()
@@ -84,11 +93,14 @@ def main() -> None:
                 ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
                 page = ctx.new_page()
                 times.setdefault("baseline: an empty Streamlit app's first page", []).append(
-                    open_page(page, server.url.rstrip("/") + "/"))
+                    open_page(page, server.url.rstrip("/") + "/")
+                )
                 ctx.close()
         browser.close()
-    print(f"first complete render per page, {args.rounds} fresh servers ({args.launcher}), snapshot {data / 'snapshot'}, "
-          f"{os.cpu_count()} CPU cores (target <= 3 s):")
+    print(
+        f"first complete render per page, {args.rounds} fresh servers ({args.launcher}), snapshot {data / 'snapshot'}, "
+        f"{os.cpu_count()} CPU cores (target <= 3 s):"
+    )
     for label, ts in times.items():
         spread = f"{min(ts):.2f}-{max(ts):.2f}" if len(ts) > 1 else ""
         print(f"  {label:<52} median {statistics.median(ts):5.2f} s   range {spread} s")

@@ -43,12 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         keys = [f"bench/obj{i:04d}.bin" for i in range(args.objects)]
         for k in keys:
             seed.put_object(Bucket=BUCKET, Key=k, Body=rng.bytes(args.size_kib * 1024))
-        with FaultProxy(url, FaultRules(latency_s=args.latency_ms / 1000)) as proxy, \
-                tempfile.TemporaryDirectory() as tmp:
+        with (
+            FaultProxy(url, FaultRules(latency_s=args.latency_ms / 1000)) as proxy,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
             rows = []
             for label, workers in (("sequential", 1), (f"concurrent ({args.workers})", args.workers)):
-                tr = S3Transfer(make_s3_client(proxy.url, unsigned=False, max_pool_connections=args.workers),
-                                max_workers=workers)
+                tr = S3Transfer(
+                    make_s3_client(proxy.url, unsigned=False, max_pool_connections=args.workers), max_workers=workers
+                )
                 dest = Path(tmp) / label.split()[0]
                 stats = tr.download_many([(BUCKET, k, dest / k) for k in keys])
                 assert stats.objects == args.objects and stats.cached == 0

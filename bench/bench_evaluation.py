@@ -86,8 +86,15 @@ def child_suite(n: int, n_features: int, logistic_max_n: int, n_boot: int, n_boo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = evaluate_embeddings(
-            test, feats, "bench", train_df=train if run_lr else None, run_logistic=run_lr, run_map=False,
-            n_boot=n_boot, n_boot_enrichment=n_boot_enrichment, seed=0,
+            test,
+            feats,
+            "bench",
+            train_df=train if run_lr else None,
+            run_logistic=run_lr,
+            run_map=False,
+            n_boot=n_boot,
+            n_boot_enrichment=n_boot_enrichment,
+            seed=0,
         )
     total = time.perf_counter() - t0
     best = res.knn.best["f1"]
@@ -147,12 +154,14 @@ def child_reference(n: int, n_features: int) -> dict:
     max_sim_diff = float(np.abs(sim - sim_ref).max())
 
     convs = ("paper", "cytominer-eval")
-    enr = timed(lib, "enrichment", lambda: {
-        c: enrichment_from_similarity(sim, codes, percentiles=pct, convention=c) for c in convs
-    })
-    enr_ref = timed(ref, "enrichment", lambda: {
-        c: enrichment_reference(sim_ref, labels, pct, ordered=c != "paper") for c in convs
-    })
+    enr = timed(
+        lib,
+        "enrichment",
+        lambda: {c: enrichment_from_similarity(sim, codes, percentiles=pct, convention=c) for c in convs},
+    )
+    enr_ref = timed(
+        ref, "enrichment", lambda: {c: enrichment_reference(sim_ref, labels, pct, ordered=c != "paper") for c in convs}
+    )
     ii = timed(lib, "intra_inter", intra_inter_from_similarity, sim, codes)
     ii_ref = timed(ref, "intra_inter", intra_inter_reference, sim_ref, labels)
     knn = timed(lib, "knn", knn_from_similarity, sim, codes, classes=classes)
@@ -179,8 +188,14 @@ def child_reference(n: int, n_features: int) -> dict:
     assert np.isclose(ii.intra_mean, ii_ref[0]) and np.isclose(ii.inter_mean, ii_ref[1])
     gs = grp.summary.set_index("group")["mean"]
     assert all(np.isclose(gs[k], v) for k, v in grp_ref.items())
-    return {"n": n, "lib": lib, "ref": ref, "identical": True, "max_sim_diff": max_sim_diff,
-            "peak_rss_mb": _maxrss_mb()}
+    return {
+        "n": n,
+        "lib": lib,
+        "ref": ref,
+        "identical": True,
+        "max_sim_diff": max_sim_diff,
+        "peak_rss_mb": _maxrss_mb(),
+    }
 
 
 def _spawn(args: list[str], timeout: float) -> dict:
@@ -196,20 +211,26 @@ _COLS = ["similarity", "enrichment", "intra_inter", "knn", "latent", "logistic",
 
 
 def _print_suite_table(rows: list[dict]) -> None:
-    head = (f"{'N':>6} {'MOAs':>5} " + " ".join(f"{c[:9]:>9}" for c in _COLS)
-            + f" {'total s':>8} {'peak MB':>8} {'data MB':>8}")
+    head = (
+        f"{'N':>6} {'MOAs':>5} "
+        + " ".join(f"{c[:9]:>9}" for c in _COLS)
+        + f" {'total s':>8} {'peak MB':>8} {'data MB':>8}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         t = r["timings"]
         cells = " ".join(f"{t[c]:9.2f}" if c in t else f"{'-':>9}" for c in _COLS)
-        print(f"{r['n']:>6} {r['n_moa']:>5} {cells} {r['total_s']:8.2f} "
-              f"{r['peak_rss_mb']:8.0f} {r['data_rss_mb']:8.0f}")
+        print(
+            f"{r['n']:>6} {r['n_moa']:>5} {cells} {r['total_s']:8.2f} {r['peak_rss_mb']:8.0f} {r['data_rss_mb']:8.0f}"
+        )
 
 
 def _print_ref_table(r: dict) -> None:
-    print(f"\nReference (naive paper algorithm) vs library at N={r['n']} "
-          f"(outputs identical: {r['identical']}; max |PCC diff| = {r['max_sim_diff']:.1e})")
+    print(
+        f"\nReference (naive paper algorithm) vs library at N={r['n']} "
+        f"(outputs identical: {r['identical']}; max |PCC diff| = {r['max_sim_diff']:.1e})"
+    )
     head = f"{'analysis':>12} {'reference s':>12} {'library s':>10} {'speed-up':>9}"
     print(head)
     print("-" * len(head))
@@ -243,10 +264,20 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = a.sizes or ([300, 1000] if a.quick else [500, 1000, 2000, 4000, 8000])
     ref_n = a.ref_n if a.ref_n is not None else (200 if a.quick else 500)
-    print(f"moa_core.evaluation benchmark: {a.n_features} features, cpus={os.cpu_count()}, "
-          f"n_boot={a.n_boot}, n_boot_enrichment={a.n_boot_enrichment}, logistic up to N={a.logistic_max_n}\n")
-    common = ["--n-features", str(a.n_features), "--logistic-max-n", str(a.logistic_max_n),
-              "--n-boot", str(a.n_boot), "--n-boot-enrichment", str(a.n_boot_enrichment)]
+    print(
+        f"moa_core.evaluation benchmark: {a.n_features} features, cpus={os.cpu_count()}, "
+        f"n_boot={a.n_boot}, n_boot_enrichment={a.n_boot_enrichment}, logistic up to N={a.logistic_max_n}\n"
+    )
+    common = [
+        "--n-features",
+        str(a.n_features),
+        "--logistic-max-n",
+        str(a.logistic_max_n),
+        "--n-boot",
+        str(a.n_boot),
+        "--n-boot-enrichment",
+        str(a.n_boot_enrichment),
+    ]
     rows = []
     for n in sizes:
         rows.append(_spawn(["--child", str(n), *common], a.timeout))
@@ -255,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r["n"] == TARGET_N:
             ok = r["total_s"] <= TARGET_S and r["peak_rss_mb"] <= TARGET_MB
-            print(f"\nTarget N={TARGET_N}: {r['total_s']:.1f} s (<= {TARGET_S:.0f} s), peak {r['peak_rss_mb']:.0f} MB "
-                  f"(<= {TARGET_MB:.0f} MB): {'PASS' if ok else 'FAIL'}")
+            print(
+                f"\nTarget N={TARGET_N}: {r['total_s']:.1f} s (<= {TARGET_S:.0f} s), peak {r['peak_rss_mb']:.0f} MB "
+                f"(<= {TARGET_MB:.0f} MB): {'PASS' if ok else 'FAIL'}"
+            )
             status |= 0 if ok else 1
     ref = None
     if ref_n:

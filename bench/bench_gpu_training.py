@@ -38,14 +38,26 @@ def _store(path: Path, n: int, size: int) -> None:
 
     grp = zarr.open_group(str(path), mode="w")
     grp.attrs.update({"format": STORE_FORMAT, "channels": list(CHANNELS), "resolution": size})
-    arr = grp.create_array("fields/P1", shape=(n, 5, size, size), chunks=(1, 5, size, size), dtype="uint16",
-                           compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"))
+    arr = grp.create_array(
+        "fields/P1",
+        shape=(n, 5, size, size),
+        chunks=(1, 5, size, size),
+        dtype="uint16",
+        compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+    )
     rng = np.random.default_rng(0)
     base = rng.normal(600, 40, size=(5, size, size)).clip(0, 65535).astype(np.uint16)
     for i in range(n):
         arr[i] = base + rng.integers(0, 200, size=(5, 1, 1), dtype=np.uint16)
-    arr.attrs.update({"wells": [f"A{i:04d}" for i in range(n)], "sites": [1] * n, "fingerprint": "bench",
-                      "skipped": [], "plate": "P1"})
+    arr.attrs.update(
+        {
+            "wells": [f"A{i:04d}" for i in range(n)],
+            "sites": [1] * n,
+            "fingerprint": "bench",
+            "skipped": [],
+            "plate": "P1",
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "s.zarr"
             _store(path, args.fields, size)
-            fields = pd.DataFrame({"Metadata_Plate": "P1", "Metadata_Well": [f"A{i:04d}" for i in range(args.fields)],
-                                   "Metadata_Site": 1})
+            fields = pd.DataFrame(
+                {"Metadata_Plate": "P1", "Metadata_Well": [f"A{i:04d}" for i in range(args.fields)], "Metadata_Site": 1}
+            )
             src = StoreFields(path, fields)
             y = np.arange(args.fields) % 10
             model = build_model(10).to(dev).to(memory_format=torch.channels_last)
@@ -99,9 +112,14 @@ def main(argv: list[str] | None = None) -> int:
             bound = n_steps * args.batch / (time.perf_counter() - t0)
 
             sampler = BalancedDistributedSampler(y, args.fields, seed=0)
-            loader = field_loader(FieldDataset(src, y, train=True), batch_size=args.batch, sampler=sampler,
-                                  num_workers=args.workers, pin_memory=True)
-            for xb, yb in loader:  # warm the workers
+            loader = field_loader(
+                FieldDataset(src, y, train=True),
+                batch_size=args.batch,
+                sampler=sampler,
+                num_workers=args.workers,
+                pin_memory=True,
+            )
+            for _batch in loader:  # warm the workers
                 break
             sampler.set_epoch(1)
             torch.cuda.synchronize()
@@ -112,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
                 seen += len(yb)
             torch.cuda.synchronize()
             fed = seen / (time.perf_counter() - t0)
-            print(f"{size}px training: from the store {fed:.1f} fields/s, from GPU memory {bound:.1f} fields/s "
-                  f"= {100 * fed / bound:.0f} % of the bound")
+            print(
+                f"{size}px training: from the store {fed:.1f} fields/s, from GPU memory {bound:.1f} fields/s "
+                f"= {100 * fed / bound:.0f} % of the bound"
+            )
 
             model.eval()
             with torch.inference_mode(), autocast(dev):
@@ -129,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             embed_fields(model, src, mean, sd, batch_size=args.batch, device=dev, num_workers=args.workers)
             torch.cuda.synchronize()
             ifed = args.fields / (time.perf_counter() - t0)
-            print(f"{size}px inference: from the store {ifed:.1f} fields/s, from GPU memory {ibound:.1f} fields/s "
-                  f"= {100 * ifed / ibound:.0f} % of the bound")
+            print(
+                f"{size}px inference: from the store {ifed:.1f} fields/s, from GPU memory {ibound:.1f} fields/s "
+                f"= {100 * ifed / ibound:.0f} % of the bound"
+            )
     return 0
 
 

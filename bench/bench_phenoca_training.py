@@ -19,7 +19,8 @@ Runs are interleaved ``--repeats`` times and the best of each kept (the machine 
 shared). On a loaded shared machine wall-clock figures swing by 2-3x between runs, so
 two load-robust cross-checks are printed too: wells per process-CPU second (bare loop vs
 the whole ``train_encoder`` call) and the cost of the data pipeline alone (permutation
-slice + ``index_select``) as a share of a bare step. Target: ``train_encoder`` >= 80 % of the bound. With CUDA, the same on the GPU
+slice + ``index_select``) as a share of a bare step. Target: ``train_encoder`` >= 80 % of the bound.
+With CUDA, the same on the GPU
 with bf16 autocast (``--gpu-batch``, default the paper's 6000); otherwise says skipped.
 """
 
@@ -44,14 +45,27 @@ def _data(n: int, val: int, d: int, k: int, seed: int = 0):
     return X[:n], y[:n], X[n:], y[n:]
 
 
-def bare_loop(X: np.ndarray, y: np.ndarray, *, width: int, depth: int, k: int, batch: int, steps: int,
-              device: torch.device, warmup: int = 3, seed: int = 0) -> tuple[float, float]:
+def bare_loop(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    width: int,
+    depth: int,
+    k: int,
+    batch: int,
+    steps: int,
+    device: torch.device,
+    warmup: int = 3,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Loader-free bound: (wells per wall second, wells per process-CPU second) of
     forward + backward + AdamW on contiguous slices of tensors already on ``device``
     (bf16 autocast on CUDA), warm-up steps excluded."""
     torch.manual_seed(seed)
     model = Classifier(ResidualMLP(X.shape[1], width, depth), MLPHead(width, k, layers=1)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2, fused=device.type == "cuda")  # as train_encoder
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=1e-3, weight_decay=1e-2, fused=device.type == "cuda"
+    )  # as train_encoder
     Xt, yt = torch.from_numpy(X).to(device), torch.from_numpy(y.astype(np.int64)).to(device)
     n_batches = len(X) // batch
     cuda = device.type == "cuda"
@@ -64,7 +78,7 @@ def bare_loop(X: np.ndarray, y: np.ndarray, *, width: int, depth: int, k: int, b
             t0, c0 = time.perf_counter(), time.process_time()
         i = (s % n_batches) * batch
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = F.cross_entropy(model(Xt[i:i + batch]), yt[i:i + batch])
+            loss = F.cross_entropy(model(Xt[i : i + batch]), yt[i : i + batch])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -73,8 +87,9 @@ def bare_loop(X: np.ndarray, y: np.ndarray, *, width: int, depth: int, k: int, b
     return steps * batch / (time.perf_counter() - t0), steps * batch / (time.process_time() - c0)
 
 
-def pipeline(Xtr, ytr, Xva, yva, *, width: int, depth: int, k: int, batch: int, steps: int,
-             device: str) -> tuple[float, float, float]:
+def pipeline(
+    Xtr, ytr, Xva, yva, *, width: int, depth: int, k: int, batch: int, steps: int, device: str
+) -> tuple[float, float, float]:
     """(train_encoder's own wells/s, end-to-end wells per wall second of the whole call,
     end-to-end wells per process-CPU second)."""
     cfg = FitConfig(epochs=1000, batch_size=batch, max_steps=steps, device=device, patience=1000)
@@ -91,25 +106,33 @@ def gather_cost(X: np.ndarray, y: np.ndarray, batch: int, reps: int = 50) -> flo
     perm = torch.randperm(len(X))
     t0 = time.perf_counter()
     for s in range(reps):
-        idx = perm[(s % (len(X) // batch)) * batch:][:batch]
+        idx = perm[(s % (len(X) // batch)) * batch :][:batch]
         Xt.index_select(0, idx), yt.index_select(0, idx)
     return (time.perf_counter() - t0) / reps
 
 
 def _report(tag: str, bound: float, own: float, e2e: float) -> None:
     print(f"[{tag}] bare loop (loader-free bound): {bound:10.0f} wells/s")
-    print(f"[{tag}] train_encoder (steps):          {own:10.0f} wells/s  = {100 * own / bound:5.1f} % of bound"
-          f"  (target >= 80 %: {'PASS' if own >= 0.8 * bound else 'FAIL'})")
-    print(f"[{tag}] train_encoder (end to end):     {e2e:10.0f} wells/s  = {100 * e2e / bound:5.1f} % of bound"
-          "  (incl. setup, validation, best-weights copy)")
+    print(
+        f"[{tag}] train_encoder (steps):          {own:10.0f} wells/s  = {100 * own / bound:5.1f} % of bound"
+        f"  (target >= 80 %: {'PASS' if own >= 0.8 * bound else 'FAIL'})"
+    )
+    print(
+        f"[{tag}] train_encoder (end to end):     {e2e:10.0f} wells/s  = {100 * e2e / bound:5.1f} % of bound"
+        "  (incl. setup, validation, best-weights copy)"
+    )
 
 
 def _report_cpu(bound_cpu: float, e2e_cpu: float, gather_s: float, bound: float, batch: int) -> None:
-    print(f"[cpu] per process-CPU second (insensitive to other tenants' load): bare {bound_cpu:.0f}, "
-          f"train_encoder end to end {e2e_cpu:.0f} wells/CPU-s = {100 * e2e_cpu / bound_cpu:5.1f} %")
+    print(
+        f"[cpu] per process-CPU second (insensitive to other tenants' load): bare {bound_cpu:.0f}, "
+        f"train_encoder end to end {e2e_cpu:.0f} wells/CPU-s = {100 * e2e_cpu / bound_cpu:5.1f} %"
+    )
     step = batch / bound
-    print(f"[cpu] data pipeline alone: {1e3 * gather_s:.2f} ms/step = {100 * gather_s / step:.2f} % of a bare step "
-          f"({1e3 * step:.0f} ms)")
+    print(
+        f"[cpu] data pipeline alone: {1e3 * gather_s:.2f} ms/step = {100 * gather_s / step:.2f} % of a bare step "
+        f"({1e3 * step:.0f} ms)"
+    )
 
 
 def main() -> None:
@@ -132,13 +155,19 @@ def main() -> None:
     Xtr, ytr, Xva, yva = _data(a.wells, a.val, a.features, a.classes)
     enc = ResidualMLP(a.features, a.width, a.depth)
     n_params = enc.param_count() + (a.width + 1) * a.classes
-    print(f"IBP: {a.wells} wells x {a.features} features, {a.classes} molecule classes; ResidualMLP depth {a.depth} "
-          f"width {a.width} + linear head ({n_params:,} params); batch {a.batch}, {a.steps} steps, "
-          f"{a.threads} CPU threads, best of {a.repeats}")
+    print(
+        f"IBP: {a.wells} wells x {a.features} features, {a.classes} molecule classes; ResidualMLP depth {a.depth} "
+        f"width {a.width} + linear head ({n_params:,} params); batch {a.batch}, {a.steps} steps, "
+        f"{a.threads} CPU threads, best of {a.repeats}"
+    )
     shape = dict(width=a.width, depth=a.depth, k=a.classes)
     # warm-up (one-time imports: AdamW's first step loads torch._dynamo)
-    bare_loop(Xtr[:4 * a.batch], ytr[:4 * a.batch], batch=a.batch, steps=1, warmup=1, device=torch.device("cpu"), **shape)
-    pipeline(Xtr[:4 * a.batch], ytr[:4 * a.batch], Xva[:256], yva[:256], batch=a.batch, steps=2, device="cpu", **shape)
+    bare_loop(
+        Xtr[: 4 * a.batch], ytr[: 4 * a.batch], batch=a.batch, steps=1, warmup=1, device=torch.device("cpu"), **shape
+    )
+    pipeline(
+        Xtr[: 4 * a.batch], ytr[: 4 * a.batch], Xva[:256], yva[:256], batch=a.batch, steps=2, device="cpu", **shape
+    )
     bound = bound_cpu = own = e2e = e2e_cpu = 0.0
     for _ in range(a.repeats):
         b, bc = bare_loop(Xtr, ytr, batch=a.batch, steps=a.steps, device=torch.device("cpu"), **shape)

@@ -30,8 +30,14 @@ from moa_core.profiles.published import load_published_profiles, read_profile_fi
 from moa_core.storage import Warehouse
 
 COMPARTMENTS = ("Cells", "Cytoplasm", "Nuclei")
-KINDS = ("AreaShape_Zernike", "Intensity_MeanIntensity", "Texture_SumEntropy", "RadialDistribution_FracAtD",
-         "Granularity", "Correlation_Pearson")
+KINDS = (
+    "AreaShape_Zernike",
+    "Intensity_MeanIntensity",
+    "Texture_SumEntropy",
+    "RadialDistribution_FracAtD",
+    "Granularity",
+    "Correlation_Pearson",
+)
 
 
 def plate_frame(plate: str, n_features: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -58,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         mb = sum(p.stat().st_size for p in files) / 1e6
         wh = Warehouse(Path(tmp) / "w.duckdb")
         t0 = time.perf_counter()
-        table = pd.concat([to_canonical(read_profile_file(p), release="bench", source_file=str(p), batch="b")
-                           for p in files], ignore_index=True)
+        table = pd.concat(
+            [to_canonical(read_profile_file(p), release="bench", source_file=str(p), batch="b") for p in files],
+            ignore_index=True,
+        )
         t_read = time.perf_counter() - t0
         meta = load_published_profiles(wh, "published_profiles__bench", table, partition={"dataset": "bench"})
         total = time.perf_counter() - t0
@@ -70,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         con.register("frame", table)
         con.execute("CREATE TABLE t AS SELECT * FROM frame LIMIT 0")
         sub = table.head(args.baseline_rows)
-        rows = [tuple(None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in r)
-                for r in sub.itertuples(index=False)]
+        rows = [
+            tuple(None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in r)
+            for r in sub.itertuples(index=False)
+        ]
         t1 = time.perf_counter()
         con.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(cols))})", rows)
         naive_per_row = (time.perf_counter() - t1) / len(rows)
@@ -79,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.plates} plate(s) x 384 wells x {args.features} features ({mb:.1f} MB parquet)")
     print(f"read + canonical schema: {t_read:.2f} s; DuckDB load (one transaction): {meta['seconds']:.2f} s")
     print(f"total: {total:.2f} s = {n / total:,.0f} rows/s, {mb / total:.1f} MB/s of parquet")
-    print(f"baseline row-by-row INSERT: {naive_per_row * 1e3:.1f} ms/row -> {naive_per_row * n:.1f} s for {n} rows "
-          f"({1 / naive_per_row:,.1f} rows/s); pipeline is {naive_per_row * n / total:.0f}x faster")
+    print(
+        f"baseline row-by-row INSERT: {naive_per_row * 1e3:.1f} ms/row -> {naive_per_row * n:.1f} s for {n} rows "
+        f"({1 / naive_per_row:,.1f} rows/s); pipeline is {naive_per_row * n / total:.0f}x faster"
+    )
     return 0
 
 

@@ -41,10 +41,14 @@ def synthetic_wells(n_wells: int, dim: int, seed: int = 0) -> tuple[pd.DataFrame
     plate = rng.permutation(len(codes)) // 352
     dmso = np.arange(len(codes)) % 12 == 0  # ~8 % DMSO wells
     names = np.array([f"JCP2022_{i:06d}" for i in range(n_comp)])
-    meta = pd.DataFrame({"Metadata_Plate": [f"P{p:05d}" for p in plate],
-                         "Metadata_Well": [f"W{i:06d}" for i in range(len(codes))],
-                         "Metadata_JCP2022": np.where(dmso, "DMSO", names[codes]),
-                         "Metadata_moa": np.where(dmso, "DMSO", np.array([f"moa_{m:03d}" for m in comp_moa])[codes])})
+    meta = pd.DataFrame(
+        {
+            "Metadata_Plate": [f"P{p:05d}" for p in plate],
+            "Metadata_Well": [f"W{i:06d}" for i in range(len(codes))],
+            "Metadata_JCP2022": np.where(dmso, "DMSO", names[codes]),
+            "Metadata_moa": np.where(dmso, "DMSO", np.array([f"moa_{m:03d}" for m in comp_moa])[codes]),
+        }
+    )
     feats = [f"f{i:04d}" for i in range(dim)]
     return pd.concat([meta, pd.DataFrame(X, columns=feats)], axis=1), feats
 
@@ -52,7 +56,7 @@ def synthetic_wells(n_wells: int, dim: int, seed: int = 0) -> tuple[pd.DataFrame
 def pandas_baseline(df: pd.DataFrame, feats: list[str], compound: str, k: int) -> tuple[pd.Series, pd.Series]:
     X = df[feats]
     Xc = X.sub(X.mean(axis=1), axis=0)
-    Xn = Xc.div(np.sqrt((Xc ** 2).sum(axis=1)), axis=0)
+    Xn = Xc.div(np.sqrt((Xc**2).sum(axis=1)), axis=0)
     q = Xn[df["Metadata_JCP2022"] == compound].median()
     q = (q - q.mean()) / np.sqrt(((q - q.mean()) ** 2).sum())
     sims = Xn.dot(q)
@@ -68,11 +72,22 @@ def main() -> None:
     ap.add_argument("--baseline-queries", type=int, default=3)
     ap.add_argument("--k", type=int, default=10)
     args = ap.parse_args()
-    from moa_core.retrieval import (build_index, calibrate, confidence, knn_vote, latent_assignment, load_index,
-                                    moa_enrichment, neighbours, save_index)
+    from moa_core.retrieval import (
+        build_index,
+        calibrate,
+        confidence,
+        knn_vote,
+        latent_assignment,
+        load_index,
+        moa_enrichment,
+        neighbours,
+        save_index,
+    )
 
-    print(f"{args.wells} wells x {args.dim} d, {os.cpu_count()} CPU cores, "
-          f"BLAS threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
+    print(
+        f"{args.wells} wells x {args.dim} d, {os.cpu_count()} CPU cores, "
+        f"BLAS threads {os.environ.get('OMP_NUM_THREADS', 'default')}"
+    )
     t0 = time.perf_counter()
     df, feats = synthetic_wells(args.wells, args.dim)
     print(f"generated in {time.perf_counter() - t0:.1f} s")
@@ -117,7 +132,7 @@ def main() -> None:
         ours = neighbours(index, picks[1], k=args.k).nearest["compound"].tolist()
         assert ours == neighbours(index, picks[1], k=args.k, scan_wells=True).nearest["compound"].tolist()
         base_lat = []
-        for c in picks[1:1 + args.baseline_queries]:
+        for c in picks[1 : 1 + args.baseline_queries]:
             t0 = time.perf_counter()
             top, _ = pandas_baseline(df, feats, c, args.k)
             base_lat.append(time.perf_counter() - t0)
@@ -126,13 +141,19 @@ def main() -> None:
     med, p95 = statistics.median(lat) * 1e3, float(np.percentile(lat, 95)) * 1e3
     base = statistics.median(base_lat) * 1e3
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"index build {t_build:.1f} s, save {t_save:.1f} s, open + page in {t_open:.2f} s, "
-          f"calibration (500 compounds) {t_cal:.1f} s")
+    print(
+        f"index build {t_build:.1f} s, save {t_save:.1f} s, open + page in {t_open:.2f} s, "
+        f"calibration (500 compounds) {t_cal:.1f} s"
+    )
     print(f"first query (computes MOA centroids): {t_first * 1e3:.0f} ms")
-    print(f"query latency over {len(lat)} queries: median {med:.1f} ms, p95 {p95:.1f} ms, "
-          f"max {max(lat) * 1e3:.1f} ms (target <= 200 ms)")
-    print(f"the same neighbours from a scan of every well (scan_wells=True): median "
-          f"{statistics.median(scan_lat) * 1e3:.1f} ms over {len(scan_lat)} queries")
+    print(
+        f"query latency over {len(lat)} queries: median {med:.1f} ms, p95 {p95:.1f} ms, "
+        f"max {max(lat) * 1e3:.1f} ms (target <= 200 ms)"
+    )
+    print(
+        f"the same neighbours from a scan of every well (scan_wells=True): median "
+        f"{statistics.median(scan_lat) * 1e3:.1f} ms over {len(scan_lat)} queries"
+    )
     print(f"pandas brute force over {len(base_lat)} queries: median {base:.0f} ms")
     print(f"speed-up vs pandas: {base / med:.1f}x; same top-{args.k} as pandas: {agree}")
     print(f"peak RSS {rss:.0f} MB")

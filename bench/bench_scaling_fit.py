@@ -56,8 +56,11 @@ def make_zoo(n_sizes: int, n_runs: int, seed: int = 0, sd: float = 0.01) -> pd.D
     rng = np.random.default_rng(seed)
     sizes = np.round(np.geomspace(2e4, 1e6, n_sizes))
     mu = FORMS["m4"].predict(TRUTH, sizes)
-    rows = [{"n": n, "metric": float(np.clip(m + rng.normal(0, sd), 0, 1)), "run": r}
-            for r in range(n_runs) for n, m in zip(sizes, mu)]
+    rows = [
+        {"n": n, "metric": float(np.clip(m + rng.normal(0, sd), 0, 1)), "run": r}
+        for r in range(n_runs)
+        for n, m in zip(sizes, mu)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -69,8 +72,15 @@ def naive_grid_fit(points: pd.DataFrame, name: str, f_scale: float) -> float:
     resid, jac = data.residual_fn(form), data.jacobian_fn(form)
     best = np.inf
     for start in np.clip(form.starts(data.start_data()), lo, hi):
-        sol = least_squares(lambda t: resid(t[None, :])[0], start, jac=lambda t: jac(t[None, :])[0],
-                            loss="soft_l1", f_scale=f_scale, bounds=(lo, hi), method="trf")
+        sol = least_squares(
+            lambda t: resid(t[None, :])[0],
+            start,
+            jac=lambda t: jac(t[None, :])[0],
+            loss="soft_l1",
+            f_scale=f_scale,
+            bounds=(lo, hi),
+            method="trf",
+        )
         best = min(best, float(sol.cost))
     return best
 
@@ -116,28 +126,51 @@ def main() -> None:
             gaps.append((boot.cost[b] - naive_cost) / max(naive_cost, 1e-300))
         t_naive = (time.perf_counter() - t) / max(k, 1)
         naive_boot_est += t_naive * args.n_boot
-        per_form[name] = {"fit_s": t_fit, "bootstrap_s": t_boot, "backtest_s": t_bt,
-                          "naive_per_resample_s": t_naive, "boot_converged": float(boot.converged.mean()),
-                          "max_rel_cost_gap_vs_naive": float(max(gaps)) if gaps else float("nan")}
+        per_form[name] = {
+            "fit_s": t_fit,
+            "bootstrap_s": t_boot,
+            "backtest_s": t_bt,
+            "naive_per_resample_s": t_naive,
+            "boot_converged": float(boot.converged.mean()),
+            "max_rel_cost_gap_vs_naive": float(max(gaps)) if gaps else float("nan"),
+        }
 
     lib_fit_bt = sum(v["fit_s"] + v["backtest_s"] for v in per_form.values())
     naive_total = naive_boot_est + lib_fit_bt
     ratio = naive_total / total
 
-    print(f"zoo: {args.sizes} sizes x {args.runs} runs ({len(pts)} points), n_boot={args.n_boot}, "
-          f"cores={os.cpu_count()}")
-    print(f"fit_scaling_laws, all {len(FORMS)} forms: {total:.2f} s  (target <= {TARGET_S:.0f} s: "
-          f"{'OK' if total <= TARGET_S else 'MISSED'})")
+    print(
+        f"zoo: {args.sizes} sizes x {args.runs} runs ({len(pts)} points), n_boot={args.n_boot}, cores={os.cpu_count()}"
+    )
+    print(
+        f"fit_scaling_laws, all {len(FORMS)} forms: {total:.2f} s  (target <= {TARGET_S:.0f} s: "
+        f"{'OK' if total <= TARGET_S else 'MISSED'})"
+    )
     for name, v in per_form.items():
-        print(f"  {name:13s} fit {v['fit_s']:.3f} s  bootstrap {v['bootstrap_s']:.3f} s  backtest "
-              f"{v['backtest_s']:.3f} s  | naive {v['naive_per_resample_s'] * 1e3:.0f} ms/resample, "
-              f"converged {v['boot_converged']:.0%}, cost gap vs naive <= {v['max_rel_cost_gap_vs_naive']:+.1e}")
-    print(f"naive baseline (cold-start scipy grid per resample, scaled from {args.naive_resamples} resamples/form): "
-          f"{naive_total:.1f} s  -> speed-up {ratio:.0f}x")
+        print(
+            f"  {name:13s} fit {v['fit_s']:.3f} s  bootstrap {v['bootstrap_s']:.3f} s  backtest "
+            f"{v['backtest_s']:.3f} s  | naive {v['naive_per_resample_s'] * 1e3:.0f} ms/resample, "
+            f"converged {v['boot_converged']:.0%}, cost gap vs naive <= {v['max_rel_cost_gap_vs_naive']:+.1e}"
+        )
+    print(
+        f"naive baseline (cold-start scipy grid per resample, scaled from {args.naive_resamples} resamples/form): "
+        f"{naive_total:.1f} s  -> speed-up {ratio:.0f}x"
+    )
     print(f"best form by back-test: {report.best}")
-    print(json.dumps({"seconds": round(total, 3), "naive_seconds_est": round(naive_total, 1),
-                      "ratio": round(ratio, 1), "target_s": TARGET_S, "ok": total <= TARGET_S,
-                      "n_boot": args.n_boot, "sizes": args.sizes, "runs": args.runs}))
+    print(
+        json.dumps(
+            {
+                "seconds": round(total, 3),
+                "naive_seconds_est": round(naive_total, 1),
+                "ratio": round(ratio, 1),
+                "target_s": TARGET_S,
+                "ok": total <= TARGET_S,
+                "n_boot": args.n_boot,
+                "sizes": args.sizes,
+                "runs": args.runs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -67,13 +67,21 @@ def main(argv: list[str] | None = None) -> int:
         ld, wells = render_dataset(design, SyntheticSpec(n_plates=args.plates), tmp / "images", n_workers=2)
         print(f"rendered {len(ld)} fields of 5 x 256 x 256 in {time.perf_counter() - t0:.1f} s")
         t0 = time.perf_counter()
-        rep = build_image_store(ld, tmp / "store.zarr", root=tmp / "images", n_workers=4,
-                                resolution=args.resolution if args.resolution < 256 else None)
+        rep = build_image_store(
+            ld,
+            tmp / "store.zarr",
+            root=tmp / "images",
+            n_workers=4,
+            resolution=args.resolution if args.resolution < 256 else None,
+        )
         t_build = time.perf_counter() - t0
-        raw = rep.n_fields * 5 * rep.resolution ** 2 * 2
-        print(f"store build ({rep.resolution} px): {rep.n_fields} fields in {t_build:.1f} s ({_rate(rep.n_fields, t_build):.0f} fields/s, "
-              f"TIFF decode + write), {rep.bytes_on_disk / 1e6:.0f} MB on disk ({raw / rep.bytes_on_disk:.2f}x smaller "
-              f"than raw uint16)")
+        raw = rep.n_fields * 5 * rep.resolution**2 * 2
+        print(
+            f"store build ({rep.resolution} px): {rep.n_fields} fields in {t_build:.1f} s "
+            f"({_rate(rep.n_fields, t_build):.0f} fields/s, "
+            f"TIFF decode + write), {rep.bytes_on_disk / 1e6:.0f} MB on disk ({raw / rep.bytes_on_disk:.2f}x smaller "
+            f"than raw uint16)"
+        )
         store = ImageStore(tmp / "store.zarr")
         rows = ld.sample(min(args.fields, len(ld)), random_state=0).to_dict("records")
 
@@ -87,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         for p, i in zip(loc["Metadata_Plate"], loc["store_row"]):
             store.read(p, i)
         t_store = time.perf_counter() - t0
-        print(f"\n1. decode {len(rows)} fields: tifffile {_rate(len(rows), t_tiff):.0f} fields/s, store "
-              f"{_rate(len(rows), t_store):.0f} fields/s: store {t_tiff / t_store:.2f}x faster")
+        print(
+            f"\n1. decode {len(rows)} fields: tifffile {_rate(len(rows), t_tiff):.0f} fields/s, store "
+            f"{_rate(len(rows), t_store):.0f} fields/s: store {t_tiff / t_store:.2f}x faster"
+        )
 
         # 2. loader alone vs the model's training throughput on in-memory tensors
         labels = wells.set_index(["Metadata_Plate", "Metadata_Well"])["Metadata_moa"]
@@ -98,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         src = StoreFields(tmp / "store.zarr", ld)
         n = args.fields
         sampler = BalancedDistributedSampler(y, n, seed=0)
-        loader = field_loader(FieldDataset(src, y, input_size=args.input_size, train=True), batch_size=args.batch,
-                              sampler=sampler, num_workers=args.workers)
+        loader = field_loader(
+            FieldDataset(src, y, input_size=args.input_size, train=True),
+            batch_size=args.batch,
+            sampler=sampler,
+            num_workers=args.workers,
+        )
         for _ in loader:  # warm the workers
             break
         sampler.set_epoch(1)
@@ -123,21 +137,34 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
         t_model = time.perf_counter() - t0
         r_loader, r_model = _rate(seen, t_loader), _rate(steps * args.batch, t_model)
-        print(f"2. training DataLoader ({args.workers} worker(s), {args.input_size} px, dihedral): "
-              f"{r_loader:.0f} fields/s; model training on in-memory tensors (loader-free bound): {r_model:.0f} "
-              f"fields/s: loader {r_loader / r_model:.1f}x faster than the model consumes (target >= 3x)")
+        print(
+            f"2. training DataLoader ({args.workers} worker(s), {args.input_size} px, dihedral): "
+            f"{r_loader:.0f} fields/s; model training on in-memory tensors (loader-free bound): {r_model:.0f} "
+            f"fields/s: loader {r_loader / r_model:.1f}x faster than the model consumes (target >= 3x)"
+        )
 
         # 3. training end to end from the store vs the bound
-        cfg = TrainConfig(epochs=3, batch_size=args.batch, lr=1e-3, optimizer="adamw", input_size=args.input_size,
-                          num_threads=args.threads, num_workers=args.workers, samples_per_epoch=n, device="cpu")
+        cfg = TrainConfig(
+            epochs=3,
+            batch_size=args.batch,
+            lr=1e-3,
+            optimizer="adamw",
+            input_size=args.input_size,
+            num_threads=args.threads,
+            num_workers=args.workers,
+            samples_per_epoch=n,
+            device="cpu",
+        )
         val = StoreFields(tmp / "store.zarr", ld.head(args.batch))
         t0 = time.perf_counter()
-        res = train_classifier(src, y, val, y[:args.batch], classes, cfg, tmp / "c.pt")
+        res = train_classifier(src, y, val, y[: args.batch], classes, cfg, tmp / "c.pt")
         t_train = time.perf_counter() - t0
         r_train = _rate(2 * n, res.history[2]["seconds"] - res.history[0]["seconds"])  # epochs 2-3: workers warm
-        print(f"3. training from the store: {r_train:.0f} fields/s (epochs 2-3, each with a validation of "
-              f"{args.batch} fields; {t_train:.1f} s for 3 epochs with setup) = {100 * r_train / r_model:.0f} % of the "
-              f"loader-free bound")
+        print(
+            f"3. training from the store: {r_train:.0f} fields/s (epochs 2-3, each with a validation of "
+            f"{args.batch} fields; {t_train:.1f} s for 3 epochs with setup) = {100 * r_train / r_model:.0f} % of the "
+            f"loader-free bound"
+        )
 
         # 4. embedding from the store
         emb_src = StoreFields(tmp / "store.zarr", ld.head(n))
@@ -150,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         embed_fields(model, xs, mean, sd)
         t_emb_mem = time.perf_counter() - t0
-        print(f"4. embedding from the store: {_rate(n, t_emb):.0f} fields/s; from in-memory tensors: "
-              f"{_rate(n, t_emb_mem):.0f} fields/s ({100 * t_emb_mem / t_emb:.0f} % of the bound)")
+        print(
+            f"4. embedding from the store: {_rate(n, t_emb):.0f} fields/s; from in-memory tensors: "
+            f"{_rate(n, t_emb_mem):.0f} fields/s ({100 * t_emb_mem / t_emb:.0f} % of the bound)"
+        )
     return 0
 
 

@@ -33,7 +33,9 @@ from moa_core.evaluation import (  # noqa: E402
     phenotypic_activity,
 )
 
-PLATE = Path(__file__).resolve().parents[2] / "shared" / "data" / "lincs" / "SQ00015054_normalized_feature_select.csv.gz"
+PLATE = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "lincs" / "SQ00015054_normalized_feature_select.csv.gz"
+)
 
 
 def main() -> int:
@@ -73,8 +75,14 @@ def main() -> int:
         note = f"; the other {len(ref) - same} differ only by pairs on the threshold" if same < len(ref) else ""
         if explained != len(ref) - same:
             note = f"; {len(ref) - same - explained} UNEXPLAINED differences"
-        rows.append((f"enrichment ({convention})", f"{same}/{len(ref)} 2x2 tables equal{note}",
-                     f"equal tables: max rel. diff OR {or_rel:.1e}, Fisher p {p_rel:.1e}", f"{t_ref / t_lib:.0f}x"))
+        rows.append(
+            (
+                f"enrichment ({convention})",
+                f"{same}/{len(ref)} 2x2 tables equal{note}",
+                f"equal tables: max rel. diff OR {or_rel:.1e}, Fisher p {p_rel:.1e}",
+                f"{t_ref / t_lib:.0f}x",
+            )
+        )
 
     t = time.time()
     knn = knn_curves(trt, feats)
@@ -83,12 +91,16 @@ def main() -> int:
     ref_preds, ref_metrics = knn_reference(sim_ref, moa)
     t_ref = time.time() - t
     classes = np.asarray(knn.classes)
-    equal_k = sum(
-        np.array_equal(classes[knn.pred_codes[k - 1]], ref_preds[k - 1].astype(str)) for k in range(1, n)
-    )
+    equal_k = sum(np.array_equal(classes[knn.pred_codes[k - 1]], ref_preds[k - 1].astype(str)) for k in range(1, n))
     f1_diff = max(abs(knn.f1[k - 1] - ref_metrics[k - 1][2]) for k in range(1, n))
-    rows.append(("k-NN, every k", f"predictions equal for {equal_k}/{n - 1} values of k",
-                 f"max |weighted F1 - sklearn| {f1_diff:.1e}", f"{t_ref / t_lib:.0f}x"))
+    rows.append(
+        (
+            "k-NN, every k",
+            f"predictions equal for {equal_k}/{n - 1} values of k",
+            f"max |weighted F1 - sklearn| {f1_diff:.1e}",
+            f"{t_ref / t_lib:.0f}x",
+        )
+    )
 
     t = time.time()
     lat = class_latent_assignment(trt, feats)
@@ -97,8 +109,14 @@ def main() -> int:
     ref_lat = latent_reference(X, moa)
     t_ref = time.time() - t
     lib_lat = [str(p) for p in lat.predictions()]
-    rows.append(("class latent assignment", f"{sum(a == b for a, b in zip(lib_lat, ref_lat))}/{n} predictions equal",
-                 "", f"{t_ref / t_lib:.0f}x"))
+    rows.append(
+        (
+            "class latent assignment",
+            f"{sum(a == b for a, b in zip(lib_lat, ref_lat))}/{n} predictions equal",
+            "",
+            f"{t_ref / t_lib:.0f}x",
+        )
+    )
 
     from copairs.map import average_precision, mean_average_precision
     from copairs.matching import assign_reference_index
@@ -109,18 +127,37 @@ def main() -> int:
         ctl = pd.Index(np.flatnonzero(meta["Metadata_broad_sample"].to_numpy() == "DMSO"))
         meta = assign_reference_index(meta, ctl, reference_col="ref", default_value=-1)
         ap = average_precision(
-            meta, raw[feats].to_numpy(dtype=float), pos_sameby=["Metadata_broad_sample", "ref"], pos_diffby=[],
-            neg_sameby=["Metadata_Plate"], neg_diffby=["Metadata_broad_sample", "ref"], distance="correlation",
+            meta,
+            raw[feats].to_numpy(dtype=float),
+            pos_sameby=["Metadata_broad_sample", "ref"],
+            pos_diffby=[],
+            neg_sameby=["Metadata_Plate"],
+            neg_diffby=["Metadata_broad_sample", "ref"],
+            distance="correlation",
             progress_bar=False,
         )
-        maps = mean_average_precision(ap, sameby=["Metadata_broad_sample"], null_size=1000, threshold=0.05, seed=1,
-                                      progress_bar=False, cache_dir=cache)
+        maps = mean_average_precision(
+            ap,
+            sameby=["Metadata_broad_sample"],
+            null_size=1000,
+            threshold=0.05,
+            seed=1,
+            progress_bar=False,
+            cache_dir=cache,
+        )
     a = res.map.set_index("Metadata_broad_sample").sort_index()
     b = maps.set_index("Metadata_broad_sample").sort_index()
     d_map = float(np.nanmax(np.abs(a["mean_average_precision"] - b["mean_average_precision"])))
     d_p = float(np.nanmax(np.abs(a["corrected_p_value"] - b["corrected_p_value"])))
-    rows.append(("mAP, phenotypic activity", f"{len(a)} compounds; fraction retrieved {res.fraction_retrieved:.3f} "
-                 f"vs {b['below_corrected_p'].mean():.3f}", f"max |mAP diff| {d_map:.1e}, |q diff| {d_p:.1e}", "-"))
+    rows.append(
+        (
+            "mAP, phenotypic activity",
+            f"{len(a)} compounds; fraction retrieved {res.fraction_retrieved:.3f} "
+            f"vs {b['below_corrected_p'].mean():.3f}",
+            f"max |mAP diff| {d_map:.1e}, |q diff| {d_p:.1e}",
+            "-",
+        )
+    )
 
     w = [max(len(r[i]) for r in rows) for i in range(4)]
     head = ("analysis", "agreement", "numeric difference", "speed-up vs reference")

@@ -40,9 +40,23 @@ from moa_core.phenoca.synthetic import (
 
 REPO = Path(__file__).resolve().parents[1]
 LINCS_FILE = Path("data") / "lincs" / "SQ00015054_normalized_feature_select.csv.gz"
-ROWS = ["n_wells", "n_features", "pc_var_top1", "pc_var_top5", "pc_var_top10", "pc_var_top20", "effective_rank",
-        "n_replicate_sets", "n_replicate_pairs", "replicate_corr_median", "nonreplicate_corr_median",
-        "negcon_corr_median", "n_activity_sets", "activity_fraction", "activity_mean_map"]
+ROWS = [
+    "n_wells",
+    "n_features",
+    "pc_var_top1",
+    "pc_var_top5",
+    "pc_var_top10",
+    "pc_var_top20",
+    "effective_rank",
+    "n_replicate_sets",
+    "n_replicate_pairs",
+    "replicate_corr_median",
+    "nonreplicate_corr_median",
+    "negcon_corr_median",
+    "n_activity_sets",
+    "activity_fraction",
+    "activity_mean_map",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,27 +81,33 @@ def main(argv: list[str] | None = None) -> int:
     ds = generate_profiles(spec)
     t_gen = time.perf_counter() - t0
     t0 = time.perf_counter()
-    syn = synthetic_calibration_figures(ds, n_subsamples=args.subsamples, full=not args.no_full,
-                                        null_size=args.null_size)
+    syn = synthetic_calibration_figures(
+        ds, n_subsamples=args.subsamples, full=not args.no_full, null_size=args.null_size
+    )
     t_syn = time.perf_counter() - t0
 
     ok = calibration_agreement(lincs["doses_pooled"], syn["subsample"])
-    table = pd.DataFrame({
-        "LINCS SQ00015054 (dose-matched)": lincs["dose_matched"],
-        "LINCS SQ00015054 (doses pooled)": lincs["doses_pooled"],
-        f"synthetic default (384-well subsample, mean of {args.subsamples})": syn["subsample"],
-        **({"synthetic default (full)": syn["full"]} if "full" in syn else {}),
-    }).reindex(ROWS)
-    tol = {k: f"x{v:g}" for k, v in CALIBRATION_FACTORS.items()} | {k: f"±{v:g}" for k, v in
-                                                                     CALIBRATION_ABS_TOLERANCE.items()}
+    table = pd.DataFrame(
+        {
+            "LINCS SQ00015054 (dose-matched)": lincs["dose_matched"],
+            "LINCS SQ00015054 (doses pooled)": lincs["doses_pooled"],
+            f"synthetic default (384-well subsample, mean of {args.subsamples})": syn["subsample"],
+            **({"synthetic default (full)": syn["full"]} if "full" in syn else {}),
+        }
+    ).reindex(ROWS)
+    tol = {k: f"x{v:g}" for k, v in CALIBRATION_FACTORS.items()} | {
+        k: f"±{v:g}" for k, v in CALIBRATION_ABS_TOLERANCE.items()
+    }
     table["tolerance"] = [tol.get(r, "") for r in ROWS]
     table["ok"] = [("yes" if ok[r] else "NO") if r in ok else "" for r in ROWS]
     table.index.name = "figure"
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(table.to_string())
-    print(f"\ndefault spec: {len(ds.profiles):,} wells x {len(ds.feature_cols)} features, "
-          f"{ds.profiles['Metadata_Plate'].nunique()} plates; generation {t_gen:.2f} s; "
-          f"synthetic figures {t_syn:.1f} s; LINCS figures {t_lincs:.1f} s")
+    print(
+        f"\ndefault spec: {len(ds.profiles):,} wells x {len(ds.feature_cols)} features, "
+        f"{ds.profiles['Metadata_Plate'].nunique()} plates; generation {t_gen:.2f} s; "
+        f"synthetic figures {t_syn:.1f} s; LINCS figures {t_lincs:.1f} s"
+    )
     return 0 if all(ok.values()) else 1
 
 

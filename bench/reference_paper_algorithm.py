@@ -59,8 +59,9 @@ def enrichment_reference(sim: np.ndarray, labels, percentiles, ordered: bool = F
         else:
             odds = float("inf") if a * d > 0 else float("nan")
         pval = fisher_exact([[a, b], [c, d]], alternative="greater").pvalue
-        out.append({"percentile": p, "threshold": thr, "a": a, "b": b, "c": c, "d": d,
-                    "odds_ratio": odds, "p_value": pval})
+        out.append(
+            {"percentile": p, "threshold": thr, "a": a, "b": b, "c": c, "d": d, "odds_ratio": odds, "p_value": pval}
+        )
     return out
 
 

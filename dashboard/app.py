@@ -20,16 +20,29 @@ from dashboard import warmup  # noqa: E402
 
 st.set_page_config(page_title="MOA profiling", layout="wide")
 PAGES = Path(__file__).resolve().parent / "views"
-nav = st.navigation([
-    st.Page(PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True,
-            url_path="overview"),
-    st.Page(PAGES / "explorer.py", title="Compound / MOA explorer", icon=":material/search:", url_path="explorer"),
-    st.Page(PAGES / "method_comparison.py", title="Method comparison", icon=":material/compare:",
-            url_path="method_comparison"),
-    st.Page(PAGES / "model_training.py", title="Model training", icon=":material/model_training:",
-            url_path="model_training"),
-    st.Page(PAGES / "scaling_laws.py", title="Scaling laws", icon=":material/trending_up:", url_path="scaling_laws"),
-])
+nav = st.navigation(
+    [
+        st.Page(
+            PAGES / "overview.py", title="Overview", icon=":material/dashboard:", default=True, url_path="overview"
+        ),
+        st.Page(PAGES / "explorer.py", title="Compound / MOA explorer", icon=":material/search:", url_path="explorer"),
+        st.Page(
+            PAGES / "method_comparison.py",
+            title="Method comparison",
+            icon=":material/compare:",
+            url_path="method_comparison",
+        ),
+        st.Page(
+            PAGES / "model_training.py",
+            title="Model training",
+            icon=":material/model_training:",
+            url_path="model_training",
+        ),
+        st.Page(
+            PAGES / "scaling_laws.py", title="Scaling laws", icon=":material/trending_up:", url_path="scaling_laws"
+        ),
+    ]
+)
 from dashboard.common import run_page  # noqa: E402
 
 run_page(nav.run)

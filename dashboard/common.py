@@ -12,8 +12,10 @@ from dashboard.style import csv_bytes, display_frame
 
 DEMO = "uv run python -m orchestration.demo"
 PUBLISH = "uv run dagster job execute -m orchestration.definitions -j publish_job"
-WHAT_TO_RUN = (f"run the demo (`{DEMO}`), or in the Dagster UI (`uv run dagster dev`) materialize the pipeline's "
-               f"assets and then `dashboard_snapshot` (publish_job: `{PUBLISH}`)")
+WHAT_TO_RUN = (
+    f"run the demo (`{DEMO}`), or in the Dagster UI (`uv run dagster dev`) materialize the pipeline's "
+    f"assets and then `dashboard_snapshot` (publish_job: `{PUBLISH}`)"
+)
 _RERUNS = "_snapshot_reruns"
 
 
@@ -65,13 +67,22 @@ def require_snapshot(what_to_run: str | None = None) -> None:
         st.stop()
 
 
-def table(df: pd.DataFrame, name: str, *, key: str, caption: str | None = None, hide_index: bool = True,
-          p_columns: tuple[str, ...] = (), height: int | None = None) -> None:
+def table(
+    df: pd.DataFrame,
+    name: str,
+    *,
+    key: str,
+    caption: str | None = None,
+    hide_index: bool = True,
+    p_columns: tuple[str, ...] = (),
+    height: int | None = None,
+) -> None:
     """A formatted table (3 significant figures, p-values in scientific notation, human labels) with a
     CSV download of the raw values."""
     if caption:
         st.caption(caption)
     kwargs = {"height": height} if height else {}
     st.dataframe(display_frame(df, p_columns=p_columns), hide_index=hide_index, width="stretch", **kwargs)
-    st.download_button(f"Download {name} (CSV)", csv_bytes(df), file_name=f"{key}.csv", mime="text/csv",
-                       key=f"dl_{key}")
+    st.download_button(
+        f"Download {name} (CSV)", csv_bytes(df), file_name=f"{key}.csv", mime="text/csv", key=f"dl_{key}"
+    )

@@ -44,33 +44,66 @@ NEGCON = "DMSO"
 
 # ---------------------------------------------------------------------- labels
 ANALYSIS_LABELS = {
-    "knn": "k-NN vote", "latent": "class latent assignment", "logistic": "logistic regression",
-    "enrichment": "enrichment", "intra_inter": "intra vs inter-MOA PCC", "groups": "pair groups (PCC)",
-    "batch": "plate effect (PCC)", "map_activity": "mAP: phenotypic activity",
-    "map_consistency": "mAP: MOA consistency", "classification": "image-field classification",
-    "filtering": "test-well filtering", "holdout_individual": "held-out compounds, individual vote",
+    "knn": "k-NN vote",
+    "latent": "class latent assignment",
+    "logistic": "logistic regression",
+    "enrichment": "enrichment",
+    "intra_inter": "intra vs inter-MOA PCC",
+    "groups": "pair groups (PCC)",
+    "batch": "plate effect (PCC)",
+    "map_activity": "mAP: phenotypic activity",
+    "map_consistency": "mAP: MOA consistency",
+    "classification": "image-field classification",
+    "filtering": "test-well filtering",
+    "holdout_individual": "held-out compounds, individual vote",
     "holdout_aggregated": "held-out compounds, aggregated vote",
 }
 METRIC_LABELS = {
-    "odds_ratio": "odds ratio", "odds_ratio_cytominer_eval": "odds ratio (cytominer-eval pairs)",
-    "threshold": "PCC threshold", "threshold_cytominer_eval": "PCC threshold (cytominer-eval pairs)",
-    "delta": "difference", "intra_mean": "intra-MOA mean PCC", "inter_mean": "inter-MOA mean PCC",
-    "intra_sd": "intra-MOA PCC SD", "inter_sd": "inter-MOA PCC SD",
-    "same_compound_mean": "same compound (replicates)", "diff_compound_same_moa_mean": "different compound, same MOA",
-    "diff_moa_mean": "different MOA", "same_compound_sd": "same compound, SD",
-    "diff_compound_same_moa_sd": "different compound, same MOA, SD", "diff_moa_sd": "different MOA, SD",
-    "within_plate_mean": "same MOA, same plate", "across_plates_mean": "same MOA, different plates",
-    "within_plate_sd": "same MOA, same plate, SD", "across_plates_sd": "same MOA, different plates, SD",
-    "mean_map": "mean mAP", "mean_ap": "mean AP", "fraction_retrieved": "fraction retrieved (q < 0.05)",
-    "f1": "weighted F1", "precision": "weighted precision", "recall": "weighted recall", "accuracy": "accuracy",
-    "best_f1": "best weighted F1", "best_precision": "best weighted precision", "best_recall": "best weighted recall",
-    "best_accuracy": "best accuracy", "top_k_accuracy": "top-k accuracy", "random_baseline": "random baseline",
-    "n_wells_input": "wells in", "n_wells_output": "wells evaluated", "n_moas_output": "MOAs evaluated",
-    "n_compounds_output": "compounds evaluated", "n_dropped_negcon": "wells dropped: DMSO",
-    "n_dropped_missing_moa": "wells dropped: no MOA", "n_dropped_few_compounds": "wells dropped: single-compound MOA",
+    "odds_ratio": "odds ratio",
+    "odds_ratio_cytominer_eval": "odds ratio (cytominer-eval pairs)",
+    "threshold": "PCC threshold",
+    "threshold_cytominer_eval": "PCC threshold (cytominer-eval pairs)",
+    "delta": "difference",
+    "intra_mean": "intra-MOA mean PCC",
+    "inter_mean": "inter-MOA mean PCC",
+    "intra_sd": "intra-MOA PCC SD",
+    "inter_sd": "inter-MOA PCC SD",
+    "same_compound_mean": "same compound (replicates)",
+    "diff_compound_same_moa_mean": "different compound, same MOA",
+    "diff_moa_mean": "different MOA",
+    "same_compound_sd": "same compound, SD",
+    "diff_compound_same_moa_sd": "different compound, same MOA, SD",
+    "diff_moa_sd": "different MOA, SD",
+    "within_plate_mean": "same MOA, same plate",
+    "across_plates_mean": "same MOA, different plates",
+    "within_plate_sd": "same MOA, same plate, SD",
+    "across_plates_sd": "same MOA, different plates, SD",
+    "mean_map": "mean mAP",
+    "mean_ap": "mean AP",
+    "fraction_retrieved": "fraction retrieved (q < 0.05)",
+    "f1": "weighted F1",
+    "precision": "weighted precision",
+    "recall": "weighted recall",
+    "accuracy": "accuracy",
+    "best_f1": "best weighted F1",
+    "best_precision": "best weighted precision",
+    "best_recall": "best weighted recall",
+    "best_accuracy": "best accuracy",
+    "top_k_accuracy": "top-k accuracy",
+    "random_baseline": "random baseline",
+    "n_wells_input": "wells in",
+    "n_wells_output": "wells evaluated",
+    "n_moas_output": "MOAs evaluated",
+    "n_compounds_output": "compounds evaluated",
+    "n_dropped_negcon": "wells dropped: DMSO",
+    "n_dropped_missing_moa": "wells dropped: no MOA",
+    "n_dropped_few_compounds": "wells dropped: single-compound MOA",
 }
-_GROUP_PAIRS = {"same_compound": "same compound", "diff_compound_same_moa": "different compound, same MOA",
-                "diff_moa": "different MOA"}
+_GROUP_PAIRS = {
+    "same_compound": "same compound",
+    "diff_compound_same_moa": "different compound, same MOA",
+    "diff_moa": "different MOA",
+}
 
 
 def metric_label(metric: str) -> str:
@@ -79,7 +112,7 @@ def metric_label(metric: str) -> str:
         return METRIC_LABELS[metric]
     for prefix, what in (("z_", "z"), ("mean_diff_", "mean difference")):
         if metric.startswith(prefix) and "_vs_" in metric:
-            a, b = metric[len(prefix):].split("_vs_", 1)
+            a, b = metric[len(prefix) :].split("_vs_", 1)
             return f"{what}: {_GROUP_PAIRS.get(a, label(a))} vs {_GROUP_PAIRS.get(b, label(b))}"
     return label(metric)
 
@@ -90,19 +123,23 @@ def analysis_label(analysis: str) -> str:
 
 def rematerialize_hint(dataset: str, fraction: str) -> str:
     """What to run so that the snapshot gets the per-MOA tables of one partition."""
-    return (f"rematerialize `{REMATERIALIZE}` for partition dataset={dataset}, fraction={fraction} (Dagster UI, or "
-            f"`uv run dagster asset materialize -m orchestration.definitions --select {REMATERIALIZE} "
-            f"--partition '{dataset}|{fraction}'`), then republish the snapshot (`publish_job`)")
+    return (
+        f"rematerialize `{REMATERIALIZE}` for partition dataset={dataset}, fraction={fraction} (Dagster UI, or "
+        f"`uv run dagster asset materialize -m orchestration.definitions --select {REMATERIALIZE} "
+        f"--partition '{dataset}|{fraction}'`), then republish the snapshot (`publish_job`)"
+    )
 
 
 # ---------------------------------------------------------------------- partitions and results
 def fraction_order(fractions: list[str]) -> list[str]:
     """Fractions largest first (numeric where possible)."""
+
     def key(f: str) -> tuple[int, float, str]:
         try:
             return (0, -float(f), f)
         except ValueError:
             return (1, 0.0, f)
+
     return sorted(set(fractions), key=key)
 
 
@@ -115,14 +152,36 @@ def dataset_results(dataset: str, path: Path | None = None) -> pd.DataFrame:
     """Every ``evaluation_results`` row of one dataset (all fractions: one read serves the partition's
     tables and the replicate-fraction curves)."""
     if not queries.has_table("evaluation_results", path):
-        return pd.DataFrame(columns=["dataset", "fraction", "method", "analysis", "metric", "parameter", "value",
-                                     "ci_low", "ci_high", "p_value", "n"])
-    return queries.query("SELECT * FROM evaluation_results WHERE dataset = ? "
-                         "ORDER BY fraction, method, analysis, metric, parameter", [dataset], path)
+        return pd.DataFrame(
+            columns=[
+                "dataset",
+                "fraction",
+                "method",
+                "analysis",
+                "metric",
+                "parameter",
+                "value",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "n",
+            ]
+        )
+    return queries.query(
+        "SELECT * FROM evaluation_results WHERE dataset = ? ORDER BY fraction, method, analysis, metric, parameter",
+        [dataset],
+        path,
+    )
 
 
-def results(dataset: str, fraction: str, methods: tuple[str, ...] | None = None,
-            path: Path | None = None, *, all_fractions: pd.DataFrame | None = None) -> pd.DataFrame:
+def results(
+    dataset: str,
+    fraction: str,
+    methods: tuple[str, ...] | None = None,
+    path: Path | None = None,
+    *,
+    all_fractions: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """The partition's ``evaluation_results`` rows (optionally only some methods)."""
     res = dataset_results(dataset, path) if all_fractions is None else all_fractions
     res = res[res["fraction"] == fraction]
@@ -131,25 +190,41 @@ def results(dataset: str, fraction: str, methods: tuple[str, ...] | None = None,
     return res.reset_index(drop=True)
 
 
-def _partition_rows(table: str, columns: str, order: str, dataset: str, fraction: str,
-                    path: Path | None) -> pd.DataFrame:
+def _partition_rows(
+    table: str, columns: str, order: str, dataset: str, fraction: str, path: Path | None
+) -> pd.DataFrame:
     """Rows of one partition of ``table`` (a constant name); empty when the table or partition is missing."""
     if not queries.has_table(table, path):
         return pd.DataFrame()
-    return queries.query(f'SELECT {columns} FROM "{table}" WHERE dataset = ? AND fraction = ? ORDER BY {order}',
-                         [dataset, fraction], path)
+    return queries.query(
+        f'SELECT {columns} FROM "{table}" WHERE dataset = ? AND fraction = ? ORDER BY {order}',
+        [dataset, fraction],
+        path,
+    )
 
 
 def per_moa(dataset: str, fraction: str, path: Path | None = None) -> pd.DataFrame:
     """``evaluation_per_moa`` rows of one partition (empty when missing)."""
-    return _partition_rows("evaluation_per_moa", "method, analysis, moa, n, precision, recall, f1",
-                           "method, analysis, moa", dataset, fraction, path)
+    return _partition_rows(
+        "evaluation_per_moa",
+        "method, analysis, moa, n, precision, recall, f1",
+        "method, analysis, moa",
+        dataset,
+        fraction,
+        path,
+    )
 
 
 def confusion(dataset: str, fraction: str, path: Path | None = None) -> pd.DataFrame:
     """``evaluation_confusion`` rows of one partition (empty when missing)."""
-    return _partition_rows("evaluation_confusion", "method, analysis, true_moa, predicted_moa, count",
-                           "method, analysis, true_moa, predicted_moa", dataset, fraction, path)
+    return _partition_rows(
+        "evaluation_confusion",
+        "method, analysis, true_moa, predicted_moa, count",
+        "method, analysis, true_moa, predicted_moa",
+        dataset,
+        fraction,
+        path,
+    )
 
 
 def confusion_matrix(conf: pd.DataFrame, method: str, analysis: str, moas: list[str] | None = None) -> pd.DataFrame:
@@ -162,8 +237,14 @@ def confusion_matrix(conf: pd.DataFrame, method: str, analysis: str, moas: list[
 
 def embedding_maps(dataset: str, fraction: str, path: Path | None = None) -> pd.DataFrame:
     """``embedding_maps`` rows of one partition (empty when missing)."""
-    return _partition_rows("embedding_maps", "* EXCLUDE (dataset, fraction)", "method, Metadata_Plate, Metadata_Well",
-                           dataset, fraction, path)
+    return _partition_rows(
+        "embedding_maps",
+        "* EXCLUDE (dataset, fraction)",
+        "method, Metadata_Plate, Metadata_Well",
+        dataset,
+        fraction,
+        path,
+    )
 
 
 # ---------------------------------------------------------------------- chance baselines
@@ -183,18 +264,20 @@ def prevalence_f1(counts: pd.Series | np.ndarray | list[int]) -> float:
     if n.size == 0:
         return math.nan
     p = n / n.sum()
-    return float((p ** 2).sum())
+    return float((p**2).sum())
 
 
-def chance(dataset: str, fraction: str, results_frame: pd.DataFrame | None = None,
-           path: Path | None = None) -> Chance:
+def chance(dataset: str, fraction: str, results_frame: pd.DataFrame | None = None, path: Path | None = None) -> Chance:
     """Chance weighted F1 of one partition (per-MOA table, else the splits table, else 1/#MOAs)."""
     pm = per_moa(dataset, fraction, path)
     if not pm.empty:
         first = pm[pm["analysis"] == pm["analysis"].iloc[0]]
         counts = first[first["method"] == first["method"].iloc[0]]["n"]
-        return Chance(prevalence_f1(counts), int((counts > 0).sum()),
-                      "MOA prevalences of the evaluated test wells (evaluation_per_moa)")
+        return Chance(
+            prevalence_f1(counts),
+            int((counts > 0).sum()),
+            "MOA prevalences of the evaluated test wells (evaluation_per_moa)",
+        )
     table = partition_table("splits", dataset)
     if queries.has_table(table, path):
         sp = queries.query(f'SELECT * FROM "{table}"', None, path)
@@ -209,8 +292,11 @@ def chance(dataset: str, fraction: str, results_frame: pd.DataFrame | None = Non
                 test = test[test["Metadata_moa"].isin(ok[ok >= 2].index)]
             counts = test["Metadata_moa"].value_counts()
             if len(counts) >= 2:
-                return Chance(prevalence_f1(counts), len(counts),
-                              "MOA prevalences of the split's evaluable test wells (splits table)")
+                return Chance(
+                    prevalence_f1(counts),
+                    len(counts),
+                    "MOA prevalences of the split's evaluable test wells (splits table)",
+                )
     res = results_frame if results_frame is not None else results(dataset, fraction, path=path)
     moas = res[(res["analysis"] == "filtering") & (res["metric"] == "n_moas_output")]["value"]
     if not moas.empty and moas.iloc[0] >= 1:
@@ -278,9 +364,15 @@ def ci_coverage(df: pd.DataFrame) -> str:
     return "all" if has.all() else ("some" if has.any() else "none")
 
 
-GROUP_ORDER = [("groups", "same_compound_mean"), ("groups", "diff_compound_same_moa_mean"),
-               ("groups", "diff_moa_mean"), ("intra_inter", "intra_mean"), ("intra_inter", "inter_mean"),
-               ("batch", "within_plate_mean"), ("batch", "across_plates_mean")]
+GROUP_ORDER = [
+    ("groups", "same_compound_mean"),
+    ("groups", "diff_compound_same_moa_mean"),
+    ("groups", "diff_moa_mean"),
+    ("intra_inter", "intra_mean"),
+    ("intra_inter", "inter_mean"),
+    ("batch", "within_plate_mean"),
+    ("batch", "across_plates_mean"),
+]
 
 
 def group_means(res: pd.DataFrame) -> pd.DataFrame:
@@ -289,14 +381,24 @@ def group_means(res: pd.DataFrame) -> pd.DataFrame:
     for i, (analysis, metric) in enumerate(GROUP_ORDER):
         sel = res[(res["analysis"] == analysis) & (res["metric"] == metric)]
         for r in sel.itertuples():
-            rows.append({"order": i, "group": metric_label(metric), "method": r.method, "value": r.value,
-                         "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.n})
+            rows.append(
+                {
+                    "order": i,
+                    "group": metric_label(metric),
+                    "method": r.method,
+                    "value": r.value,
+                    "ci_low": r.ci_low,
+                    "ci_high": r.ci_high,
+                    "n": r.n,
+                }
+            )
     out = pd.DataFrame(rows, columns=["order", "group", "method", "value", "ci_low", "ci_high", "n"])
     return out.sort_values(["order", "method"]).drop(columns="order").reset_index(drop=True)
 
 
-def holdout_topk(dataset: str, methods: tuple[str, ...] | None = None,
-                 path: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def holdout_topk(
+    dataset: str, methods: tuple[str, ...] | None = None, path: Path | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Held-out top-k accuracy per (method, vote) and the random baseline (one curve over k)."""
     ho = queries.holdout(dataset, path)
     if ho.empty:
@@ -305,16 +407,21 @@ def holdout_topk(dataset: str, methods: tuple[str, ...] | None = None,
         ho = ho[ho["method"].isin(methods)]
     topk = ho[ho["metric"] == "top_k_accuracy"].copy()
     topk["vote"] = topk["analysis"].str.replace("holdout_", "", regex=False)
-    rnd = (ho[ho["metric"] == "random_baseline"].groupby("parameter", as_index=False)["value"].first()
-           .sort_values("parameter"))
+    rnd = (
+        ho[ho["metric"] == "random_baseline"]
+        .groupby("parameter", as_index=False)["value"]
+        .first()
+        .sort_values("parameter")
+    )
     return topk.sort_values(["method", "vote", "parameter"]).reset_index(drop=True), rnd.reset_index(drop=True)
 
 
 def fraction_curves(all_fractions: pd.DataFrame, methods: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Headline metrics (:data:`dashboard.queries.FRACTION_METRICS`) of every method at every fraction of
     :func:`dataset_results`, with ``metric_label`` and numeric ``fraction_pct`` (CIs where stored)."""
-    keys = pd.Series(list(zip(all_fractions["analysis"], all_fractions["metric"])), index=all_fractions.index,
-                     dtype=object)
+    keys = pd.Series(
+        list(zip(all_fractions["analysis"], all_fractions["metric"])), index=all_fractions.index, dtype=object
+    )
     fc = all_fractions[keys.isin(list(queries.FRACTION_METRICS))].copy()
     if methods is not None:
         fc = fc[fc["method"].isin(methods)]
@@ -334,13 +441,19 @@ def all_results_table(res: pd.DataFrame, analyses: list[str]) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(sort_methods(sel["method"].unique()))}
     sel["_o"] = sel["method"].map(order)
     sel = sel.sort_values(["_o", "analysis", "metric", "parameter"], kind="stable")
-    out = pd.DataFrame({
-        "method": sel["method"], "analysis": sel["analysis"].map(analysis_label),
-        "metric": sel["metric"].map(metric_label), "parameter": sel["parameter"].astype(float),
-        "value": sel["value"].astype(float), "95% CI low": sel["ci_low"].astype(float),
-        "95% CI high": sel["ci_high"].astype(float), "p-value": sel["p_value"].astype(float),
-        "n": [EMPTY if pd.isna(v) else str(int(v)) for v in sel["n"]],
-    })
+    out = pd.DataFrame(
+        {
+            "method": sel["method"],
+            "analysis": sel["analysis"].map(analysis_label),
+            "metric": sel["metric"].map(metric_label),
+            "parameter": sel["parameter"].astype(float),
+            "value": sel["value"].astype(float),
+            "95% CI low": sel["ci_low"].astype(float),
+            "95% CI high": sel["ci_high"].astype(float),
+            "p-value": sel["p_value"].astype(float),
+            "n": [EMPTY if pd.isna(v) else str(int(v)) for v in sel["n"]],
+        }
+    )
     return out.reset_index(drop=True)
 
 
@@ -349,13 +462,24 @@ def per_moa_table(pm: pd.DataFrame, analysis: str) -> pd.DataFrame:
     sel = pm[pm["analysis"] == analysis]
     order = {m: i for i, m in enumerate(sort_methods(sel["method"].unique()))}
     sel = sel.assign(_o=sel["method"].map(order)).sort_values(["moa", "_o"])
-    return pd.DataFrame({"MOA": sel["moa"], "method": sel["method"], "wells": sel["n"].astype(int),
-                         "precision": sel["precision"].astype(float), "recall": sel["recall"].astype(float),
-                         "F1": sel["f1"].astype(float)}).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "MOA": sel["moa"],
+            "method": sel["method"],
+            "wells": sel["n"].astype(int),
+            "precision": sel["precision"].astype(float),
+            "recall": sel["recall"].astype(float),
+            "F1": sel["f1"].astype(float),
+        }
+    ).reset_index(drop=True)
 
 
-CLASSIFICATION_COLUMNS = {"accuracy": "accuracy", "accuracy_baseline": "accuracy baseline (1 / #classes)",
-                          "auprc_micro": "AUPRC (micro-averaged)", "auprc_baseline": "AUPRC baseline (prevalence)"}
+CLASSIFICATION_COLUMNS = {
+    "accuracy": "accuracy",
+    "accuracy_baseline": "accuracy baseline (1 / #classes)",
+    "auprc_micro": "AUPRC (micro-averaged)",
+    "auprc_baseline": "AUPRC baseline (prevalence)",
+}
 
 
 def _subset_label(subset: str) -> str:

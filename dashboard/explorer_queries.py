@@ -25,7 +25,7 @@ HOW_TO_GET = {
     "CP": "materialize `cp_embeddings` (ingest_job), then `retrieval_index`",
     "CP published": "materialize `cp_published_embeddings` (published_job), then `retrieval_index` (retrieval_job)",
     "DP recipe (trained here)": "materialize `dp_checkpoint` + `dp_embeddings` (dp_recipe_job), then "
-                                "`retrieval_index` (retrieval_job)",
+    "`retrieval_index` (retrieval_job)",
     "IBP": "materialize `phenoca_results` for this scale (phenoca_job), then `retrieval_index` (retrieval_job)",
 }
 
@@ -46,8 +46,10 @@ def resolve(path: str) -> Path:
 def _open(folder: str, build_id: str) -> RetrievalIndex:
     idx = load_index(folder)
     if idx.manifest.get("build_id") != build_id:
-        raise IndexError_(f"the index at {folder} is build {idx.manifest.get('build_id')}, the snapshot names "
-                          f"{build_id}: republish the snapshot (publish_job)")
+        raise IndexError_(
+            f"the index at {folder} is build {idx.manifest.get('build_id')}, the snapshot names "
+            f"{build_id}: republish the snapshot (publish_job)"
+        )
     return idx
 
 
@@ -86,8 +88,11 @@ def field_rows(dataset: str, plate: str, well: str) -> pd.DataFrame:
     table = partition_table("image_fields", dataset)
     if not queries.has_table(table):
         return pd.DataFrame()
-    return queries.query(f"SELECT * FROM {quoted_identifier(table)} WHERE Metadata_Plate = ? AND Metadata_Well = ? "
-                         "ORDER BY Metadata_Site", [plate, well])
+    return queries.query(
+        f"SELECT * FROM {quoted_identifier(table)} WHERE Metadata_Plate = ? AND Metadata_Well = ? "
+        "ORDER BY Metadata_Site",
+        [plate, well],
+    )
 
 
 @dataclass
@@ -129,8 +134,12 @@ def read_field(paths: tuple[str, ...], store_path: str | None, plate: str, store
 def well_field(dataset: str, plate: str, well: str, site_index: int = 0) -> tuple[FieldImage, pd.Series | None]:
     rows = field_rows(dataset, plate, well)
     if rows.empty:
-        return FieldImage(None, f"no image recorded for plate {plate} well {well} (dataset {dataset} has no "
-                                "image_fields table: it may be a profiles-only dataset)", False), None
+        return FieldImage(
+            None,
+            f"no image recorded for plate {plate} well {well} (dataset {dataset} has no "
+            "image_fields table: it may be a profiles-only dataset)",
+            False,
+        ), None
     r = rows.iloc[min(site_index, len(rows) - 1)]
     paths = tuple(str(r[f"path_{c}"]) for c in CHANNELS)
     store_row = None if pd.isna(r.get("store_row")) else int(r["store_row"])

@@ -151,8 +151,10 @@ def evaluated_partitions(path: Path | None = None) -> pd.DataFrame:
 
 def evaluation(dataset: str, fraction: str, path: Path | None = None) -> pd.DataFrame:
     return query(
-        "SELECT * FROM evaluation_results WHERE dataset = ? AND fraction = ? ORDER BY method, analysis, metric, parameter",
-        [dataset, fraction], path,
+        "SELECT * FROM evaluation_results WHERE dataset = ? AND fraction = ? "
+        "ORDER BY method, analysis, metric, parameter",
+        [dataset, fraction],
+        path,
     )
 
 
@@ -198,8 +200,9 @@ def holdout(dataset: str, path: Path | None = None) -> pd.DataFrame:
     """Compound-holdout results (individual / aggregated vote) of one dataset; empty if not materialized."""
     if not has_table("holdout_results", path):
         return pd.DataFrame()
-    return query("SELECT * FROM holdout_results WHERE dataset = ? ORDER BY method, analysis, metric, parameter",
-                 [dataset], path)
+    return query(
+        "SELECT * FROM holdout_results WHERE dataset = ? ORDER BY method, analysis, metric, parameter", [dataset], path
+    )
 
 
 def classification_table(results: pd.DataFrame) -> pd.DataFrame:
@@ -229,8 +232,12 @@ def training_history(dataset: str, path: Path | None = None) -> pd.DataFrame:
     if not has_table("training_history", path):
         return pd.DataFrame()
     h = query("SELECT * FROM training_history WHERE dataset = ? ORDER BY model, fraction, epoch", [dataset], path)
-    names = {"train_accuracy": "train accuracy (fields)", "val_accuracy": "validation accuracy (fields)",
-             "val_balanced_accuracy": "validation balanced accuracy (wells, no DMSO)", "train_loss": "train loss"}
+    names = {
+        "train_accuracy": "train accuracy (fields)",
+        "val_accuracy": "validation accuracy (fields)",
+        "val_balanced_accuracy": "validation balanced accuracy (wells, no DMSO)",
+        "train_loss": "train loss",
+    }
     cols = [c for c in names if c in h.columns]
     long = h.melt(id_vars=["model", "fraction", "epoch"], value_vars=cols, var_name="curve", value_name="value")
     long["curve"] = long["curve"].map(names)
@@ -238,16 +245,23 @@ def training_history(dataset: str, path: Path | None = None) -> pd.DataFrame:
     return long
 
 
-FRACTION_METRICS = {("knn", "best_f1"): "k-NN best weighted F1", ("latent", "f1"): "Class latent assignment F1",
-                    ("logistic", "f1"): "Logistic regression F1"}
+FRACTION_METRICS = {
+    ("knn", "best_f1"): "k-NN best weighted F1",
+    ("latent", "f1"): "Class latent assignment F1",
+    ("logistic", "f1"): "Logistic regression F1",
+}
 
 
 def fraction_curve(dataset: str, path: Path | None = None) -> pd.DataFrame:
     """The replicate-fraction study: headline metrics of every method at every materialized fraction."""
     if not has_table("evaluation_results", path):
         return pd.DataFrame()
-    res = query("SELECT * FROM evaluation_results WHERE dataset = ? AND ((analysis = 'knn' AND metric = 'best_f1') "
-                "OR (analysis IN ('latent', 'logistic') AND metric = 'f1'))", [dataset], path)
+    res = query(
+        "SELECT * FROM evaluation_results WHERE dataset = ? AND ((analysis = 'knn' AND metric = 'best_f1') "
+        "OR (analysis IN ('latent', 'logistic') AND metric = 'f1'))",
+        [dataset],
+        path,
+    )
     if res.empty:
         return res
     res["metric_label"] = [FRACTION_METRICS[(a, m)] for a, m in zip(res["analysis"], res["metric"])]

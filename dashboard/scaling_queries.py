@@ -45,8 +45,11 @@ STUDY_LABELS = {
     "phenoca_replicates": "Pheno-CA: more replicate wells per molecule",
     "mp_fractions": "MOAProfiler: replicate-fraction curve",
 }
-STUDY_X = {"phenoca_ood": "training molecules", "phenoca_replicates": "training wells",
-           "mp_fractions": "training wells"}
+STUDY_X = {
+    "phenoca_ood": "training molecules",
+    "phenoca_replicates": "training wells",
+    "mp_fractions": "training wells",
+}
 TASK_LABELS = {
     "moa_top10": "MoA top-10 accuracy",
     "target_top10": "Target top-10 accuracy",
@@ -58,15 +61,31 @@ TASK_LABELS = {
     "latent_f1": "Class latent assignment F1",
 }
 SCALING_TASK_SOURCE = {  # scaling task -> (task, metric, split) of phenoca_results (as the pipeline maps them)
-    "moa_top10": ("moa", "top10", "replicate"), "moa_top10_novel": ("moa", "top10", "novel"),
-    "target_top10": ("target", "top10", "replicate"), "target_top10_novel": ("target", "top10", "novel"),
-    "molecule_top10": ("molecule", "top10", "replicate"), "discovery_auc": ("discovery", "auc", "novel"),
+    "moa_top10": ("moa", "top10", "replicate"),
+    "moa_top10_novel": ("moa", "top10", "novel"),
+    "target_top10": ("target", "top10", "replicate"),
+    "target_top10_novel": ("target", "top10", "novel"),
+    "molecule_top10": ("molecule", "top10", "replicate"),
+    "discovery_auc": ("discovery", "auc", "novel"),
 }
-METRIC_LABELS = {"top10": "top-10 accuracy", "top1": "top-1 accuracy", "top5": "top-5 accuracy",
-                 "accuracy": "accuracy", "auc": "AUC", "f1": "F1", "best_f1": "best weighted F1",
-                 "top10_accuracy": "top-10 accuracy"}
-TASK_NAMES = {"moa": "MoA", "target": "Target", "molecule": "Molecule", "discovery": "Discovery", "knn": "k-NN",
-              "latent": "Class latent assignment"}
+METRIC_LABELS = {
+    "top10": "top-10 accuracy",
+    "top1": "top-1 accuracy",
+    "top5": "top-5 accuracy",
+    "accuracy": "accuracy",
+    "auc": "AUC",
+    "f1": "F1",
+    "best_f1": "best weighted F1",
+    "top10_accuracy": "top-10 accuracy",
+}
+TASK_NAMES = {
+    "moa": "MoA",
+    "target": "Target",
+    "molecule": "Molecule",
+    "discovery": "Discovery",
+    "knn": "k-NN",
+    "latent": "Class latent assignment",
+}
 FORM_LABELS = {
     "linear": "Linear, a + bN (Pheno-CA)",
     "log_linear": "Log-linear, a + b log10 N",
@@ -74,19 +93,49 @@ FORM_LABELS = {
     "m4": "M4 (Alabdulmohsin et al.)",
     "broken_power": "Broken power law (Caballero et al.)",
 }
-FORM_NAMES_IN_TEXT = {"linear": "the linear law", "log_linear": "the log-linear law",
-                      "power_floor": "the power law with floor", "m4": "M4", "broken_power": "the broken power law"}
+FORM_NAMES_IN_TEXT = {
+    "linear": "the linear law",
+    "log_linear": "the log-linear law",
+    "power_floor": "the power law with floor",
+    "m4": "M4",
+    "broken_power": "the broken power law",
+}
 _FORM_RE = re.compile(r"'?\b(log_linear|power_floor|broken_power|linear|m4)\b'?")
-SPLIT_LABELS = {"replicate": "held-out replicates of training molecules", "novel": "novel molecules (OOD)",
-                "test": "test", "ood": "out-of-distribution molecules", "val": "validation"}
-FAMILY_LABELS = {"ibp": "IBP", "ibp_invariant": "IBP invariant", "task": "task-supervised",
-                 "task_supervised": "task-supervised", "none": "profiles (CP)", "cp": "profiles (CP)",
-                 "profiles": "profiles (CP)", "mp": "MP"}
-PROBE_LABELS = {"mlp3": "3-layer MLP", "head": "trained head", "cosine": "cosine similarity", "knn": "k-NN",
-                "linear": "linear"}
-COLORS = {"IBP": "#2ca02c", "IBP invariant": "#17becf", "task-supervised": "#ff7f0e", "profiles (CP)": "#1f77b4",
-          "CP": "#1f77b4", "MP": "#d62728", "CP published": "#9467bd", "DP recipe (trained here)": "#2ca02c",
-          "MP (compound holdout)": "#ff7f0e"}
+SPLIT_LABELS = {
+    "replicate": "held-out replicates of training molecules",
+    "novel": "novel molecules (OOD)",
+    "test": "test",
+    "ood": "out-of-distribution molecules",
+    "val": "validation",
+}
+FAMILY_LABELS = {
+    "ibp": "IBP",
+    "ibp_invariant": "IBP invariant",
+    "task": "task-supervised",
+    "task_supervised": "task-supervised",
+    "none": "profiles (CP)",
+    "cp": "profiles (CP)",
+    "profiles": "profiles (CP)",
+    "mp": "MP",
+}
+PROBE_LABELS = {
+    "mlp3": "3-layer MLP",
+    "head": "trained head",
+    "cosine": "cosine similarity",
+    "knn": "k-NN",
+    "linear": "linear",
+}
+COLORS = {
+    "IBP": "#2ca02c",
+    "IBP invariant": "#17becf",
+    "task-supervised": "#ff7f0e",
+    "profiles (CP)": "#1f77b4",
+    "CP": "#1f77b4",
+    "MP": "#d62728",
+    "CP published": "#9467bd",
+    "DP recipe (trained here)": "#2ca02c",
+    "MP (compound holdout)": "#ff7f0e",
+}
 _PALETTE = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#9467bd", "#aec7e8", "#98df8a", "#ffbb78"]
 FORM_DASH = {"linear": "dot", "log_linear": "dashdot", "power_floor": "solid", "m4": "dash", "broken_power": "longdash"}
 
@@ -140,7 +189,7 @@ def family_color(family: str, order: list[str] | None = None) -> str:
 
 def rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
@@ -185,6 +234,7 @@ def count(x: object) -> str:
 def sig_ci(v: object, lo: object, hi: object, prefix: str = "") -> str:
     """``v [lo, hi]`` (the interval left off when it is missing); ``prefix`` (a currency) only on
     finite numbers."""
+
     def fmt(x: object) -> str:
         text = sig(x)
         return text if text in ("\u2013", "\u221e", "\u2212\u221e") else prefix + text
@@ -219,8 +269,10 @@ def tables_present(path: Path | None = None) -> dict[str, bool]:
 def datasets(path: Path | None = None) -> list[str]:
     """Datasets with scaling points or Pheno-CA results (union, sorted)."""
     found: set[str] = set()
-    for table, sql in (("scaling_points", "SELECT DISTINCT dataset FROM scaling_points"),
-                       ("phenoca_results", "SELECT DISTINCT dataset FROM phenoca_results")):
+    for table, sql in (
+        ("scaling_points", "SELECT DISTINCT dataset FROM scaling_points"),
+        ("phenoca_results", "SELECT DISTINCT dataset FROM phenoca_results"),
+    ):
         if queries.has_table(table, path):
             found |= set(queries.query(sql, path=path)["dataset"].dropna().astype(str))
     return sorted(found)
@@ -232,29 +284,40 @@ def scaling_index(dataset: str, path: Path | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=["study", "task", "family", "n_sizes", "n_points"])
     return queries.query(
         "SELECT study, task, family, count(DISTINCT n) AS n_sizes, count(*) AS n_points FROM scaling_points "
-        "WHERE dataset = ? GROUP BY study, task, family ORDER BY study, task, family", [dataset], path)
+        "WHERE dataset = ? GROUP BY study, task, family ORDER BY study, task, family",
+        [dataset],
+        path,
+    )
 
 
 def points(dataset: str, study: str, task: str, path: Path | None = None) -> pd.DataFrame:
     """The scaling points of one (dataset, study, task), every family."""
     return queries.query(
         "SELECT family, n, metric, run, model_size FROM scaling_points WHERE dataset = ? AND study = ? AND task = ? "
-        "ORDER BY family, n, run", [dataset, study, task], path)
+        "ORDER BY family, n, run",
+        [dataset, study, task],
+        path,
+    )
 
 
 def stored_laws(dataset: str, study: str, task: str, path: Path | None = None) -> pd.DataFrame:
     """The pipeline's stored fits (``scaling_laws``) of one (dataset, study, task); empty if absent."""
     if not queries.has_table("scaling_laws", path):
         return pd.DataFrame()
-    return queries.query("SELECT * FROM scaling_laws WHERE dataset = ? AND study = ? AND task = ? "
-                         "ORDER BY family, rank NULLS LAST, form", [dataset, study, task], path)
+    return queries.query(
+        "SELECT * FROM scaling_laws WHERE dataset = ? AND study = ? AND task = ? "
+        "ORDER BY family, rank NULLS LAST, form",
+        [dataset, study, task],
+        path,
+    )
 
 
 def phenoca_results(dataset: str, path: Path | None = None) -> pd.DataFrame:
     if not queries.has_table("phenoca_results", path):
         return pd.DataFrame()
-    return queries.query("SELECT * FROM phenoca_results WHERE dataset = ? ORDER BY supervision, model, probe",
-                         [dataset], path)
+    return queries.query(
+        "SELECT * FROM phenoca_results WHERE dataset = ? ORDER BY supervision, model, probe", [dataset], path
+    )
 
 
 # ---------------------------------------------------------------------- compute
@@ -297,9 +360,16 @@ def at_target(report: ScalingReport, target: float, cost_per_compound: float, re
     for name, r in report.results.items():
         ex = None
         if r.fit is not None:
-            ex = extrapolate(r.fit, target, bootstrap=r.bootstrap, trend=report.trend,
-                             cost_per_compound=cost_per_compound, replicates=replicates,
-                             flag_factor=float(report.settings.get("flag_factor", FLAG_FACTOR)), ci=report.ci)
+            ex = extrapolate(
+                r.fit,
+                target,
+                bootstrap=r.bootstrap,
+                trend=report.trend,
+                cost_per_compound=cost_per_compound,
+                replicates=replicates,
+                flag_factor=float(report.settings.get("flag_factor", FLAG_FACTOR)),
+                ci=report.ci,
+            )
         results[name] = dataclasses.replace(r, extrapolation=ex)
     settings = {**report.settings, "cost_per_compound": cost_per_compound, "replicates": replicates}
     return dataclasses.replace(report, results=results, target=target, settings=settings)
@@ -347,18 +417,31 @@ def forms_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for family, tab in tables.items():
         for _, r in tab.iterrows():
             rank = r["rank"]
-            rows.append({
-                "Model family": family,
-                "Law": form_label(r["form"]),
-                "Rank (back-test)": "\u2013" if pd.isna(rank) else str(int(rank)),
-                "Back-test error": sig(r["backtest_error"]),
-                "In-sample R\u00b2": sig(r["r2"]),
-                "Asymptote [95% CI]": _asymptote_text(r),
-                "Reliability": _status(r),
-                "Reason": _sentence(r["reason"]) or "\u2013",
-            })
-    return pd.DataFrame(rows, columns=["Model family", "Law", "Rank (back-test)", "Back-test error",
-                                       "In-sample R\u00b2", "Asymptote [95% CI]", "Reliability", "Reason"])
+            rows.append(
+                {
+                    "Model family": family,
+                    "Law": form_label(r["form"]),
+                    "Rank (back-test)": "\u2013" if pd.isna(rank) else str(int(rank)),
+                    "Back-test error": sig(r["backtest_error"]),
+                    "In-sample R\u00b2": sig(r["r2"]),
+                    "Asymptote [95% CI]": _asymptote_text(r),
+                    "Reliability": _status(r),
+                    "Reason": _sentence(r["reason"]) or "\u2013",
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "Model family",
+            "Law",
+            "Rank (back-test)",
+            "Back-test error",
+            "In-sample R\u00b2",
+            "Asymptote [95% CI]",
+            "Reliability",
+            "Reason",
+        ],
+    )
 
 
 def _sentence(text: object) -> str:
@@ -376,11 +459,12 @@ def unreliable_reason(table: pd.DataFrame) -> str | None:
     if not reasons:
         return "No reliable extrapolation."
     r = reasons[0]
-    return _sentence(r[r.index("no reliable extrapolation"):])
+    return _sentence(r[r.index("no reliable extrapolation") :])
 
 
-def readoff_table(tables: dict[str, pd.DataFrame], reports: dict[str, ScalingReport], forms: list[str],
-                  budget_n: float) -> pd.DataFrame:
+def readoff_table(
+    tables: dict[str, pd.DataFrame], reports: dict[str, ScalingReport], forms: list[str], budget_n: float
+) -> pd.DataFrame:
     """N needed with CI, P(reachable), extrapolation distance (flag > 3x), cost with CI and the
     predicted metric at the data budget, for the chosen forms of the reliable families."""
     rows = []
@@ -392,20 +476,26 @@ def readoff_table(tables: dict[str, pd.DataFrame], reports: dict[str, ScalingRep
             factor = float(r["extrapolation_factor"])
             finite = math.isfinite(factor)
             b = at_budget[at_budget["form"] == r["form"]]
-            rows.append({
-                "Model family": family,
-                "Law": form_label(r["form"]),
-                "N needed [95% CI]": _n_needed(float(r["n_needed"]), float(r["n_needed_low"]),
-                                               float(r["n_needed_high"])),
-                "P(reachable)": pct(r["p_reachable"]),
-                "Extrapolation (\u00d7 largest observed N)": f"{sig(factor)}\u00d7" if finite else "\u2013",
-                f"Beyond {FLAG_FACTOR:g}\u00d7 observed?": ("yes" if factor > FLAG_FACTOR else "no") if finite
-                else "\u2013",
-                "Cost [95% CI]": "\u2013" if math.isinf(float(r["n_needed"])) else
-                sig_ci(r["cost"], r["cost_low"], r["cost_high"], prefix="$"),
-                "Metric at the data budget [95% CI]": "\u2013" if b.empty else
-                sig_ci(b["metric"].iloc[0], b["metric_low"].iloc[0], b["metric_high"].iloc[0]),
-            })
+            rows.append(
+                {
+                    "Model family": family,
+                    "Law": form_label(r["form"]),
+                    "N needed [95% CI]": _n_needed(
+                        float(r["n_needed"]), float(r["n_needed_low"]), float(r["n_needed_high"])
+                    ),
+                    "P(reachable)": pct(r["p_reachable"]),
+                    "Extrapolation (\u00d7 largest observed N)": f"{sig(factor)}\u00d7" if finite else "\u2013",
+                    f"Beyond {FLAG_FACTOR:g}\u00d7 observed?": ("yes" if factor > FLAG_FACTOR else "no")
+                    if finite
+                    else "\u2013",
+                    "Cost [95% CI]": "\u2013"
+                    if math.isinf(float(r["n_needed"]))
+                    else sig_ci(r["cost"], r["cost_low"], r["cost_high"], prefix="$"),
+                    "Metric at the data budget [95% CI]": "\u2013"
+                    if b.empty
+                    else sig_ci(b["metric"].iloc[0], b["metric_low"].iloc[0], b["metric_high"].iloc[0]),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -417,20 +507,29 @@ def stored_table(stored: pd.DataFrame, families: list[str]) -> pd.DataFrame:
     rows = []
     for _, r in s.iterrows():
         g = r.get
-        rows.append({
-            "Model family": family_label(r["family"]),
-            "Law": form_label(r["form"]) if isinstance(r["form"], str) else "\u2013",
-            "Rank (back-test)": "\u2013" if pd.isna(g("rank")) else str(int(g("rank"))),
-            "Back-test error": sig(g("backtest_error")), "In-sample R\u00b2": sig(g("r2")),
-            "Target": sig(g("target")),
-            "N needed [95% CI]": ("unreachable" if sig(g("n_needed")) == "\u221e"
-                                  else sig_ci(g("n_needed"), g("n_needed_low"), g("n_needed_high"))),
-            "P(reachable)": pct(g("p_reachable")),
-            "Cost [95% CI]": ("\u2013" if sig(g("n_needed")) == "\u221e"
-                              else sig_ci(g("cost"), g("cost_low"), g("cost_high"), prefix="$")),
-            "Bootstrap resamples": count(g("n_boot")),
-            "Reason": _sentence(g("reason")) or "\u2013",
-        })
+        rows.append(
+            {
+                "Model family": family_label(r["family"]),
+                "Law": form_label(r["form"]) if isinstance(r["form"], str) else "\u2013",
+                "Rank (back-test)": "\u2013" if pd.isna(g("rank")) else str(int(g("rank"))),
+                "Back-test error": sig(g("backtest_error")),
+                "In-sample R\u00b2": sig(g("r2")),
+                "Target": sig(g("target")),
+                "N needed [95% CI]": (
+                    "unreachable"
+                    if sig(g("n_needed")) == "\u221e"
+                    else sig_ci(g("n_needed"), g("n_needed_low"), g("n_needed_high"))
+                ),
+                "P(reachable)": pct(g("p_reachable")),
+                "Cost [95% CI]": (
+                    "\u2013"
+                    if sig(g("n_needed")) == "\u221e"
+                    else sig_ci(g("cost"), g("cost_low"), g("cost_high"), prefix="$")
+                ),
+                "Bootstrap resamples": count(g("n_boot")),
+                "Reason": _sentence(g("reason")) or "\u2013",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -446,9 +545,12 @@ def matching_option(options: list[tuple[str, str]], scaling_task: str | None) ->
     """Index of the (task, metric) of ``phenoca_results`` that matches the scaling page's task."""
     if scaling_task:
         source = SCALING_TASK_SOURCE.get(scaling_task)
-        for test in (lambda t, m: source is not None and (t, m) == source[:2],
-                     lambda t, m: f"{t}_{m}" == scaling_task, lambda t, m: t == scaling_task,
-                     lambda t, m: scaling_task.startswith(f"{t}_")):
+        for test in (
+            lambda t, m: source is not None and (t, m) == source[:2],
+            lambda t, m: f"{t}_{m}" == scaling_task,
+            lambda t, m: t == scaling_task,
+            lambda t, m: scaling_task.startswith(f"{t}_"),
+        ):
             for i, (t, m) in enumerate(options):
                 if test(t, m):
                     return i
@@ -472,8 +574,11 @@ def ordered_splits(splits: pd.Series) -> list[str]:
 
 def comparison(results: pd.DataFrame, task: str, metric: str, split: str) -> pd.DataFrame:
     """Per supervision, the best model at its largest training size: value with CI."""
-    sel = results[(results["task"].astype(str) == task) & (results["metric"].astype(str) == metric)
-                  & (results["split"].astype(str) == split)].copy()
+    sel = results[
+        (results["task"].astype(str) == task)
+        & (results["metric"].astype(str) == metric)
+        & (results["split"].astype(str) == split)
+    ].copy()
     if sel.empty:
         return pd.DataFrame()
     for col in ("n_train_compounds", "n_train_wells"):
@@ -483,22 +588,34 @@ def comparison(results: pd.DataFrame, task: str, metric: str, split: str) -> pd.
     for family, g in sel.groupby("family", sort=False):
         top = g.sort_values(["n_train_compounds", "n_train_wells"], ascending=False, na_position="last")
         size = top.iloc[0][["n_train_compounds", "n_train_wells"]]
-        at = g[(g["n_train_compounds"].fillna(-1) == (-1 if pd.isna(size.iloc[0]) else size.iloc[0]))
-               & (g["n_train_wells"].fillna(-1) == (-1 if pd.isna(size.iloc[1]) else size.iloc[1]))]
+        at = g[
+            (g["n_train_compounds"].fillna(-1) == (-1 if pd.isna(size.iloc[0]) else size.iloc[0]))
+            & (g["n_train_wells"].fillna(-1) == (-1 if pd.isna(size.iloc[1]) else size.iloc[1]))
+        ]
         best = at.sort_values("value", ascending=False).iloc[0]
-        rows.append({"family": family, "model": best.get("model"), "probe": best.get("probe"),
-                     "value": float(best["value"]), "ci_low": float(best.get("ci_low", np.nan)),
-                     "ci_high": float(best.get("ci_high", np.nan)),
-                     "n_train_compounds": size.iloc[0], "n_train_wells": size.iloc[1]})
+        rows.append(
+            {
+                "family": family,
+                "model": best.get("model"),
+                "probe": best.get("probe"),
+                "value": float(best["value"]),
+                "ci_low": float(best.get("ci_low", np.nan)),
+                "ci_high": float(best.get("ci_high", np.nan)),
+                "n_train_compounds": size.iloc[0],
+                "n_train_wells": size.iloc[1],
+            }
+        )
     return pd.DataFrame(rows).sort_values("value", ascending=False).reset_index(drop=True)
 
 
 def comparison_table(comp: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "Supervision": comp["family"],
-        "Value [95% CI]": [sig_ci(v, lo, hi) for v, lo, hi in zip(comp["value"], comp["ci_low"], comp["ci_high"])],
-        "Best model": comp["model"].astype(str),
-        "Probe": comp["probe"].astype(str).map(lambda p: PROBE_LABELS.get(p, _pretty(p))),
-        "Training molecules": comp["n_train_compounds"].map(count),
-        "Training wells": comp["n_train_wells"].map(count),
-    })
+    return pd.DataFrame(
+        {
+            "Supervision": comp["family"],
+            "Value [95% CI]": [sig_ci(v, lo, hi) for v, lo, hi in zip(comp["value"], comp["ci_low"], comp["ci_high"])],
+            "Best model": comp["model"].astype(str),
+            "Probe": comp["probe"].astype(str).map(lambda p: PROBE_LABELS.get(p, _pretty(p))),
+            "Training molecules": comp["n_train_compounds"].map(count),
+            "Training wells": comp["n_train_wells"].map(count),
+        }
+    )

@@ -17,8 +17,18 @@ import sys
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent / "app.py"
-PRELOAD = ("pandas", "duckdb", "pyarrow", "plotly.graph_objects", "dashboard.common", "dashboard.queries",
-           "dashboard.style", "dashboard.comparison_queries", "dashboard.scaling_queries", "dashboard.warmup")
+PRELOAD = (
+    "pandas",
+    "duckdb",
+    "pyarrow",
+    "plotly.graph_objects",
+    "dashboard.common",
+    "dashboard.queries",
+    "dashboard.style",
+    "dashboard.comparison_queries",
+    "dashboard.scaling_queries",
+    "dashboard.warmup",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,13 +15,13 @@ import pandas as pd
 # ---- methods ------------------------------------------------------------------------
 METHOD_ORDER = ["MP", "CP", "CP published", "DP recipe (trained here)", "IBP", "MP (compound holdout)"]
 METHOD_COLORS = {
-    "MP": "#d62728",                        # red
-    "CP": "#1f77b4",                        # blue
-    "CP published": "#9467bd",              # purple
+    "MP": "#d62728",  # red
+    "CP": "#1f77b4",  # blue
+    "CP published": "#9467bd",  # purple
     "DP recipe (trained here)": "#2ca02c",  # green
-    "IBP": "#ff7f0e",                       # orange
-    "MP (compound holdout)": "#8c564b",     # brown
-    "random": "#7f7f7f",                    # grey: chance / random baselines
+    "IBP": "#ff7f0e",  # orange
+    "MP (compound holdout)": "#8c564b",  # brown
+    "random": "#7f7f7f",  # grey: chance / random baselines
     "chance": "#7f7f7f",
 }
 _EXTRA = ["#e377c2", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78"]
@@ -45,23 +45,37 @@ def sort_methods(methods: Iterable[str]) -> list[str]:
 
 def rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
 # ---- labels -------------------------------------------------------------------------
 LABELS = {
-    "Metadata_Plate": "plate", "Metadata_Well": "well", "Metadata_Site": "site",
-    "Metadata_broad_sample": "Broad ID", "Metadata_pert_iname": "compound", "Metadata_moa": "MOA",
-    "Metadata_target": "target", "Metadata_JCP2022": "JCP ID", "Metadata_InChIKey": "InChIKey",
-    "Metadata_cell_line": "cell line", "Metadata_timepoint": "timepoint (h)",
+    "Metadata_Plate": "plate",
+    "Metadata_Well": "well",
+    "Metadata_Site": "site",
+    "Metadata_broad_sample": "Broad ID",
+    "Metadata_pert_iname": "compound",
+    "Metadata_moa": "MOA",
+    "Metadata_target": "target",
+    "Metadata_JCP2022": "JCP ID",
+    "Metadata_InChIKey": "InChIKey",
+    "Metadata_cell_line": "cell line",
+    "Metadata_timepoint": "timepoint (h)",
     "diff_compound_same_moa_mean": "different compound, same MOA",
     "same_compound_mean": "same compound (replicates)",
     "diff_moa_mean": "different MOA",
-    "intra_mean": "intra-MOA", "inter_mean": "inter-MOA",
-    "best_f1": "best weighted F1", "f1": "weighted F1", "odds_ratio": "odds ratio",
-    "mean_map": "mean mAP", "fraction_retrieved": "fraction retrieved (q < 0.05)",
-    "p_value": "p", "corrected_p_value": "q (BH)", "ci_low": "95% CI low", "ci_high": "95% CI high",
+    "intra_mean": "intra-MOA",
+    "inter_mean": "inter-MOA",
+    "best_f1": "best weighted F1",
+    "f1": "weighted F1",
+    "odds_ratio": "odds ratio",
+    "mean_map": "mean mAP",
+    "fraction_retrieved": "fraction retrieved (q < 0.05)",
+    "p_value": "p",
+    "corrected_p_value": "q (BH)",
+    "ci_low": "95% CI low",
+    "ci_high": "95% CI high",
     "n": "n",
 }
 
@@ -71,7 +85,7 @@ def label(name: str) -> str:
     if name in LABELS:
         return LABELS[name]
     if name.startswith("Metadata_"):
-        name = name[len("Metadata_"):]
+        name = name[len("Metadata_") :]
     return name.replace("_", " ")
 
 
@@ -113,7 +127,7 @@ def pval(p: object) -> str:
 
 
 def with_ci(value: object, low: object, high: object) -> str:
-    """"0.553 [0.430, 0.690]" (CI omitted when missing)."""
+    """ "0.553 [0.430, 0.690]" (CI omitted when missing)."""
     if _missing(value):
         return EMPTY
     if _missing(low) or _missing(high):
@@ -126,8 +140,16 @@ P_COLUMNS = ("p", "q", "p_value", "q_value", "corrected_p_value", "p (enrichment
 
 def is_p_column(col: str) -> bool:
     c = col.lower()
-    return col in P_COLUMNS or c.startswith("p ") or c.startswith("q ") or c.endswith(" p") or c.endswith(" q") \
-        or c.endswith("p-value") or c.endswith("q-value") or c in ("p", "q")
+    return (
+        col in P_COLUMNS
+        or c.startswith("p ")
+        or c.startswith("q ")
+        or c.endswith(" p")
+        or c.endswith(" q")
+        or c.endswith("p-value")
+        or c.endswith("q-value")
+        or c in ("p", "q")
+    )
 
 
 def display_frame(df: pd.DataFrame, *, rename: bool = True, p_columns: Iterable[str] = ()) -> pd.DataFrame:

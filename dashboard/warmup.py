@@ -12,8 +12,17 @@ from __future__ import annotations
 import importlib
 import threading
 
-MODULES = ("scipy.stats", "skimage.exposure", "plotly.express", "plotly.graph_objects", "moa_core.retrieval",
-           "moa_core.data.display", "moa_core.data.image_io", "dashboard.explorer_queries", "sklearn.decomposition")
+MODULES = (
+    "scipy.stats",
+    "skimage.exposure",
+    "plotly.express",
+    "plotly.graph_objects",
+    "moa_core.retrieval",
+    "moa_core.data.display",
+    "moa_core.data.image_io",
+    "dashboard.explorer_queries",
+    "sklearn.decomposition",
+)
 _started = threading.Event()
 
 

@@ -30,9 +30,9 @@ Schema of an entry (TOML table ``[datasets.<name>]``)::
     split_seed    seed of the well and compound splits
     store_resolution  side (px) of the fields in the preprocessed image store; omitted: native
     holdout_train keyword overrides of ``train`` for the compound-holdout model (default: ``train``)
-    dp_train      keyword overrides of the DP recipe's TrainConfig (defaults: moa_core.model.dp_recipe.default_config)
+    dp_train      keyword overrides of the DP recipe's TrainConfig (defaults: moa_core.model.config.dp_recipe_config)
     dp_cell_crop  side (px, store resolution) of the DP recipe's single-cell crops
-    profile_spec  synthetic_profiles: keyword overrides of moa_core.phenoca.synthetic.SyntheticProfileSpec
+    profile_spec  synthetic_profiles: keyword overrides of moa_core.phenoca.config.SyntheticProfileSpec
     phenoca       keyword overrides of the Pheno-CA study (moa_core.phenoca.config.StudyConfig)
     phenoca_representation  image datasets: the well table a Pheno-CA study reads ("CP"; "MP" is refused at
                   run time: MP was trained on the same wells' labels)
@@ -44,6 +44,7 @@ Names must be valid Dagster partition keys and safe folder/table names:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -53,16 +54,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moa_core.data.image_io import CHANNEL_MAPS
-from moa_core.data.synthetic import SyntheticSpec
+from moa_core.atomic import write_json_atomic
+from moa_core.data.channels import CHANNEL_MAPS
+from moa_core.data.config import SyntheticSpec
 from moa_core.errors import SchemaError
-from moa_core.model.dp_recipe import default_config as dp_default_config
-from moa_core.phenoca.config import StudyConfig
-from moa_core.phenoca.splits import SCALE_KEYS, parse_scale
-from moa_core.phenoca.synthetic import SyntheticProfileSpec
-from moa_core.model.train import TrainConfig
-from moa_core.profiles.features import FeatureConfig
-from moa_core.storage import write_json_atomic
+from moa_core.model.config import TrainConfig
+from moa_core.model.config import dp_recipe_config as dp_default_config
+from moa_core.phenoca.config import SCALE_KEYS, StudyConfig, SyntheticProfileSpec, parse_scale
+from moa_core.profiles.config import FeatureConfig
 
 SHIPPED_CATALOGUE = Path(__file__).with_name("catalogue.toml")
 KINDS = ("synthetic", "images", "profiles", "synthetic_profiles")
@@ -71,7 +70,6 @@ SOURCES = ("gallery", "local")
 LAYOUTS = ("cpg0000", "cpg0004", "cpg0016", "local")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 GALLERY_BUCKET = "cellpainting-gallery"
-
 
 
 def validate_name(name: str) -> str:
@@ -176,7 +174,9 @@ def _sub(cls: type, values: Any, name: str, key: str, base: Any = None) -> Any:
     return dataclasses.replace(base, **vals) if base is not None else cls(**vals)
 
 
-def entry_from_dict(name: str, raw: Mapping[str, Any], *, origin: str = "", base_dir: Path | None = None) -> DatasetEntry:
+def entry_from_dict(
+    name: str, raw: Mapping[str, Any], *, origin: str = "", base_dir: Path | None = None
+) -> DatasetEntry:
     """Validate one raw catalogue table into a :class:`DatasetEntry`.
 
     Raises :class:`SchemaError` naming the dataset and the offending key.
@@ -238,16 +238,24 @@ def entry_from_dict(name: str, raw: Mapping[str, Any], *, origin: str = "", base
         features=_sub(FeatureConfig, raw.get("features"), name, "features"),
         split_seed=int(raw.get("split_seed", 0)),
         store_resolution=None if raw.get("store_resolution") is None else int(raw["store_resolution"]),
-        holdout_train=None if raw.get("holdout_train") is None else _sub(
-            TrainConfig, raw.get("holdout_train"), name, "holdout_train", base=_sub(TrainConfig, raw.get("train"), name,
-                                                                                     "train")),
+        holdout_train=None
+        if raw.get("holdout_train") is None
+        else _sub(
+            TrainConfig,
+            raw.get("holdout_train"),
+            name,
+            "holdout_train",
+            base=_sub(TrainConfig, raw.get("train"), name, "train"),
+        ),
         dp_train=_sub(TrainConfig, raw.get("dp_train"), name, "dp_train", base=dp_default_config()),
         dp_cell_crop=int(raw.get("dp_cell_crop", 96)),
         profile_spec=_sub(SyntheticProfileSpec, raw.get("profile_spec"), name, "profile_spec")
-        if kind == "synthetic_profiles" else None,
+        if kind == "synthetic_profiles"
+        else None,
         phenoca=_sub(StudyConfig, raw.get("phenoca"), name, "phenoca"),
-        phenoca_representation=_choice(raw.get("phenoca_representation", "CP"), ("CP", "MP"), name,
-                                       "phenoca_representation"),
+        phenoca_representation=_choice(
+            raw.get("phenoca_representation", "CP"), ("CP", "MP"), name, "phenoca_representation"
+        ),
         origin=origin,
     )
 
@@ -297,10 +305,11 @@ def user_catalogue_paths(data_dir: str | os.PathLike | None) -> list[Path]:
     return paths
 
 
-def load_catalogue(data_dir: str | os.PathLike | None = None,
-                   extra: Iterable[str | os.PathLike] = ()) -> dict[str, DatasetEntry]:
+def load_catalogue(
+    data_dir: str | os.PathLike | None = None, extra: Iterable[str | os.PathLike] = ()
+) -> dict[str, DatasetEntry]:
     """Every dataset: shipped, then user TOML files, then registered entries."""
-    entries = read_catalogue_file(SHIPPED_CATALOGUE)
+    entries = dict(_shipped())
     for p in [*user_catalogue_paths(data_dir), *map(Path, extra)]:
         entries.update(read_catalogue_file(p))
     if data_dir is not None:
@@ -323,8 +332,10 @@ FRACTION_KEYS: list[str] = list(SCALE_KEYS)
 def data_scale(key: str) -> tuple[float, float]:
     """``(ood_share, replicate_share)`` of a ``fraction`` partition key: "50" -> (1, 0.5), "ood25" -> (0.25, 1)."""
     if key not in FRACTION_KEYS:
-        raise SchemaError(f"unparsable fraction key {key!r}: use a replicate share {list(FRACTIONS)} or an "
-                          f"OOD-molecule share {list(OOD_SHARES)}")
+        raise SchemaError(
+            f"unparsable fraction key {key!r}: use a replicate share {list(FRACTIONS)} or an "
+            f"OOD-molecule share {list(OOD_SHARES)}"
+        )
     return parse_scale(key)
 
 
@@ -332,14 +343,32 @@ def replicate_fraction(key: str) -> float:
     """The replicate share of a key for image models, which have no OOD molecules ("ood*" keys are an error)."""
     _, rep = data_scale(key)
     if key in OOD_SHARES:
-        raise SchemaError(f"fraction {key!r} is an OOD-molecule share of the Pheno-CA profile studies; image models "
-                          f"(MP, DP recipe) take replicate fractions {list(FRACTIONS)}")
+        raise SchemaError(
+            f"fraction {key!r} is an OOD-molecule share of the Pheno-CA profile studies; image models "
+            f"(MP, DP recipe) take replicate fractions {list(FRACTIONS)}"
+        )
     return rep
+
+
 DEFAULT_DATASET = "synthetic_cpjump1"
 DEFAULT_FRACTION = "100"
 
-#: The shipped catalogue, for code that needs no data dir (docs, defaults).
-DATASETS: dict[str, DatasetEntry] = read_catalogue_file(SHIPPED_CATALOGUE)
+
+@functools.cache
+def _shipped() -> dict[str, DatasetEntry]:
+    return read_catalogue_file(SHIPPED_CATALOGUE)
+
+
+def shipped_catalogue() -> dict[str, DatasetEntry]:
+    """The shipped catalogue (``moa_core/catalogue.toml``), parsed on first use and cached."""
+    return dict(_shipped())
+
+
+def __getattr__(name: str):  # PEP 562: ``DATASETS`` is parsed on first access, not at import
+    if name == "DATASETS":
+        return _shipped()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: ``DatasetSpec`` is the name earlier code used for an entry.
 DatasetSpec = DatasetEntry
@@ -347,7 +376,7 @@ DatasetSpec = DatasetEntry
 
 def get_dataset(name: str, data_dir: str | os.PathLike | None = None) -> DatasetEntry:
     """The catalogue entry ``name`` (shipped, user or registered under ``data_dir``)."""
-    entries = load_catalogue(data_dir) if data_dir is not None else DATASETS
+    entries = load_catalogue(data_dir) if data_dir is not None else _shipped()
     try:
         return entries[name]
     except KeyError:

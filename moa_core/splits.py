@@ -71,8 +71,9 @@ def single_moa_wells(
     return wells[keep].copy(), int(multi.sum()), int(unannotated.sum())
 
 
-def eligible_for_evaluation(wells: pd.DataFrame, moa_col: str = "Metadata_moa",
-                            compound_col: str = "Metadata_broad_sample") -> pd.Series:
+def eligible_for_evaluation(
+    wells: pd.DataFrame, moa_col: str = "Metadata_moa", compound_col: str = "Metadata_broad_sample"
+) -> pd.Series:
     """True for non-DMSO wells whose MOA has at least two distinct compounds."""
     n_cpd = wells.groupby(moa_col)[compound_col].transform("nunique")
     return wells[moa_col].ne(NEGCON) & (n_cpd >= 2)
@@ -115,16 +116,21 @@ def well_holdout_split(
         n_test = max(1, round(fractions[2] * n))
         n_val = max(1, round(fractions[1] * n))
         split[order[:n_test]] = "test"
-        split[order[n_test:n_test + n_val]] = "val"
-        split[order[n_test + n_val:]] = "train"
+        split[order[n_test : n_test + n_val]] = "val"
+        split[order[n_test + n_val :]] = "train"
     kept[SPLIT_COL] = split
     kept[ELIGIBLE_COL] = eligible_for_evaluation(kept, moa_col, compound_col)
     return kept, SplitReport(n_in, n_multi, n_unann, train_only)
 
 
-def subsample_training(splits: pd.DataFrame, fraction: float, *, seed: int = 0,
-                       moa_col: str = "Metadata_moa",
-                       compound_col: str = "Metadata_broad_sample") -> pd.DataFrame:
+def subsample_training(
+    splits: pd.DataFrame,
+    fraction: float,
+    *,
+    seed: int = 0,
+    moa_col: str = "Metadata_moa",
+    compound_col: str = "Metadata_broad_sample",
+) -> pd.DataFrame:
     """Keep a ``fraction`` of each compound's training replicate wells (at least one); val/test untouched.
 
     The replicate-fraction study of Wong et al. (2023, ESI Fig. 10): every compound keeps
@@ -163,8 +169,11 @@ def choose_holdout_compounds(
     without an MOA are ignored.
     """
     _check(wells, [moa_col, compound_col])
-    d = wells[wells[compound_col].astype("string").ne(negcon).fillna(False)
-              & wells[moa_col].notna() & wells[compound_col].notna()]
+    d = wells[
+        wells[compound_col].astype("string").ne(negcon).fillna(False)
+        & wells[moa_col].notna()
+        & wells[compound_col].notna()
+    ]
     pairs = d[[moa_col, compound_col]].astype(str).drop_duplicates()
     rng = np.random.default_rng(seed)
     out: dict[str, str] = {}

@@ -31,6 +31,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from moa_core.atomic import atomic_directory, write_json_atomic, write_parquet_atomic  # noqa: F401 (re-exported)
 from moa_core.errors import SchemaError
 
 _SAFE = re.compile(r"[^0-9A-Za-z_]+")
@@ -96,7 +97,8 @@ class Warehouse:
         con.execute("DELETE FROM catalog WHERE table_name = ? AND partition_key = ?", [table, key])
         con.execute(
             "INSERT INTO catalog (table_name, partition_key, n_rows, n_columns, written_at, code_version) "
-            "VALUES (?, ?, ?, ?, now(), ?)", [table, key, len(df), len(df.columns), code_version()]
+            "VALUES (?, ?, ?, ?, now(), ?)",
+            [table, key, len(df), len(df.columns), code_version()],
         )
 
     def replace_table(self, table: str, df: pd.DataFrame, *, partition: dict | None = None) -> None:
@@ -115,8 +117,9 @@ class Warehouse:
                 con.rollback()
                 raise
 
-    def replace_rows(self, table: str, df: pd.DataFrame, where: dict[str, object], *,
-                     allow_empty: bool = False) -> None:
+    def replace_rows(
+        self, table: str, df: pd.DataFrame, where: dict[str, object], *, allow_empty: bool = False
+    ) -> None:
         """Replace the rows of ``table`` matching ``where`` by ``df`` (one transaction).
 
         ``df`` must carry the ``where`` columns with those values. Creates the table on
@@ -172,9 +175,11 @@ class Warehouse:
         if not self.path.is_file():
             return False
         with self.connect() as con:
-            return bool(con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-            ).fetchone()[0])
+            return bool(
+                con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[
+                    0
+                ]
+            )
 
     def tables(self) -> list[str]:
         with self.connect() as con:
@@ -200,60 +205,3 @@ class Warehouse:
             Path(tmp).unlink(missing_ok=True)
             Path(tmp + ".wal").unlink(missing_ok=True)
         return dest
-
-
-@contextlib.contextmanager
-def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
-    """Build a directory under a temporary name; swap it into ``final`` only on success.
-
-    On an exception the temporary directory is removed and ``final`` is untouched, so a
-    reader never sees a half-rendered or half-downloaded dataset.
-    """
-    import shutil
-
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = final.with_name(f".{final.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a parquet file via a temporary name in the same folder, then rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
-
-
-def write_json_atomic(obj: object, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as JSON via a temporary name in the same folder, then rename."""
-    import json
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p

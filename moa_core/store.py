@@ -139,12 +139,25 @@ class ImageStore:
         for plate in self.plates():
             a = self.plate_attrs(plate)
             rows = a.get("rows", list(range(len(a["wells"]))))
-            frames.append(pd.DataFrame({"Metadata_Plate": plate, "Metadata_Well": a["wells"],
-                                        "Metadata_Site": np.asarray(a["sites"], dtype=np.int64),
-                                        "store_row": np.asarray(rows, dtype=np.int64)}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "Metadata_Plate": plate,
+                        "Metadata_Well": a["wells"],
+                        "Metadata_Site": np.asarray(a["sites"], dtype=np.int64),
+                        "store_row": np.asarray(rows, dtype=np.int64),
+                    }
+                )
+            )
         if not frames:
-            return pd.DataFrame({"Metadata_Plate": pd.Series(dtype=str), "Metadata_Well": pd.Series(dtype=str),
-                                 "Metadata_Site": pd.Series(dtype=np.int64), "store_row": pd.Series(dtype=np.int64)})
+            return pd.DataFrame(
+                {
+                    "Metadata_Plate": pd.Series(dtype=str),
+                    "Metadata_Well": pd.Series(dtype=str),
+                    "Metadata_Site": pd.Series(dtype=np.int64),
+                    "store_row": pd.Series(dtype=np.int64),
+                }
+            )
         return pd.concat(frames, ignore_index=True)
 
     def locate(self, fields: pd.DataFrame) -> pd.DataFrame:
@@ -155,8 +168,10 @@ class ImageStore:
         missing = out["store_row"].isna()
         if missing.any():
             names = [field_context(r) for r in out[missing].head(5).to_dict("records")]
-            raise StoreError(f"{int(missing.sum())} field(s) are not in the image store {self.path} "
-                             f"(skipped at build time or new): {names}")
+            raise StoreError(
+                f"{int(missing.sum())} field(s) are not in the image store {self.path} "
+                f"(skipped at build time or new): {names}"
+            )
         return out.assign(store_row=out["store_row"].astype(np.int64))
 
     def read(self, plate: str, row: int, window: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -166,7 +181,7 @@ class ImageStore:
         if window is None:
             return np.asarray(a[int(row)])
         y0, x0, s = window
-        return np.asarray(a[int(row), :, y0:y0 + s, x0:x0 + s])
+        return np.asarray(a[int(row), :, y0 : y0 + s, x0 : x0 + s])
 
     def native_side(self, plate: str) -> int:
         """The side of the plate's fields before resampling (nucleus centres are in these pixels)."""
@@ -180,8 +195,16 @@ def _safe_plate_name(plate: str) -> str:
     return plate
 
 
-def _write_plate(arr, rows: list[dict], locator, resolution: int | None, side: int, expected_shape,
-                 n_workers: int, progress: Callable[[int, int], None] | None) -> tuple[list[int], list[str]]:
+def _write_plate(
+    arr,
+    rows: list[dict],
+    locator,
+    resolution: int | None,
+    side: int,
+    expected_shape,
+    n_workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[int], list[str]]:
     """Decode the plate's fields with a thread pool, each written to its own chunk as soon as it is read
     (memory holds a few fields, not the plate); returns (rows written, errors naming the bad fields)."""
     import threading
@@ -195,8 +218,10 @@ def _write_plate(arr, rows: list[dict], locator, resolution: int | None, side: i
             f = read_field_from_row(rows[i], CHANNELS, locator, expected_shape=expected_shape)
             f = _downsample(f, resolution) if resolution else f
             if f.shape != (len(CHANNELS), side, side):
-                raise ImageReadError(f"field of {field_context(rows[i])} has shape {f.shape}; the store holds "
-                                     f"{len(CHANNELS)} x {side} x {side} (set a resolution to resample to one size)")
+                raise ImageReadError(
+                    f"field of {field_context(rows[i])} has shape {f.shape}; the store holds "
+                    f"{len(CHANNELS)} x {side} x {side} (set a resolution to resample to one size)"
+                )
             arr[i] = f
         except (MoaInputError, OSError) as exc:  # image, illumination and S3 (SourceError) failures
             with lock:
@@ -220,8 +245,10 @@ def _first_side(rows: list[dict], locator, expected_shape) -> int:
             return int(read_field_from_row(r, CHANNELS, locator, expected_shape=expected_shape).shape[-1])
         except (MoaInputError, OSError) as exc:
             errors.append(str(exc))
-    raise ImageReadError(f"image store: none of the first {len(errors)} fields of plate {rows[0]['Metadata_Plate']} "
-                         f"is readable; nothing of this plate was written: " + "; ".join(errors[:5]))
+    raise ImageReadError(
+        f"image store: none of the first {len(errors)} fields of plate {rows[0]['Metadata_Plate']} "
+        f"is readable; nothing of this plate was written: " + "; ".join(errors[:5])
+    )
 
 
 def build_image_store(
@@ -261,8 +288,10 @@ def build_image_store(
         if attrs.get("format") != STORE_FORMAT:
             raise StoreError(f"{p} holds something that is not a {STORE_FORMAT} store; refusing to write into it")
         if resolution is not None and int(attrs["resolution"]) != resolution:
-            raise StoreError(f"{p} was built at {attrs['resolution']} px, asked for {resolution} px: use another "
-                             f"store path (or delete it to rebuild)")
+            raise StoreError(
+                f"{p} was built at {attrs['resolution']} px, asked for {resolution} px: use another "
+                f"store path (or delete it to rebuild)"
+            )
         store_res: int | None = int(attrs["resolution"])
         resolution = resolution or (store_res if attrs.get("resampled") else None)
     else:
@@ -291,32 +320,63 @@ def build_image_store(
         native = _first_side(recs, root, expected_shape)
         side = int(resolution or native)
         if store_res is not None and side != store_res:
-            raise ImageReadError(f"image store: plate {plate} has {side} x {side} fields, the store holds "
-                                 f"{store_res} x {store_res}: set a resolution to resample to one size")
+            raise ImageReadError(
+                f"image store: plate {plate} has {side} x {side} fields, the store holds "
+                f"{store_res} x {store_res}: set a resolution to resample to one size"
+            )
         if grp is None:
             p.mkdir(parents=True, exist_ok=True)
             grp = zarr.open_group(str(p), mode="w")
-            grp.attrs.update({"format": STORE_FORMAT, "channels": list(CHANNELS), "resolution": side,
-                              "resampled": resolution is not None})
+            grp.attrs.update(
+                {
+                    "format": STORE_FORMAT,
+                    "channels": list(CHANNELS),
+                    "resolution": side,
+                    "resampled": resolution is not None,
+                }
+            )
             store_res = side
         tmp_name = f".tmp-{plate}-{os.getpid()}"
         tmp = fields_dir / tmp_name
         tile = min(side, 512)
-        arr = grp.create_array(f"fields/{tmp_name}", shape=(len(recs), len(CHANNELS), side, side),
-                               chunks=(1, len(CHANNELS), tile, tile), dtype="uint16",
-                               compressors=BloscCodec(cname="zstd", clevel=compression_level, shuffle="bitshuffle"))
+        arr = grp.create_array(
+            f"fields/{tmp_name}",
+            shape=(len(recs), len(CHANNELS), side, side),
+            chunks=(1, len(CHANNELS), tile, tile),
+            dtype="uint16",
+            compressors=BloscCodec(cname="zstd", clevel=compression_level, shuffle="bitshuffle"),
+        )
         try:
-            rows_ok, errors = _write_plate(arr, recs, root, resolution, side, expected_shape, n_workers,
-                                           (lambda d, t, _p=plate: progress(_p, d, t)) if progress else None)
+            rows_ok, errors = _write_plate(
+                arr,
+                recs,
+                root,
+                resolution,
+                side,
+                expected_shape,
+                n_workers,
+                (lambda d, t, _p=plate: progress(_p, d, t)) if progress else None,
+            )
             if errors and on_error == "fail":
-                raise ImageReadError(f"image store: {len(errors)} unreadable field(s) in plate {plate}; nothing of "
-                                     f"this plate was written (on_error='skip' leaves them out and records them): "
-                                     + "; ".join(errors[:10]) + (" ..." if len(errors) > 10 else ""))
+                raise ImageReadError(
+                    f"image store: {len(errors)} unreadable field(s) in plate {plate}; nothing of "
+                    f"this plate was written (on_error='skip' leaves them out and records them): "
+                    + "; ".join(errors[:10])
+                    + (" ..." if len(errors) > 10 else "")
+                )
             if not rows_ok:
                 raise ImageReadError(f"image store: no readable field in plate {plate}: " + "; ".join(errors[:10]))
-            arr.attrs.update({"wells": [str(recs[i]["Metadata_Well"]) for i in rows_ok],
-                              "sites": [int(recs[i]["Metadata_Site"]) for i in rows_ok], "rows": rows_ok,
-                              "native_side": native, "fingerprint": fp, "skipped": errors, "plate": plate})
+            arr.attrs.update(
+                {
+                    "wells": [str(recs[i]["Metadata_Well"]) for i in rows_ok],
+                    "sites": [int(recs[i]["Metadata_Site"]) for i in rows_ok],
+                    "rows": rows_ok,
+                    "native_side": native,
+                    "fingerprint": fp,
+                    "skipped": errors,
+                    "plate": plate,
+                }
+            )
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -331,8 +391,9 @@ def build_image_store(
     return StoreReport(p, int(store_res), reports, size)
 
 
-def channel_statistics(store: ImageStore, fields: pd.DataFrame, *, max_fields: int = 512,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def channel_statistics(
+    store: ImageStore, fields: pd.DataFrame, *, max_fields: int = 512, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and SD (of fields scaled to [0, 1]) over ``fields`` — pass the training split's.
 
     At most ``max_fields`` fields, drawn at random with ``seed`` (all of them when fewer),
@@ -353,5 +414,5 @@ def channel_statistics(store: ImageStore, fields: pd.DataFrame, *, max_fields: i
         s2 = (x * x).sum(1) if s2 is None else s2 + (x * x).sum(1)
         n += x.shape[1]
     mean = s / n
-    sd = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+    sd = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
     return mean.astype(np.float32), np.maximum(sd, 1e-6).astype(np.float32)

@@ -2,7 +2,18 @@
 
 import dagster as dg
 
-from orchestration.defs import automation, evaluation, image_store, ingest, jobs, phenoca, publish, published, retrieval, training
+from orchestration.defs import (
+    automation,
+    evaluation,
+    image_store,
+    ingest,
+    jobs,
+    phenoca,
+    publish,
+    published,
+    retrieval,
+    training,
+)
 from orchestration.resources import MoaStore, gallery_s3
 
 MODULES = [ingest, image_store, published, training, evaluation, phenoca, retrieval, publish]
@@ -14,8 +25,18 @@ def build_definitions(store: MoaStore | None = None, s3_endpoint_url: str | None
     return dg.Definitions(
         assets=dg.load_assets_from_modules(MODULES),
         asset_checks=dg.load_asset_checks_from_modules(MODULES),
-        jobs=[jobs.ingest_job, jobs.published_job, jobs.train_eval_job, jobs.dp_recipe_job, jobs.holdout_job,
-              jobs.phenoca_inputs_job, jobs.phenoca_job, jobs.scaling_job, jobs.retrieval_job, jobs.publish_job],
+        jobs=[
+            jobs.ingest_job,
+            jobs.published_job,
+            jobs.train_eval_job,
+            jobs.dp_recipe_job,
+            jobs.holdout_job,
+            jobs.phenoca_inputs_job,
+            jobs.phenoca_job,
+            jobs.scaling_job,
+            jobs.retrieval_job,
+            jobs.publish_job,
+        ],
         sensors=[automation.catalogue_sensor, automation.jump_release_sensor],
         schedules=[automation.jump_rerun_schedule],
         resources={"store": store or MoaStore(), "s3": gallery_s3(s3_endpoint_url)},

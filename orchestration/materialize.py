@@ -30,21 +30,22 @@ def prepare_instance(data_dir: Path):
 
     from moa_core.datasets import load_catalogue
     from orchestration.partitions import sync_dataset_partitions
+    from orchestration.paths import dagster_home
 
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(data_dir / "dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch(exist_ok=True)
+    dagster_home(data_dir)
     instance = dg.DagsterInstance.get()
     sync_dataset_partitions(instance, load_catalogue(data_dir))
     return instance
 
 
-def run_job(defs, instance, job: str, dataset: str | None, fraction: str = "100"):
-    """Execute ``job`` for its partition of ``dataset`` (and ``fraction``); returns the result."""
+def run_job(defs, instance, job: str, dataset: str | None, fraction: str = "100", run_config: dict | None = None):
+    """Execute ``job`` for its partition of ``dataset`` (and ``fraction``), with ``run_config``; returns the result."""
     from orchestration.partitions import multi_key
 
     key = None if job == "publish_job" else (multi_key(dataset, fraction) if job in FRACTION_JOBS else dataset)
-    return defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key, raise_on_error=False)
+    return defs.resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=key, raise_on_error=False, run_config=run_config
+    )
 
 
 def scan_releases(defs, instance) -> list[str]:

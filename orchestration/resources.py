@@ -11,12 +11,7 @@ from dagster_aws.s3 import S3Resource
 from moa_core.data.design import default_shared_dir
 from moa_core.datasets import DatasetEntry, get_dataset
 from moa_core.storage import Warehouse
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def default_data_dir() -> str:
-    return os.environ.get("MOA_DATA_DIR", str(REPO_ROOT / ".moa_data"))
+from orchestration.paths import REPO_ROOT, default_data_dir  # noqa: F401  (re-exported)
 
 
 def gallery_s3(endpoint_url: str | None = None) -> S3Resource:

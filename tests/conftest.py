@@ -75,7 +75,12 @@ def mini_pipeline(tmp_path_factory, shared_dir):
     instance = dg.DagsterInstance.ephemeral()
     sync_dataset_partitions(instance, [MINI])
     results = {}
-    for job, key in [("ingest_job", MINI), ("dp_recipe_job", multi_key(MINI, MINI_FRACTION)),
-                     ("train_eval_job", multi_key(MINI, MINI_FRACTION)), ("holdout_job", MINI), ("publish_job", None)]:
+    for job, key in [
+        ("ingest_job", MINI),
+        ("dp_recipe_job", multi_key(MINI, MINI_FRACTION)),
+        ("train_eval_job", multi_key(MINI, MINI_FRACTION)),
+        ("holdout_job", MINI),
+        ("publish_job", None),
+    ]:
         results[job] = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
     return store, instance, results

@@ -15,18 +15,22 @@ import plotly.graph_objects as go
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import common, queries  # noqa: E402
+from dashboard import common  # noqa: E402
 from dashboard import scaling_queries as sq  # noqa: E402
 from moa_core.scaling import FORMS, ScalingError  # noqa: E402
 
 st.title("Scaling laws: how much data reaches a target?")
-st.caption("Each law is fitted to the points of one model family, ranked by how well it predicts the largest "
-           "size when that size is withheld (back-test error, metric units), with 95% bootstrap intervals over "
-           f"runs ({sq.N_BOOT} resamples, refitted live). Flat or non-monotone points get no extrapolation.")
+st.caption(
+    "Each law is fitted to the points of one model family, ranked by how well it predicts the largest "
+    "size when that size is withheld (back-test error, metric units), with 95% bootstrap intervals over "
+    f"runs ({sq.N_BOOT} resamples, refitted live). Flat or non-monotone points get no extrapolation."
+)
 
-WHAT_TO_RUN = (f"materialize the `phenoca_results` asset at every data scale (run `{sq.MATERIALIZE}`, with "
-               f"`--fraction` for each scale), then the `scaling_laws` asset (`{sq.FIT}`), then publish the "
-               f"snapshot (`{sq.PUBLISH}`).")
+WHAT_TO_RUN = (
+    f"materialize the `phenoca_results` asset at every data scale (run `{sq.MATERIALIZE}`, with "
+    f"`--fraction` for each scale), then the `scaling_laws` asset (`{sq.FIT}`), then publish the "
+    f"snapshot (`{sq.PUBLISH}`)."
+)
 
 
 @st.cache_data(show_spinner="Fitting scaling laws\u2026", max_entries=64)
@@ -35,7 +39,7 @@ def fit_family(points: pd.DataFrame, n_boot: int, seed: int):
     return sq.fit(points, n_boot=n_boot, seed=seed)
 
 
-common.require_snapshot(WHAT_TO_RUN.rstrip('.'))
+common.require_snapshot(WHAT_TO_RUN.rstrip("."))
 present = sq.tables_present()
 if not present["scaling_points"] and not present["phenoca_results"]:
     st.warning(f"The snapshot holds no scaling points and no Pheno-CA results yet: {WHAT_TO_RUN}")
@@ -62,8 +66,9 @@ def scaling_section() -> None:
     scaling_task = task
     fam_index = index[(index["study"] == study) & (index["task"] == task)]
     all_families = fam_index["family"].tolist()
-    families = c3.multiselect("Model families", all_families, default=all_families, key="families",
-                              format_func=sq.family_label)
+    families = c3.multiselect(
+        "Model families", all_families, default=all_families, key="families", format_func=sq.family_label
+    )
     if not families:
         st.info("Pick at least one model family.")
         return
@@ -72,17 +77,25 @@ def scaling_section() -> None:
     model_sizes = "best"
     if sq.mixes_model_sizes(pts[pts["family"].isin(families)]):
         model_sizes = st.radio(
-            "Families with several model sizes", ["best", "largest"], horizontal=True, key="model_sizes",
-            format_func={"largest": "largest model only",
-                         "best": "best model per size (Pheno-CA's envelope, as stored; biased upward)"}.get)
+            "Families with several model sizes",
+            ["best", "largest"],
+            horizontal=True,
+            key="model_sizes",
+            format_func={
+                "largest": "largest model only",
+                "best": "best model per size (Pheno-CA's envelope, as stored; biased upward)",
+            }.get,
+        )
 
     reports, fam_points = {}, {}
     for family in families:
         fp = sq.family_points(pts, family, model_sizes)
         k = fp["n"].nunique()
         if k < sq.MIN_SIZES:
-            st.warning(f"{sq.family_label(family)} has {k} training-set size{'s' if k != 1 else ''}; a scaling law "
-                       f"needs at least {sq.MIN_SIZES}. Materialize more data scales: {WHAT_TO_RUN}")
+            st.warning(
+                f"{sq.family_label(family)} has {k} training-set size{'s' if k != 1 else ''}; a scaling law "
+                f"needs at least {sq.MIN_SIZES}. Materialize more data scales: {WHAT_TO_RUN}"
+            )
             continue
         try:
             reports[family] = fit_family(fp, sq.N_BOOT, sq.SEED)
@@ -94,25 +107,47 @@ def scaling_section() -> None:
         return
 
     stored = sq.stored_laws(dataset, study, task)
-    forms = st.multiselect("Laws", list(FORMS), default=sq.default_forms(reports), format_func=sq.form_label,
-                           key="forms", help="Default: the two laws with the lowest back-test error.")
+    forms = st.multiselect(
+        "Laws",
+        list(FORMS),
+        default=sq.default_forms(reports),
+        format_func=sq.form_label,
+        key="forms",
+        help="Default: the two laws with the lowest back-test error.",
+    )
 
     n_max = max(float(fp["n"].max()) for fp in fam_points.values())
     n_min = min(float(fp["n"].min()) for fp in fam_points.values())
     c1, c2, c3, c4 = st.columns(4)
-    target = c1.slider(f"Target {sq.task_label(task)}", 0.0, 1.0, sq.default_target(pts, stored), 0.01,
-                       key="target")
-    budget = c2.number_input("Data budget (\u00d7 the largest observed N)", min_value=1.0, max_value=1000.0,
-                             value=10.0, step=1.0, key="budget")
-    cost = c3.number_input("Cost per compound ($)", min_value=0.0, value=100.0, step=10.0, key="cost",
-                           help="The Pheno-CA paper's $100 per compound.")
+    target = c1.slider(f"Target {sq.task_label(task)}", 0.0, 1.0, sq.default_target(pts, stored), 0.01, key="target")
+    budget = c2.number_input(
+        "Data budget (\u00d7 the largest observed N)",
+        min_value=1.0,
+        max_value=1000.0,
+        value=10.0,
+        step=1.0,
+        key="budget",
+    )
+    cost = c3.number_input(
+        "Cost per compound ($)",
+        min_value=0.0,
+        value=100.0,
+        step=10.0,
+        key="cost",
+        help="The Pheno-CA paper's $100 per compound.",
+    )
     replicates = int(c4.number_input("Replicates per compound", min_value=1, value=1, step=1, key="replicates"))
     budget_n = budget * n_max
-    st.caption(f"Largest observed N: {sq.count(n_max)} {sq.x_label(study)}; the data budget is "
-               f"{sq.count(budget_n)}. Cost = N needed \u00d7 cost per compound \u00d7 replicates (the whole N, "
-               "not only the increment)."
-               + (" Here N counts wells: read the cost per compound as the cost per well, with 1 replicate."
-                  if sq.x_label(study) == "training wells" else ""))
+    st.caption(
+        f"Largest observed N: {sq.count(n_max)} {sq.x_label(study)}; the data budget is "
+        f"{sq.count(budget_n)}. Cost = N needed \u00d7 cost per compound \u00d7 replicates (the whole N, "
+        "not only the increment)."
+        + (
+            " Here N counts wells: read the cost per compound as the cost per well, with 1 replicate."
+            if sq.x_label(study) == "training wells"
+            else ""
+        )
+    )
 
     tables = {sq.family_label(f): sq.at_target(rep, target, cost, replicates).table() for f, rep in reports.items()}
     labelled = {sq.family_label(f): rep for f, rep in reports.items()}
@@ -131,21 +166,48 @@ def scaling_section() -> None:
             if c.empty:
                 continue
             if c["metric_low"].notna().any():
-                fig.add_trace(go.Scatter(x=list(c["n"]) + list(c["n"])[::-1],
-                                         y=list(c["metric_high"]) + list(c["metric_low"])[::-1], fill="toself",
-                                         line={"width": 0}, fillcolor=sq.rgba(color, 0.12), showlegend=False,
-                                         hoverinfo="skip", legendgroup=name))
-            fig.add_trace(go.Scatter(x=c["n"], y=c["metric"], mode="lines", legendgroup=name,
-                                     name=f"{name}: {sq.form_label(form)}",
-                                     line={"color": color, "dash": sq.FORM_DASH.get(form, "solid")}))
+                fig.add_trace(
+                    go.Scatter(
+                        x=list(c["n"]) + list(c["n"])[::-1],
+                        y=list(c["metric_high"]) + list(c["metric_low"])[::-1],
+                        fill="toself",
+                        line={"width": 0},
+                        fillcolor=sq.rgba(color, 0.12),
+                        showlegend=False,
+                        hoverinfo="skip",
+                        legendgroup=name,
+                    )
+                )
+            fig.add_trace(
+                go.Scatter(
+                    x=c["n"],
+                    y=c["metric"],
+                    mode="lines",
+                    legendgroup=name,
+                    name=f"{name}: {sq.form_label(form)}",
+                    line={"color": color, "dash": sq.FORM_DASH.get(form, "solid")},
+                )
+            )
         p = fam_points[family]
-        fig.add_trace(go.Scatter(x=p["n"], y=p["metric"], mode="markers", name=f"{name}: observed",
-                                 legendgroup=name, marker={"color": color, "size": 7}))
+        fig.add_trace(
+            go.Scatter(
+                x=p["n"],
+                y=p["metric"],
+                mode="markers",
+                name=f"{name}: observed",
+                legendgroup=name,
+                marker={"color": color, "size": 7},
+            )
+        )
     fig.add_hline(y=target, line_dash="dash", line_color="#555", annotation_text=f"target {sq.sig(target)}")
     fig.add_vline(x=n_max, line_dash="dot", line_color="#999", annotation_text="largest observed N")
-    fig.update_layout(xaxis_type="log", xaxis_title=sq.x_label(study), yaxis_title=sq.task_label(task),
-                      title=f"{sq.task_label(task)} vs {sq.x_label(study)} (bands: 95% bootstrap intervals)",
-                      legend_title_text="")
+    fig.update_layout(
+        xaxis_type="log",
+        xaxis_title=sq.x_label(study),
+        yaxis_title=sq.task_label(task),
+        title=f"{sq.task_label(task)} vs {sq.x_label(study)} (bands: 95% bootstrap intervals)",
+        legend_title_text="",
+    )
     st.plotly_chart(fig, width="stretch", key="scaling_chart")
 
     # ---- read-off
@@ -156,20 +218,27 @@ def scaling_section() -> None:
             st.warning(f"{name}: {reason}")
     readoff = sq.readoff_table(tables, labelled, forms, budget_n)
     if not readoff.empty:
-        st.caption("P(reachable): share of bootstrap fits whose asymptote exceeds the target (for the linear laws, "
-                   "which grow without bound, only the share with a positive slope). Extrapolations beyond "
-                   f"{sq.FLAG_FACTOR:g}\u00d7 the largest observed N are flagged.")
+        st.caption(
+            "P(reachable): share of bootstrap fits whose asymptote exceeds the target (for the linear laws, "
+            "which grow without bound, only the share with a positive slope). Extrapolations beyond "
+            f"{sq.FLAG_FACTOR:g}\u00d7 the largest observed N are flagged."
+        )
         st.dataframe(readoff, hide_index=True, width="stretch", key="readoff")
         far = readoff[readoff[f"Beyond {sq.FLAG_FACTOR:g}\u00d7 observed?"] == "yes"]
         if not far.empty:
-            st.info("Flagged: " + ", ".join(f"{a} ({b})" for a, b in zip(far["Model family"], far["Law"]))
-                    + f" extrapolate more than {sq.FLAG_FACTOR:g}\u00d7 past the data; treat those numbers as "
-                    "speculative.")
+            st.info(
+                "Flagged: "
+                + ", ".join(f"{a} ({b})" for a, b in zip(far["Model family"], far["Law"]))
+                + f" extrapolate more than {sq.FLAG_FACTOR:g}\u00d7 past the data; treat those numbers as "
+                "speculative."
+            )
 
     # ---- forms
     st.subheader("Laws ranked by back-test error")
-    st.caption("Back-test error: mean absolute error at the withheld largest size, fitted on the rest. In-sample "
-               "R\u00b2 is shown for reference only (it favours flexible laws). Reliability at the current target.")
+    st.caption(
+        "Back-test error: mean absolute error at the withheld largest size, fitted on the rest. In-sample "
+        "R\u00b2 is shown for reference only (it favours flexible laws). Reliability at the current target."
+    )
     st.dataframe(sq.forms_table(tables), hide_index=True, width="stretch", key="forms_table")
 
     view = sq.stored_table(stored, families)
@@ -192,11 +261,21 @@ def comparison_section() -> None:
         return
     c1, c2 = st.columns(2)
     # keyed on the scaling task, so the comparison follows it when it changes (and keeps a manual choice otherwise)
-    task, metric = c1.selectbox("Task and metric", options, index=sq.matching_option(options, scaling_task),
-                                format_func=lambda o: sq.task_label(*o), key=f"cmp_task:{scaling_task}")
+    task, metric = c1.selectbox(
+        "Task and metric",
+        options,
+        index=sq.matching_option(options, scaling_task),
+        format_func=lambda o: sq.task_label(*o),
+        key=f"cmp_task:{scaling_task}",
+    )
     splits = sq.ordered_splits(res[(res["task"].astype(str) == task) & (res["metric"].astype(str) == metric)]["split"])
-    split = c2.selectbox("Evaluation split", splits, index=sq.matching_split(splits, scaling_task),
-                         format_func=sq.split_label, key=f"cmp_split:{scaling_task}:{task}:{metric}")
+    split = c2.selectbox(
+        "Evaluation split",
+        splits,
+        index=sq.matching_split(splits, scaling_task),
+        format_func=sq.split_label,
+        key=f"cmp_split:{scaling_task}:{task}:{metric}",
+    )
     comp = sq.comparison(res, task, metric, split)
     if comp.empty:
         st.info("No results for this task and split.")
@@ -205,12 +284,21 @@ def comparison_section() -> None:
     order = comp["family"].tolist()
     err_hi = (comp["ci_high"] - comp["value"]).to_numpy()
     err_lo = (comp["value"] - comp["ci_low"]).to_numpy()
-    fig = go.Figure(go.Bar(
-        x=comp["family"], y=comp["value"], marker_color=[sq.family_color(f, order) for f in order],
-        error_y={"type": "data", "array": err_hi, "arrayminus": err_lo, "visible": bool(np.isfinite(err_hi).any())},
-        text=[sq.sig(v) for v in comp["value"]], textposition="outside"))
-    fig.update_layout(yaxis_title=sq.task_label(task, metric), xaxis_title="supervision",
-                      title=f"{sq.task_label(task, metric)} on {sq.split_label(split)}")
+    fig = go.Figure(
+        go.Bar(
+            x=comp["family"],
+            y=comp["value"],
+            marker_color=[sq.family_color(f, order) for f in order],
+            error_y={"type": "data", "array": err_hi, "arrayminus": err_lo, "visible": bool(np.isfinite(err_hi).any())},
+            text=[sq.sig(v) for v in comp["value"]],
+            textposition="outside",
+        )
+    )
+    fig.update_layout(
+        yaxis_title=sq.task_label(task, metric),
+        xaxis_title="supervision",
+        title=f"{sq.task_label(task, metric)} on {sq.split_label(split)}",
+    )
     st.plotly_chart(fig, width="stretch", key="comparison_chart")
     st.dataframe(sq.comparison_table(comp), hide_index=True, width="stretch", key="comparison")
 

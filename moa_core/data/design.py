@@ -81,9 +81,18 @@ def load_cpjump1_design(shared_dir: Path | str | None = None) -> pd.DataFrame:
     meta = pd.read_csv(meta_path, low_memory=False)
     _require(
         meta,
-        ["Metadata_Plate", "Metadata_Well", "Metadata_broad_sample", "Metadata_pert_type",
-         "Metadata_control_type", "Metadata_cell_line", "Metadata_timepoint",
-         "Metadata_experiment_type", "Metadata_pert_iname", "Metadata_target"],
+        [
+            "Metadata_Plate",
+            "Metadata_Well",
+            "Metadata_broad_sample",
+            "Metadata_pert_type",
+            "Metadata_control_type",
+            "Metadata_cell_line",
+            "Metadata_timepoint",
+            "Metadata_experiment_type",
+            "Metadata_pert_iname",
+            "Metadata_target",
+        ],
         meta_path,
     )
     ann = pd.read_csv(ann_path, sep="\t")
@@ -169,6 +178,10 @@ def cpjump1_identifiers(shared_dir: Path | str | None = None) -> pd.DataFrame:
         raise FileNotFoundError(f"CPJUMP1 annotation file not found: {ann_path} (set MOA_SHARED_DIR)")
     ann = pd.read_csv(ann_path, sep="\t")
     _require(ann, ["broad_sample", "InChIKey"], ann_path)
-    return (ann[["broad_sample", "InChIKey"]].dropna().drop_duplicates("broad_sample")
-            .rename(columns={"broad_sample": "Metadata_broad_sample", "InChIKey": "Metadata_InChIKey"})
-            .reset_index(drop=True))
+    return (
+        ann[["broad_sample", "InChIKey"]]
+        .dropna()
+        .drop_duplicates("broad_sample")
+        .rename(columns={"broad_sample": "Metadata_broad_sample", "InChIKey": "Metadata_InChIKey"})
+        .reset_index(drop=True)
+    )

@@ -40,8 +40,14 @@ def stretch(channel: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.nda
     return exposure.rescale_intensity(img, in_range=(float(lo), float(hi)), out_range=(0.0, 1.0)).astype(np.float32)
 
 
-def composite(field: np.ndarray, channels: Sequence[str], *, colors: Mapping[str, tuple[float, float, float]] | None
-              = None, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+def composite(
+    field: np.ndarray,
+    channels: Sequence[str],
+    *,
+    colors: Mapping[str, tuple[float, float, float]] | None = None,
+    low: float = 0.5,
+    high: float = 99.5,
+) -> np.ndarray:
     """A ``(H, W, 3)`` float32 RGB composite of a ``(C, H, W)`` field whose channels are ``channels``."""
     field = np.asarray(field)
     if field.ndim != 3 or field.shape[0] != len(channels):

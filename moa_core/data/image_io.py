@@ -10,25 +10,15 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from moa_core.atomic import atomic_path
+from moa_core.data.channels import CHANNEL_MAPS, CHANNELS  # noqa: F401  (re-exported)
 from moa_core.errors import ImageReadError
-
-#: The five Cell Painting channels, in the order every array in this project uses.
-CHANNELS: tuple[str, ...] = ("DNA", "ER", "RNA", "AGP", "Mito")
-
-#: Channel number -> stain, per gallery layout (the ``-chN`` of Phenix file names):
-#: cpg0000/source_4 and LINCS (cpg0004) number them differently; cpg0016 load_data
-#: files name each channel's file by stain (``FileName_Orig<Stain>``).
-CHANNEL_MAPS: dict[str, dict[int, str]] = {
-    "cpg0000": {1: "Mito", 2: "AGP", 3: "RNA", 4: "ER", 5: "DNA"},
-    "cpg0004": {1: "DNA", 2: "ER", 3: "RNA", 4: "AGP", 5: "Mito"},
-}
 
 
 def field_filename(row: int, col: int, site: int, channel: int) -> str:
@@ -46,8 +36,9 @@ def _validate_plane(arr: np.ndarray, name: str, where: str, expected_shape: tupl
     return arr
 
 
-def decode_tiff(data: bytes, name: str, *, expected_shape: tuple[int, int] | None = None,
-                context: str = "") -> np.ndarray:
+def decode_tiff(
+    data: bytes, name: str, *, expected_shape: tuple[int, int] | None = None, context: str = ""
+) -> np.ndarray:
     """Decode one single-channel 16-bit TIFF held in memory (e.g. read straight from S3)."""
     where = f" ({context})" if context else ""
     try:
@@ -104,8 +95,9 @@ def read_field(
     return np.stack(planes)
 
 
-def apply_illumination(plane: np.ndarray, illum: np.ndarray, *, name: str = "illumination function",
-                       context: str = "") -> np.ndarray:
+def apply_illumination(
+    plane: np.ndarray, illum: np.ndarray, *, name: str = "illumination function", context: str = ""
+) -> np.ndarray:
     """CellProfiler ``CorrectIlluminationApply`` (divide): ``plane / illum``, back to uint16.
 
     The JUMP illumination functions (``<Plate>_Illum<Stain>.npy``) are smooth float
@@ -138,12 +130,5 @@ def write_tiff_atomic(path: str | os.PathLike, image: np.ndarray, *, compression
     p = Path(path)
     if image.ndim != 2 or image.dtype != np.uint16:
         raise ValueError(f"refusing to write {p}: need a 2-D uint16 array, got {image.shape} {image.dtype}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         tifffile.imwrite(tmp, image, compression=compression)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

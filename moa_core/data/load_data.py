@@ -9,7 +9,6 @@ may use ``s3://`` URIs). The same table drives the synthetic and the real data.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +73,10 @@ def validate_load_data(df: pd.DataFrame, channels: tuple[str, ...] = CHANNELS, s
     site = pd.to_numeric(df["Metadata_Site"], errors="coerce")
     if site.isna().any() or (site % 1 != 0).any():
         r = df[site.isna() | (site % 1 != 0)].iloc[0]
-        raise SchemaError(f"{source}: Metadata_Site {r['Metadata_Site']!r} is not an integer "
-                          f"(plate {r['Metadata_Plate']} well {r['Metadata_Well']})")
+        raise SchemaError(
+            f"{source}: Metadata_Site {r['Metadata_Site']!r} is not an integer "
+            f"(plate {r['Metadata_Plate']} well {r['Metadata_Well']})"
+        )
     cols = [filename_col(ch) for ch in channels] + [pathname_col(ch) for ch in channels]
     illum = [c for ch in channels for c in (illum_filename_col(ch), illum_pathname_col(ch)) if c in df.columns]
     cols += [c for c in illum if not _blank(df[c]).all()]  # an all-blank _Illum column = no correction
@@ -91,7 +92,8 @@ def validate_load_data(df: pd.DataFrame, channels: tuple[str, ...] = CHANNELS, s
     if dup.any():
         r = df[dup].iloc[0]
         raise SchemaError(
-            f"{source}: duplicated field plate {r['Metadata_Plate']} well {r['Metadata_Well']} site {r['Metadata_Site']}"
+            f"{source}: duplicated field plate {r['Metadata_Plate']} well {r['Metadata_Well']} "
+            f"site {r['Metadata_Site']}"
         )
 
 
@@ -107,25 +109,31 @@ def check_channel_map(df: pd.DataFrame, channel_map: dict[int, str] | None, sour
     for num, stain in channel_map.items():
         col = filename_col(stain)
         if col not in df.columns:
-            raise SchemaError(f"{source}: the channel map names ch{num} = {stain} but there is no {col} column "
-                              f"(fewer channels than the channel map)")
+            raise SchemaError(
+                f"{source}: the channel map names ch{num} = {stain} but there is no {col} column "
+                f"(fewer channels than the channel map)"
+            )
         got = df[col].astype(str).str.extract(r"-ch(\d+)", expand=False)
         bad = got.notna() & (got != str(num))
         if bad.any():
             r = df[bad].iloc[0]
-            raise SchemaError(f"{source}: {col} of plate {r['Metadata_Plate']} well {r['Metadata_Well']} is "
-                              f"{r[col]!r}, but the channel map puts {stain} on ch{num}")
+            raise SchemaError(
+                f"{source}: {col} of plate {r['Metadata_Plate']} well {r['Metadata_Well']} is "
+                f"{r[col]!r}, but the channel map puts {stain} on ch{num}"
+            )
 
 
-def channel_paths(row: pd.Series | dict, channels: tuple[str, ...] = CHANNELS,
-                  root: Path | str | ImageLocator | None = None) -> dict[str, str]:
+def channel_paths(
+    row: pd.Series | dict, channels: tuple[str, ...] = CHANNELS, root: Path | str | ImageLocator | None = None
+) -> dict[str, str]:
     """Map channel -> full file path or URI for one load_data row."""
     loc = as_locator(root)
     return {ch: loc.resolve(row[pathname_col(ch)], str(row[filename_col(ch)])) for ch in channels}
 
 
-def illum_paths(row: pd.Series | dict, channels: tuple[str, ...] = CHANNELS,
-                root: Path | str | ImageLocator | None = None) -> dict[str, str]:
+def illum_paths(
+    row: pd.Series | dict, channels: tuple[str, ...] = CHANNELS, root: Path | str | ImageLocator | None = None
+) -> dict[str, str]:
     """Channel -> illumination function path/URI, for the channels the row names one for."""
     loc = as_locator(root)
     out = {}
@@ -157,8 +165,13 @@ def read_field_from_row(
     """
     loc = as_locator(root)
     ctx = field_context(row)
-    field = read_field(channel_paths(row, channels, loc), channels=channels, expected_shape=expected_shape,
-                       context=ctx, reader=loc.read_channel)
+    field = read_field(
+        channel_paths(row, channels, loc),
+        channels=channels,
+        expected_shape=expected_shape,
+        context=ctx,
+        reader=loc.read_channel,
+    )
     if illumination:
         for i, ch in enumerate(channels):
             uri = illum_paths(row, (ch,), loc).get(ch)
@@ -194,21 +207,9 @@ def read_load_data(path: str | os.PathLike, channels: tuple[str, ...] = CHANNELS
     return df
 
 
-def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a CSV via a temporary file in the same folder, then rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def field_image_shape(df: pd.DataFrame, root: Path | None = None, channels: tuple[str, ...] = CHANNELS) -> tuple[int, int]:
+def field_image_shape(
+    df: pd.DataFrame, root: Path | None = None, channels: tuple[str, ...] = CHANNELS
+) -> tuple[int, int]:
     """Shape of the first field's first channel (used to validate the rest)."""
     arr = read_field_from_row(df.iloc[0], channels[:1], root)
     return tuple(np.asarray(arr.shape[1:]).tolist())  # type: ignore[return-value]

@@ -73,8 +73,9 @@ class ImageLocator:
         tr.download(bucket, key, dest)
         return dest.read_bytes()
 
-    def read_channel(self, uri: str | os.PathLike, *, expected_shape: tuple[int, int] | None = None,
-                     context: str = "") -> np.ndarray:
+    def read_channel(
+        self, uri: str | os.PathLike, *, expected_shape: tuple[int, int] | None = None, context: str = ""
+    ) -> np.ndarray:
         """One 16-bit channel image (see :func:`moa_core.data.image_io.read_channel`)."""
         uri = str(uri)
         if not uri.startswith("s3://"):

@@ -44,8 +44,6 @@ def is_edge_well(well: str, plate_format: int = 384) -> bool:
     return r == 0 or r == n_rows - 1 or c == 1 or c == n_cols
 
 
-
-
 def well_row_col(well: str) -> tuple[int, int]:
     """``"D14"`` -> ``(4, 14)`` (1-based row, column); two-letter rows for 1536-well plates."""
     m = _WELL_RE.match(str(well))

@@ -34,16 +34,18 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from moa_core.atomic import write_csv_atomic
+from moa_core.data.config import REAL_FIELD_SIZE, REAL_NUCLEI_PER_FIELD, SyntheticSpec  # noqa: F401 (re-exported)
 from moa_core.data.design import NEGCON, is_edge_well, select_moas, select_plates, subset_design, well_row_col
 from moa_core.data.image_io import CHANNEL_MAPS, CHANNELS, field_filename, write_tiff_atomic
-from moa_core.data.load_data import filename_col, pathname_col, write_csv_atomic
+from moa_core.data.load_data import filename_col, pathname_col
 
 LATENT_AXES: tuple[str, ...] = (
     "nucleus_size",
@@ -62,47 +64,10 @@ LATENT_AXES: tuple[str, ...] = (
 )
 _AX = {name: i for i, name in enumerate(LATENT_AXES)}
 
-#: Real-data reference: ~94 nuclei per 1080x1080 field (CPJUMP1 DMSO well D14),
-#: median nuclear area ~950 px (radius ~17 px).
-REAL_FIELD_SIZE = 1080
-REAL_NUCLEI_PER_FIELD = 94.0
-
 # Channel background (camera offset + autofluorescence), read off the real fields'
 # 1st percentiles, and foreground scale (typical bright-object level).
 _BACKGROUND = {"DNA": 330.0, "ER": 260.0, "RNA": 400.0, "AGP": 450.0, "Mito": 700.0}
 _SCALE = {"DNA": 9000.0, "ER": 4200.0, "RNA": 5200.0, "AGP": 4800.0, "Mito": 3000.0}
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """Knobs of the synthetic CPJUMP1 dataset.
-
-    ``cells_per_field=None`` scales the real density (~94 nuclei per 1080² field)
-    to ``image_size``.
-    """
-
-    n_plates: int = 4
-    max_moas: int | None = 16
-    dmso_wells_per_plate: int | None = 24
-    fields_per_well: int = 3
-    image_size: int = 256
-    cells_per_field: float | None = None
-    include_multi_moa: bool = True
-    seed: int = 0
-    moa_effect: float = 0.55
-    compound_deviation: float = 0.45
-    replicate_noise: float = 0.12
-    cell_noise: float = 0.18
-    plate_gain_sd: float = 0.08
-
-    @property
-    def mean_cells(self) -> float:
-        if self.cells_per_field is not None:
-            return float(self.cells_per_field)
-        return max(1.0, REAL_NUCLEI_PER_FIELD * (self.image_size / REAL_FIELD_SIZE) ** 2)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _key(*parts: object) -> int:
@@ -224,7 +189,13 @@ def render_field(
         n_cells = len(centers)
         cy = np.array([c[0] for c in centers], np.float32)
         cx = np.array([c[1] for c in centers], np.float32)
-        r_nuc, r_cell, elong, theta, zc = r_nuc[:n_cells], r_cell[:n_cells], elong[:n_cells], theta[:n_cells], zc[:n_cells]
+        r_nuc, r_cell, elong, theta, zc = (
+            r_nuc[:n_cells],
+            r_cell[:n_cells],
+            elong[:n_cells],
+            theta[:n_cells],
+            zc[:n_cells],
+        )
 
     if n_cells > 0:
         # normalized distance of every pixel to every cell (cell outline irregular + elongated)
@@ -396,8 +367,12 @@ def render_dataset(
             names = [field_filename(r, c, site, ch_num[ch]) for ch in CHANNELS]
             jobs.append(
                 _FieldJob(
-                    w["Metadata_Plate"], w["Metadata_Well"], site, z,
-                    model.plate_gain(w["Metadata_Plate"]), model.plate_background(w["Metadata_Plate"]),
+                    w["Metadata_Plate"],
+                    w["Metadata_Well"],
+                    site,
+                    z,
+                    model.plate_gain(w["Metadata_Plate"]),
+                    model.plate_background(w["Metadata_Plate"]),
                     tuple(str(out / rel / n) for n in names),
                 )
             )

@@ -47,10 +47,7 @@ def upper_pairs_by_category(
         cat[~upper] = -1
         for m, key in enumerate(keys):
             parts[key].append(block[cat == m])
-    return {
-        key: (np.concatenate(v) if v else np.empty(0)).astype(np.float64, copy=False)
-        for key, v in parts.items()
-    }
+    return {key: (np.concatenate(v) if v else np.empty(0)).astype(np.float64, copy=False) for key, v in parts.items()}
 
 
 def upper_values(sim: np.ndarray) -> np.ndarray:
@@ -59,9 +56,7 @@ def upper_values(sim: np.ndarray) -> np.ndarray:
     return np.concatenate([sim[i, i + 1 :] for i in range(n - 1)]) if n > 1 else np.empty(0)
 
 
-def weighted_pair_moments(
-    sim: np.ndarray, mask: np.ndarray, W: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def weighted_pair_moments(sim: np.ndarray, mask: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-bootstrap weighted pair sums for pairs ``i != j`` selected by symmetric ``mask``.
 
     For each weight vector ``w`` (row of ``W``, shape (B, n)) returns

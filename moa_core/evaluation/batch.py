@@ -65,8 +65,9 @@ class BatchEffectResult:
                 result_row(method, analysis, "within_plate_sd", self.within_sd, n=self.n_within),
                 result_row(method, analysis, "across_plates_mean", self.across_mean, n=self.n_across),
                 result_row(method, analysis, "across_plates_sd", self.across_sd, n=self.n_across),
-                result_row(method, analysis, "delta", self.delta, p_value=self.p_value,
-                           n=self.n_within + self.n_across),
+                result_row(
+                    method, analysis, "delta", self.delta, p_value=self.p_value, n=self.n_within + self.n_across
+                ),
             ]
         )
 

@@ -91,8 +91,9 @@ def percentile_ci(samples: np.ndarray, confidence: float = 0.95) -> tuple[float,
 
 def _finish(estimate: float, samples: np.ndarray, confidence: float, groups) -> BootstrapCI:
     lo, hi, bad = percentile_ci(samples, confidence)
-    return BootstrapCI(float(estimate), lo, hi, len(samples), bad, confidence,
-                       "well" if groups is None else "cluster", samples)
+    return BootstrapCI(
+        float(estimate), lo, hi, len(samples), bad, confidence, "well" if groups is None else "cluster", samples
+    )
 
 
 def bootstrap_intra_inter_delta(

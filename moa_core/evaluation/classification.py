@@ -35,14 +35,14 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import label_binarize
 
-from moa_core.errors import MoaInputError
-
 from moa_core.data.plates import is_edge_well, plate_dimensions
+from moa_core.errors import MoaInputError
 
 from ._common import DEFAULT_NEGCON, DEFAULT_WELL_COL
 from .results import result_row, results_frame
 
 __all__ = ["ClassificationResult", "classification_metrics", "is_edge_well", "plate_dimensions"]
+
 
 @dataclass(frozen=True)
 class ClassificationResult:
@@ -142,8 +142,13 @@ def classification_metrics(
         S = P[mask][:, col_keep]
         auprc = float(average_precision_score(Y, S, average="micro")) if Y.sum() > 0 else float("nan")
         rows.append(
-            {"subset": name, "auprc_micro": auprc, "auprc_baseline": float(Y.mean()),
-             "accuracy": float(np.mean(pred_all[mask] == y[mask])), "accuracy_baseline": 1.0 / len(eval_cls),
-             "n_fields": n}
+            {
+                "subset": name,
+                "auprc_micro": auprc,
+                "auprc_baseline": float(Y.mean()),
+                "accuracy": float(np.mean(pred_all[mask] == y[mask])),
+                "accuracy_baseline": 1.0 / len(eval_cls),
+                "n_fields": n,
+            }
         )
     return ClassificationResult(pd.DataFrame(rows), eval_cls)

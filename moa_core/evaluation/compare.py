@@ -42,8 +42,9 @@ def common_test_wells(splits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], 
     return test
 
 
-def require_evaluable_test_wells(splits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *,
-                                 where: str = "", negcon: str = "DMSO", minimum: int = 2) -> int:
+def require_evaluable_test_wells(
+    splits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], *, where: str = "", negcon: str = "DMSO", minimum: int = 2
+) -> int:
     """Number of evaluable non-control test wells common to ``tables``; an error naming ``where`` below ``minimum``.
 
     The paper's analyses need MOAs with at least two compounds in the test split; a single
@@ -55,8 +56,10 @@ def require_evaluable_test_wells(splits: pd.DataFrame, tables: Mapping[str, pd.D
     n = int((test[ELIGIBLE_COL] & test["Metadata_moa"].ne(negcon)).sum())
     if n < minimum:
         moas = splits[splits[ELIGIBLE_COL]]["Metadata_moa"].nunique()
-        raise MoaInputError(f"{where}: {n} evaluable test well(s) ({moas} MOAs have >= 2 compounds after the "
-                            f"paper's filters); add plates to the dataset (or relax its dose filter) to evaluate it")
+        raise MoaInputError(
+            f"{where}: {n} evaluable test well(s) ({moas} MOAs have >= 2 compounds after the "
+            f"paper's filters); add plates to the dataset (or relax its dose filter) to evaluate it"
+        )
     return n
 
 
@@ -84,8 +87,16 @@ def compare_methods(
     train = splits[splits[SPLIT_COL].eq("train")][KEYS]
     frames = []
     for method, df in tables.items():
-        frames.append(run_embedding_suite(df.merge(test, on=KEYS, how="inner"), _features(df), method,
-                                          train_df=df.merge(train, on=KEYS, how="inner"), seed=seed, **suite_kwargs))
+        frames.append(
+            run_embedding_suite(
+                df.merge(test, on=KEYS, how="inner"),
+                _features(df),
+                method,
+                train_df=df.merge(train, on=KEYS, how="inner"),
+                seed=seed,
+                **suite_kwargs,
+            )
+        )
     meta_cols = KEYS + [c for c in ("Metadata_moa", "Metadata_cell_line", "Metadata_timepoint") if c in splits.columns]
     for method, fp in (field_predictions or {}).items():
         fp = fp.merge(splits[meta_cols], on=KEYS).merge(test, on=KEYS, how="inner")

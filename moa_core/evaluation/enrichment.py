@@ -109,8 +109,13 @@ class EnrichmentResult:
         for r in self.table.itertuples(index=False):
             rows.append(
                 result_row(
-                    method, analysis, "odds_ratio" + suffix, r.odds_ratio,
-                    parameter=r.percentile, p_value=r.p_value, n=r.n_pairs,
+                    method,
+                    analysis,
+                    "odds_ratio" + suffix,
+                    r.odds_ratio,
+                    parameter=r.percentile,
+                    p_value=r.p_value,
+                    n=r.n_pairs,
                 )
             )
             rows.append(
@@ -173,8 +178,10 @@ def _enrichment_from_sorted(
     d = (m - m_same) - b
     a, b, c, d = (rep * x.astype(np.int64) for x in (a, b, c, d))
     ors = [odds_ratio(*t) for t in zip(a, b, c, d)]
-    ps = [float(fisher_exact([[int(x[0]), int(x[1])], [int(x[2]), int(x[3])]], alternative="greater").pvalue)
-          for x in zip(a, b, c, d)]
+    ps = [
+        float(fisher_exact([[int(x[0]), int(x[1])], [int(x[2]), int(x[3])]], alternative="greater").pvalue)
+        for x in zip(a, b, c, d)
+    ]
     table = pd.DataFrame(
         {
             "percentile": pct,

@@ -84,8 +84,11 @@ class ThreeGroupResult:
         n_of = dict(zip(self.summary["group"], self.summary["n"]))
         for t in self.tests.itertuples(index=False):
             n = n_of[t.group_1] + n_of[t.group_2]
-            rows.append(result_row(method, analysis, f"mean_diff_{t.group_1}_vs_{t.group_2}", t.mean_diff,
-                                   p_value=t.p_value, n=n))
+            rows.append(
+                result_row(
+                    method, analysis, f"mean_diff_{t.group_1}_vs_{t.group_2}", t.mean_diff, p_value=t.p_value, n=n
+                )
+            )
             rows.append(result_row(method, analysis, f"z_{t.group_1}_vs_{t.group_2}", t.z, p_value=t.p_value, n=n))
         return results_frame(rows)
 

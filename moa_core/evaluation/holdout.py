@@ -163,8 +163,14 @@ def compound_holdout_eval(
         for scheme, order in (("individual", order_ind), ("aggregated", order_agg)):
             rank = float(np.flatnonzero(order == t)[0] + 1) if t is not None else np.nan
             records.append(
-                {"scheme": scheme, "compound": str(cpd), "true_moa": true, "predicted_moa": str(classes[order[0]]),
-                 "n_wells": int(len(rows)), "true_rank": rank}
+                {
+                    "scheme": scheme,
+                    "compound": str(cpd),
+                    "true_moa": true,
+                    "predicted_moa": str(classes[order[0]]),
+                    "n_wells": int(len(rows)),
+                    "true_rank": rank,
+                }
             )
     pred = pd.DataFrame(records)
     ks = np.arange(1, max_k + 1)
@@ -173,11 +179,24 @@ def compound_holdout_eval(
         p = pred[pred["scheme"] == scheme]
         r = p["true_rank"].to_numpy(dtype=float)
         for k in ks:
-            topk_rows.append({"scheme": scheme, "k": int(k), "accuracy": float(np.mean(r <= k)),
-                              "random_baseline": min(1.0, k / n_classes)})
+            topk_rows.append(
+                {
+                    "scheme": scheme,
+                    "k": int(k),
+                    "accuracy": float(np.mean(r <= k)),
+                    "random_baseline": min(1.0, k / n_classes),
+                }
+            )
         yt, yp = p["true_moa"].to_numpy(dtype=object), p["predicted_moa"].to_numpy(dtype=object)
         pr, rc, f1, _ = precision_recall_fscore_support(yt, yp, average="weighted", zero_division=0)
-        score_rows.append({"scheme": scheme, "f1": float(f1), "precision": float(pr), "recall": float(rc),
-                           "accuracy": float(np.mean(yt == yp))})
+        score_rows.append(
+            {
+                "scheme": scheme,
+                "f1": float(f1),
+                "precision": float(pr),
+                "recall": float(rc),
+                "accuracy": float(np.mean(yt == yp)),
+            }
+        )
     n_missing = int(pred.loc[pred["scheme"] == "individual", "true_rank"].isna().sum())
     return HoldoutResult(pred, pd.DataFrame(topk_rows), pd.DataFrame(score_rows), n_classes, n_missing)

@@ -104,8 +104,7 @@ class KNNResult:
     def curves(self) -> pd.DataFrame:
         """DataFrame ``k, f1, precision, recall, accuracy``."""
         return pd.DataFrame(
-            {"k": self.k, "f1": self.f1, "precision": self.precision, "recall": self.recall,
-             "accuracy": self.accuracy}
+            {"k": self.k, "f1": self.f1, "precision": self.precision, "recall": self.recall, "accuracy": self.accuracy}
         )
 
     def to_results(self, method: str, analysis: str = "knn", include_curves: bool = True) -> pd.DataFrame:
@@ -119,8 +118,7 @@ class KNNResult:
             for m in _METRICS:
                 vals = getattr(self, m)
                 rows.extend(
-                    result_row(method, analysis, m, float(v), parameter=int(k), n=n)
-                    for k, v in zip(self.k, vals)
+                    result_row(method, analysis, m, float(v), parameter=int(k), n=n) for k, v in zip(self.k, vals)
                 )
         return results_frame(rows)
 
@@ -214,8 +212,15 @@ def knn_from_similarity(
         i = int(np.argmax(arr))  # first maximum -> smallest k
         best[name] = (float(arr[i]), int(ks[i]))
     return KNNResult(
-        k=ks, f1=m["f1"], precision=m["precision"], recall=m["recall"], accuracy=m["accuracy"],
-        classes=classes, y_codes=y, pred_codes=pred_all, best=best,
+        k=ks,
+        f1=m["f1"],
+        precision=m["precision"],
+        recall=m["recall"],
+        accuracy=m["accuracy"],
+        classes=classes,
+        y_codes=y,
+        pred_codes=pred_all,
+        best=best,
     )
 
 

@@ -134,15 +134,18 @@ def latent_from_array(
             continue
         loo = leave_one_out_medians(X[mm])
         zq = row_center_normalize(X[mm])  # rows already validated by pearson_cross above
-        zl = row_center_normalize(
-            loo, [f"leave-one-out MLE of {classes[c]} without row {i}" for i in mm]
-        )
+        zl = row_center_normalize(loo, [f"leave-one-out MLE of {classes[c]} without row {i}" for i in mm])
         sims[mm, c] = np.clip(np.einsum("ij,ij->i", zq, zl), -1.0, 1.0)
     pred = np.argmax(sims, axis=1)  # first maximum -> lowest class name
     m = weighted_prf(y, pred, n_classes)
     return LatentResult(
-        f1=float(m["f1"]), precision=float(m["precision"]), recall=float(m["recall"]),
-        accuracy=float(m["accuracy"]), classes=classes, y_codes=y, pred_codes=pred,
+        f1=float(m["f1"]),
+        precision=float(m["precision"]),
+        recall=float(m["recall"]),
+        accuracy=float(m["accuracy"]),
+        classes=classes,
+        y_codes=y,
+        pred_codes=pred,
         n_singleton_queries=n_single,
     )
 

@@ -131,9 +131,7 @@ def logistic_regression_eval(
     y_test = y_classes[y_codes]
     X_test = feature_matrix(te, features, plate_col=plate_col, well_col=well_col)
 
-    model = OneVsRestClassifier(
-        LogisticRegression(C=C, l1_ratio=0.0, solver="lbfgs", max_iter=max_iter), n_jobs=n_jobs
-    )
+    model = OneVsRestClassifier(LogisticRegression(C=C, l1_ratio=0.0, solver="lbfgs", max_iter=max_iter), n_jobs=n_jobs)
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
@@ -142,7 +140,14 @@ def logistic_regression_eval(
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     p, r, f, _ = precision_recall_fscore_support(y_test, y_pred, average="weighted", zero_division=0)
     return LogisticResult(
-        f1=float(f), precision=float(p), recall=float(r), accuracy=float(accuracy_score(y_test, y_pred)),
-        y_true=np.asarray(y_test, dtype=object), y_pred=y_pred, classes=np.asarray(model.classes_, dtype=object),
-        n_train=int(len(tr)), n_train_dropped=n_dropped, converged=converged,
+        f1=float(f),
+        precision=float(p),
+        recall=float(r),
+        accuracy=float(accuracy_score(y_test, y_pred)),
+        y_true=np.asarray(y_test, dtype=object),
+        y_pred=y_pred,
+        classes=np.asarray(model.classes_, dtype=object),
+        n_train=int(len(tr)),
+        n_train_dropped=n_dropped,
+        converged=converged,
     )

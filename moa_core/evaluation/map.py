@@ -124,8 +124,15 @@ def _run(
 ) -> MapResult:
     try:
         ap = average_precision(
-            meta, feats, pos_sameby=pos_sameby, pos_diffby=pos_diffby, neg_sameby=neg_sameby,
-            neg_diffby=neg_diffby, batch_size=batch_size, distance=distance, progress_bar=False,
+            meta,
+            feats,
+            pos_sameby=pos_sameby,
+            pos_diffby=pos_diffby,
+            neg_sameby=neg_sameby,
+            neg_diffby=neg_diffby,
+            batch_size=batch_size,
+            distance=distance,
+            progress_bar=False,
         )
     except UnpairedException as exc:
         raise MoaInputError(f"mAP ({kind}): {exc}") from exc
@@ -133,8 +140,13 @@ def _run(
     if not valid.any():
         raise MoaInputError(f"mAP ({kind}): no query has both positive and negative partners")
     maps = mean_average_precision(
-        ap, sameby=group_by, null_size=null_size, threshold=threshold, seed=seed,
-        progress_bar=False, cache_dir=cache_dir,
+        ap,
+        sameby=group_by,
+        null_size=null_size,
+        threshold=threshold,
+        seed=seed,
+        progress_bar=False,
+        cache_dir=cache_dir,
     )
     return MapResult(ap=ap, map=maps, kind=kind, threshold=threshold)
 
@@ -170,12 +182,20 @@ def phenotypic_activity(
         raise MoaInputError(f"mAP (activity): no control wells ({compound_col} == {negcon!r})")
     meta = assign_reference_index(meta, ctl, reference_col=_REF_COL, default_value=-1)
     return _run(
-        meta, feats,
-        pos_sameby=[compound_col, *extra_sameby, _REF_COL], pos_diffby=[],
-        neg_sameby=[plate_col], neg_diffby=[compound_col, _REF_COL],
+        meta,
+        feats,
+        pos_sameby=[compound_col, *extra_sameby, _REF_COL],
+        pos_diffby=[],
+        neg_sameby=[plate_col],
+        neg_diffby=[compound_col, _REF_COL],
         group_by=[compound_col, *extra_sameby],
-        kind="activity", null_size=null_size, threshold=threshold, seed=seed, distance=distance,
-        batch_size=batch_size, cache_dir=cache_dir,
+        kind="activity",
+        null_size=null_size,
+        threshold=threshold,
+        seed=seed,
+        distance=distance,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
     )
 
 
@@ -213,10 +233,20 @@ def phenotypic_consistency(
     if meta[moa_col].nunique() < 2:
         raise MoaInputError("mAP (consistency): needs at least 2 MOAs")
     return _run(
-        meta, feats,
-        pos_sameby=[moa_col], pos_diffby=[compound_col], neg_sameby=[], neg_diffby=[moa_col],
-        group_by=[moa_col], kind="consistency", null_size=null_size, threshold=threshold, seed=seed,
-        distance=distance, batch_size=batch_size, cache_dir=cache_dir,
+        meta,
+        feats,
+        pos_sameby=[moa_col],
+        pos_diffby=[compound_col],
+        neg_sameby=[],
+        neg_diffby=[moa_col],
+        group_by=[moa_col],
+        kind="consistency",
+        null_size=null_size,
+        threshold=threshold,
+        seed=seed,
+        distance=distance,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
     )
 
 
@@ -245,8 +275,18 @@ def replicate_consistency(
     if meta[compound_col].nunique() < 2:
         raise MoaInputError("mAP (replicate consistency): needs at least 2 treatments")
     return _run(
-        meta, feats,
-        pos_sameby=[compound_col], pos_diffby=[], neg_sameby=[plate_col], neg_diffby=[compound_col],
-        group_by=[compound_col], kind="replicate", null_size=null_size, threshold=threshold, seed=seed,
-        distance=distance, batch_size=batch_size, cache_dir=cache_dir,
+        meta,
+        feats,
+        pos_sameby=[compound_col],
+        pos_diffby=[],
+        neg_sameby=[plate_col],
+        neg_diffby=[compound_col],
+        group_by=[compound_col],
+        kind="replicate",
+        null_size=null_size,
+        threshold=threshold,
+        seed=seed,
+        distance=distance,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
     )

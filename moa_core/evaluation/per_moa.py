@@ -129,13 +129,15 @@ def per_moa_metrics(
     def ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.divide(num, den, out=np.zeros(c), where=den > 0)
 
-    return pd.DataFrame({
-        "moa": pd.Series(names, dtype=object),
-        "n": support,
-        "precision": ratio(tp, predicted.astype(np.float64)),
-        "recall": ratio(tp, support.astype(np.float64)),
-        "f1": ratio(2.0 * tp, (predicted + support).astype(np.float64)),
-    })
+    return pd.DataFrame(
+        {
+            "moa": pd.Series(names, dtype=object),
+            "n": support,
+            "precision": ratio(tp, predicted.astype(np.float64)),
+            "recall": ratio(tp, support.astype(np.float64)),
+            "f1": ratio(2.0 * tp, (predicted + support).astype(np.float64)),
+        }
+    )
 
 
 def confusion_counts(
@@ -184,12 +186,14 @@ class MoaPredictions:
     X: np.ndarray
 
 
-def _evaluated_wells(df: pd.DataFrame, moa_col: str, compound_col: str, negcon: str,
-                     filter_wells: bool, min_compounds_per_moa: int) -> pd.DataFrame:
+def _evaluated_wells(
+    df: pd.DataFrame, moa_col: str, compound_col: str, negcon: str, filter_wells: bool, min_compounds_per_moa: int
+) -> pd.DataFrame:
     if not filter_wells:
         return df
-    test, _ = filter_test_wells(df, moa_col=moa_col, compound_col=compound_col, negcon=negcon,
-                                min_compounds_per_moa=min_compounds_per_moa)
+    test, _ = filter_test_wells(
+        df, moa_col=moa_col, compound_col=compound_col, negcon=negcon, min_compounds_per_moa=min_compounds_per_moa
+    )
     return test
 
 
@@ -237,9 +241,14 @@ def moa_predictions(
     knn = knn_from_similarity(sim, codes, classes=classes, max_k=None if k is None else int(k))
     k_used = int(knn.best["f1"][1]) if k is None else int(k)
     latent = latent_from_array(X, codes, classes, names)
-    return MoaPredictions(wells=test, y_true=classes[codes], predicted={"knn": knn.predictions(k_used),
-                                                                        "latent": latent.predictions()},
-                          k=k_used, classes=classes, X=X)
+    return MoaPredictions(
+        wells=test,
+        y_true=classes[codes],
+        predicted={"knn": knn.predictions(k_used), "latent": latent.predictions()},
+        k=k_used,
+        classes=classes,
+        X=X,
+    )
 
 
 def per_moa_breakdown(

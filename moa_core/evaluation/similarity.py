@@ -86,9 +86,7 @@ def feature_matrix(
     dupes = sorted({c for c in features if features.count(c) > 1})
     if dupes:
         raise SchemaError(f"duplicated feature column(s): {dupes}")
-    non_numeric = [
-        c for c in features if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
-    ]
+    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])]
     if non_numeric:
         raise SchemaError(f"non-numeric feature column(s): {summarize_names(non_numeric)}")
     if len(df) < min_rows:

@@ -205,8 +205,12 @@ def evaluate_embeddings(
         df_split = df
     if filter_wells:
         test, report = filter_test_wells(
-            df_split, moa_col=moa_col, compound_col=compound_col, negcon=negcon,
-            min_compounds_per_moa=min_compounds_per_moa, single_moa_only=single_moa_only,
+            df_split,
+            moa_col=moa_col,
+            compound_col=compound_col,
+            negcon=negcon,
+            min_compounds_per_moa=min_compounds_per_moa,
+            single_moa_only=single_moa_only,
         )
         out.filter_report = report
         frames.append(_filter_rows(method, report))
@@ -225,7 +229,10 @@ def evaluate_embeddings(
     t = time.perf_counter()
     for conv in enrichment_conventions:
         res = enrichment_from_similarity(
-            sim, moa_codes, percentiles=percentiles, convention=conv  # type: ignore[arg-type]
+            sim,
+            moa_codes,
+            percentiles=percentiles,
+            convention=conv,  # type: ignore[arg-type]
         )
         out.enrichment[conv] = res
         frames.append(res.to_results(method))
@@ -249,8 +256,16 @@ def evaluate_embeddings(
     if train_df is not None and run_logistic:
         t = time.perf_counter()
         out.logistic = logistic_regression_eval(
-            train_df, test, features, moa_col=moa_col, compound_col=compound_col, negcon=negcon,
-            max_iter=logistic_max_iter, n_jobs=logistic_n_jobs, plate_col=plate_col, well_col=well_col,
+            train_df,
+            test,
+            features,
+            moa_col=moa_col,
+            compound_col=compound_col,
+            negcon=negcon,
+            max_iter=logistic_max_iter,
+            n_jobs=logistic_n_jobs,
+            plate_col=plate_col,
+            well_col=well_col,
         )
         frames.append(out.logistic.to_results(method))
         if not out.logistic.converged:
@@ -275,8 +290,14 @@ def evaluate_embeddings(
         else:
             t = time.perf_counter()
             out.holdout = compound_holdout_eval(
-                train_df, heldout_df, features, moa_col=moa_col, compound_col=compound_col, negcon=negcon,
-                plate_col=plate_col, well_col=well_col,
+                train_df,
+                heldout_df,
+                features,
+                moa_col=moa_col,
+                compound_col=compound_col,
+                negcon=negcon,
+                plate_col=plate_col,
+                well_col=well_col,
             )
             frames.append(out.holdout.to_results(method))
             timings["holdout"] = time.perf_counter() - t
@@ -295,16 +316,27 @@ def evaluate_embeddings(
         kw = dict(null_size=map_null_size, threshold=map_threshold, seed=seed, cache_dir=map_cache_dir)
         try:
             out.map_activity = phenotypic_activity(
-                df_split, features, compound_col=compound_col, plate_col=plate_col, negcon=negcon,
-                well_col=well_col, **kw,
+                df_split,
+                features,
+                compound_col=compound_col,
+                plate_col=plate_col,
+                negcon=negcon,
+                well_col=well_col,
+                **kw,
             )
             frames.append(out.map_activity.to_results(method))
         except MoaInputError as exc:
             skip("map_activity", str(exc))
         try:
             out.map_consistency = phenotypic_consistency(
-                test, features, moa_col=moa_col, compound_col=compound_col, negcon=negcon,
-                plate_col=plate_col, well_col=well_col, **kw,
+                test,
+                features,
+                moa_col=moa_col,
+                compound_col=compound_col,
+                negcon=negcon,
+                plate_col=plate_col,
+                well_col=well_col,
+                **kw,
             )
             frames.append(out.map_consistency.to_results(method))
         except MoaInputError as exc:
@@ -325,8 +357,13 @@ def evaluate_embeddings(
         bs = out.bootstrap
         if "paper" in out.enrichment and n_boot_enrichment > 0:
             bs["enrichment_odds_ratio_99"] = bootstrap_enrichment_odds_ratio(
-                sim, moa_codes, percentile=_HEADLINE_PERCENTILE, n_boot=n_boot_enrichment, seed=seed,
-                groups=groups, confidence=confidence,
+                sim,
+                moa_codes,
+                percentile=_HEADLINE_PERCENTILE,
+                n_boot=n_boot_enrichment,
+                seed=seed,
+                groups=groups,
+                confidence=confidence,
             )
             sel = (
                 (results["analysis"] == "enrichment")
@@ -341,14 +378,26 @@ def evaluate_embeddings(
         k_best = out.knn.best["f1"][1]
         if out.knn.pred_codes is not None:
             bs["knn_best_f1"] = bootstrap_query_metric(
-                moa_codes, out.knn.pred_codes[k_best - 1], len(moa_classes), metric="f1", n_boot=n_boot,
-                seed=seed, groups=groups, confidence=confidence,
+                moa_codes,
+                out.knn.pred_codes[k_best - 1],
+                len(moa_classes),
+                metric="f1",
+                n_boot=n_boot,
+                seed=seed,
+                groups=groups,
+                confidence=confidence,
             )
         else:
             skipped["knn_bootstrap"] = "store_knn_predictions=False (no per-query predictions to resample)"
         bs["latent_f1"] = bootstrap_query_metric(
-            moa_codes, out.latent.pred_codes, len(moa_classes), metric="f1", n_boot=n_boot, seed=seed,
-            groups=groups, confidence=confidence,
+            moa_codes,
+            out.latent.pred_codes,
+            len(moa_classes),
+            metric="f1",
+            n_boot=n_boot,
+            seed=seed,
+            groups=groups,
+            confidence=confidence,
         )
         for key, an, metric in (
             ("intra_inter_delta", "intra_inter", "delta"),

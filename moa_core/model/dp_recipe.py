@@ -58,13 +58,17 @@ class CellCrops:
 
         missing = [c for c in KEYS + [CENTRE_X, CENTRE_Y] if c not in cells.columns]
         if missing:
-            raise SchemaError(f"single-cell table lacks {missing}: re-materialize cp_profiles (it records nucleus "
-                              f"centres) before the DP recipe")
+            raise SchemaError(
+                f"single-cell table lacks {missing}: re-materialize cp_profiles (it records nucleus "
+                f"centres) before the DP recipe"
+            )
         bad = ~np.isfinite(cells[[CENTRE_X, CENTRE_Y]].to_numpy(np.float64)).all(1)
         if bad.any():
             r = cells[bad].iloc[0]
-            raise SchemaError(f"{int(bad.sum())} cell(s) without a finite nucleus centre, e.g. plate "
-                              f"{r['Metadata_Plate']} well {r['Metadata_Well']} site {r['Metadata_Site']}")
+            raise SchemaError(
+                f"{int(bad.sum())} cell(s) without a finite nucleus centre, e.g. plate "
+                f"{r['Metadata_Plate']} well {r['Metadata_Well']} site {r['Metadata_Site']}"
+            )
         self.path = Path(store_path)
         store = ImageStore(self.path)
         located = store.locate(cells[KEYS])
@@ -116,7 +120,7 @@ class CellCrops:
                 self._store = ImageStore(self.path)
             crop = self._store.read(self.plates[i], self.rows[i], window=(y0, x0, min(s, side)))
         else:  # small fields: one chunk; neighbouring cells of the field hit the cache
-            crop = self._field(self.plates[i], self.rows[i])[:, y0:y0 + s, x0:x0 + s]
+            crop = self._field(self.plates[i], self.rows[i])[:, y0 : y0 + s, x0 : x0 + s]
         return torch.from_numpy(crop.astype(np.float32) / 65535.0)
 
     def fingerprint(self) -> str:
@@ -141,8 +145,9 @@ def cells_for_wells(single_cells: pd.DataFrame, wells: pd.DataFrame, *, min_cell
     return cells.sort_values(KEYS + [CENTRE_Y, CENTRE_X]).reset_index(drop=True)
 
 
-def aggregate_cells(cells: pd.DataFrame, feats: np.ndarray,
-                    keys: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well")) -> pd.DataFrame:
+def aggregate_cells(
+    cells: pd.DataFrame, feats: np.ndarray, keys: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well")
+) -> pd.DataFrame:
     """Mean of single-cell features per well (DeepProfiler's aggregation), with ``Metadata_n_cells``."""
     from moa_core.model.embed import embedding_columns
 
@@ -158,22 +163,25 @@ def aggregate_cells(cells: pd.DataFrame, feats: np.ndarray,
 
 
 def default_config():
-    """The DP recipe's training defaults where a dataset entry sets no ``dp_train`` (real data, GPU).
+    """The DP recipe's training defaults (:func:`moa_core.model.config.dp_recipe_config`)."""
+    from moa_core.model.config import dp_recipe_config
 
-    AdamW 1e-3 (weight decay 0.05), batch 128, 30 epochs of 100,000 class-balanced draws, one
-    warm-up epoch, x0.1 at 75 %, crops fed at their own size (``input_size`` is capped at the
-    crop size: a crop is never upsampled).
-    """
-    from moa_core.model.train import TrainConfig
-
-    return TrainConfig(epochs=30, batch_size=128, lr=1e-3, optimizer="adamw", weight_decay=0.05, input_size=96,
-                       samples_per_epoch=100_000, warmup_epochs=1, milestones=(0.75,))
+    return dp_recipe_config()
 
 
-def embed_cells_by_well(model: torch.nn.Module, store_path: str | os.PathLike, cells: pd.DataFrame, crop_size: int,
-                        mean: torch.Tensor, sd: torch.Tensor, *, input_size: int | None = None,
-                        device: str | torch.device = "cpu", num_workers: int = 0,
-                        chunk_cells: int = 20_000) -> pd.DataFrame:
+def embed_cells_by_well(
+    model: torch.nn.Module,
+    store_path: str | os.PathLike,
+    cells: pd.DataFrame,
+    crop_size: int,
+    mean: torch.Tensor,
+    sd: torch.Tensor,
+    *,
+    input_size: int | None = None,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    chunk_cells: int = 20_000,
+) -> pd.DataFrame:
     """Per-cell features averaged per well, embedded in chunks of whole wells (memory bounded by ``chunk_cells``)."""
     from moa_core.model.embed import embed_fields
 
@@ -186,8 +194,15 @@ def embed_cells_by_well(model: torch.nn.Module, store_path: str | os.PathLike, c
     while lo < len(cells):
         hi = next((b for b in bounds if b > lo and b - lo >= chunk_cells), len(cells))
         part = cells.iloc[lo:hi].reset_index(drop=True)
-        feats, _ = embed_fields(model, CellCrops(store_path, part, crop_size), mean, sd, input_size=input_size,
-                                device=device, num_workers=num_workers)
+        feats, _ = embed_fields(
+            model,
+            CellCrops(store_path, part, crop_size),
+            mean,
+            sd,
+            input_size=input_size,
+            device=device,
+            num_workers=num_workers,
+        )
         out.append(aggregate_cells(part, feats))
         lo = hi
     return pd.concat(out, ignore_index=True)
@@ -210,8 +225,10 @@ def load_pretrained_weights(path: str | os.PathLike, num_classes: int | None = N
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{p} is not a PyTorch state dict (loaded with weights_only=True, nothing was "
-                              f"executed): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"{p} is not a PyTorch state dict (loaded with weights_only=True, nothing was "
+            f"executed): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        ) from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{p} does not hold a state dict of tensors")

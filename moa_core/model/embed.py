@@ -31,15 +31,24 @@ def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
     return views
 
 
-def embed_fields(model: torch.nn.Module, x, mean: torch.Tensor, sd: torch.Tensor,
-                 *, batch_size: int = 64, device: str | torch.device = "cpu", input_size: int | None = None,
-                 num_workers: int = 0, dihedral: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def embed_fields(
+    model: torch.nn.Module,
+    x,
+    mean: torch.Tensor,
+    sd: torch.Tensor,
+    *,
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    input_size: int | None = None,
+    num_workers: int = 0,
+    dihedral: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 1280)`` pooled features and ``(N, n_classes)`` softmax probabilities per field.
 
     ``x`` is a field source (:class:`~moa_core.model.loader.StoreFields` streaming from the
     image store with ``num_workers`` DataLoader workers, or an ``(N, C, H, W)`` tensor in
     [0, 1]); fields are resized to ``input_size`` when given. Batched, in inference mode;
-    bf16 autocast and channels_last on CUDA. With ``dihedral`` both outputs are averaged
+    channels_last; bf16 autocast on CUDA. With ``dihedral`` both outputs are averaged
     over the 8 rotations/flips of each field (8x the compute), which makes them invariant
     to the field's orientation, as the training augmentations intend.
     """
@@ -48,24 +57,29 @@ def embed_fields(model: torch.nn.Module, x, mean: torch.Tensor, sd: torch.Tensor
 
     device = torch.device(device)
     model.eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-    loader = field_loader(FieldDataset(x, input_size=input_size), batch_size=batch_size, num_workers=num_workers,
-                          pin_memory=device.type == "cuda")
+    model = model.to(memory_format=torch.channels_last)
+    loader = field_loader(
+        FieldDataset(x, input_size=input_size),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
     feats, probs = [], []
     with torch.inference_mode(), autocast(device):
         for xb, _ in loader:
             xb = _to_device(xb, mean, sd, device)
             views = dihedral_views(xb) if dihedral else [xb]
-            fs, ps = zip(*[(f.float(), torch.softmax(lg.float(), 1)) for f, lg in (embed_and_logits(model, v)
-                                                                                    for v in views)])
+            fs, ps = zip(
+                *[(f.float(), torch.softmax(lg.float(), 1)) for f, lg in (embed_and_logits(model, v) for v in views)]
+            )
             feats.append(torch.stack(fs).mean(0).cpu().numpy())
             probs.append(torch.stack(ps).mean(0).cpu().numpy())
     return np.concatenate(feats), np.concatenate(probs)
 
 
-def median_per_well(fields: pd.DataFrame, feats: np.ndarray,
-                    keys: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well")) -> pd.DataFrame:
+def median_per_well(
+    fields: pd.DataFrame, feats: np.ndarray, keys: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well")
+) -> pd.DataFrame:
     """Median of field embeddings per well; one row per well with :func:`embedding_columns`."""
     if len(fields) != len(feats):
         raise ValueError(f"{len(fields)} field rows but {len(feats)} embeddings")

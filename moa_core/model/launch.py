@@ -25,10 +25,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from moa_core.model.train import TrainConfig, TrainResult
+from moa_core.model.config import TrainConfig
+
+if TYPE_CHECKING:
+    from moa_core.model.train import TrainResult
 
 EPOCH_PREFIX = "EPOCH "
 _EXC = re.compile(r"^(\[rank\d+\]:\s*)?[A-Za-z_.]*(Error|Exception): ")
@@ -70,10 +74,7 @@ def write_fields(df: pd.DataFrame, path: str | os.PathLike) -> str:
 
 
 def _config(d: dict) -> TrainConfig:
-    d = dict(d)
-    if "milestones" in d:
-        d["milestones"] = tuple(d["milestones"])
-    return TrainConfig(**d)
+    return TrainConfig.from_dict(d)
 
 
 def _source(spec: TrainSpec, fields: pd.DataFrame):
@@ -113,12 +114,22 @@ def run_spec(spec: TrainSpec, on_epoch: Callable[[dict], None] | None = None) ->
             from moa_core.model.dp_recipe import load_pretrained_weights
 
             init = load_pretrained_weights(spec.init_weights, num_classes=len(spec.classes)).state_dict()
-        res = train_classifier(_source(spec, tr), tr["label"].to_numpy(np.int64), _source(spec, va),
-                               va["label"].to_numpy(np.int64), spec.classes, cfg, spec.checkpoint,
-                               on_epoch=on_epoch, val_groups=va["group"].astype(str).to_numpy(),
-                               exclude_class=spec.exclude_class, channel_mean=mean, channel_sd=sd,
-                               extra={"cell_crop": spec.cell_crop} if spec.source == "cells" else None,
-                               init_state=init)
+        res = train_classifier(
+            _source(spec, tr),
+            tr["label"].to_numpy(np.int64),
+            _source(spec, va),
+            va["label"].to_numpy(np.int64),
+            spec.classes,
+            cfg,
+            spec.checkpoint,
+            on_epoch=on_epoch,
+            val_groups=va["group"].astype(str).to_numpy(),
+            exclude_class=spec.exclude_class,
+            channel_mean=mean,
+            channel_sd=sd,
+            extra={"cell_crop": spec.cell_crop} if spec.source == "cells" else None,
+            init_state=init,
+        )
         rank = dist.get_rank() if dist.is_initialized() else 0
         if rank == 0:
             from moa_core.storage import write_json_atomic
@@ -133,24 +144,46 @@ def run_spec(spec: TrainSpec, on_epoch: Callable[[dict], None] | None = None) ->
 
 
 def read_result(path: str | os.PathLike) -> TrainResult:
+    from moa_core.model.train import TrainResult
+
     d = json.loads(Path(path).read_text())
     d["checkpoint_path"] = Path(d["checkpoint_path"])
     return TrainResult(**d)
 
 
-def launch_training(spec: TrainSpec, spec_path: str | os.PathLike, *, nproc: int = 1,
-                    on_epoch: Callable[[dict], None] | None = None,
-                    on_line: Callable[[str], None] | None = None) -> TrainResult:
+def launch_training(
+    spec: TrainSpec,
+    spec_path: str | os.PathLike,
+    *,
+    nproc: int = 1,
+    on_epoch: Callable[[dict], None] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> TrainResult:
     """Train with ``nproc`` processes: in this process for 1, else ``torchrun --standalone`` on this entry point."""
     spec.write(spec_path)
     if nproc <= 1:
         return run_spec(spec, on_epoch)
     Path(spec.result_path).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "moa_core.model.launch", str(spec_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "moa_core.model.launch",
+        str(spec_path),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                            env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=env,
+        start_new_session=True,
+    )
     tail: list[str] = []
     assert proc.stdout is not None
     try:
@@ -158,7 +191,7 @@ def launch_training(spec: TrainSpec, spec_path: str | os.PathLike, *, nproc: int
             line = line.rstrip("\n")
             if line.startswith(EPOCH_PREFIX):
                 try:
-                    rec = json.loads(line[len(EPOCH_PREFIX):])
+                    rec = json.loads(line[len(EPOCH_PREFIX) :])
                 except json.JSONDecodeError:  # interleaved with another process's output
                     rec = None
                 if rec is not None:
@@ -182,9 +215,15 @@ def launch_training(spec: TrainSpec, spec_path: str | os.PathLike, *, nproc: int
                 except (ProcessLookupError, subprocess.TimeoutExpired):
                     continue
     if proc.returncode != 0 or not Path(spec.result_path).is_file():
-        causes = list(dict.fromkeys(ln.strip() for ln in tail if _EXC.match(ln.strip()) and "ChildFailedError" not in ln))
-        raise RuntimeError(f"torchrun with {nproc} processes failed (exit {proc.returncode}): "
-                           + (" | ".join(causes) or "no exception message") + "\n" + "\n".join(tail[-30:]))
+        causes = list(
+            dict.fromkeys(ln.strip() for ln in tail if _EXC.match(ln.strip()) and "ChildFailedError" not in ln)
+        )
+        raise RuntimeError(
+            f"torchrun with {nproc} processes failed (exit {proc.returncode}): "
+            + (" | ".join(causes) or "no exception message")
+            + "\n"
+            + "\n".join(tail[-30:])
+        )
     return read_result(spec.result_path)
 
 

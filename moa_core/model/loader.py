@@ -125,16 +125,34 @@ def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.flip(r, dims=(2,)) if flip else r
 
 
+#: Default budget of :class:`FieldDataset`'s in-memory field cache (per process).
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
 class FieldDataset(Dataset):
     """Samples ``(field, label)`` of a source; training draws are keyed ``(index, draw_seed)``.
 
     Items are float16 ``(C, S, S)`` tensors in [0, 1] (half the bytes of float32 through
     the worker queues; normalization happens on the device). ``S`` is ``crop_size`` for
     training draws with a crop, else ``input_size`` (or the source's side).
+
+    Fields of a source that reads from disk (the image store, cell crops) are kept after their
+    first read and resize, as float16, when all of them fit in ``cache_bytes`` (per process:
+    each DataLoader worker holds its own); every later epoch then augments them from memory.
+    The items are the same as without the cache (crops, rotations and flips are exact on
+    float16), so only the time per epoch changes. ``cache_bytes=0`` turns it off.
     """
 
-    def __init__(self, source, labels: np.ndarray | None = None, *, input_size: int | None = None,
-                 crop_size: int | None = None, train: bool = False):
+    def __init__(
+        self,
+        source,
+        labels: np.ndarray | None = None,
+        *,
+        input_size: int | None = None,
+        crop_size: int | None = None,
+        train: bool = False,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ):
         self.source = as_source(source)
         self.labels = None if labels is None else torch.tensor(np.asarray(labels), dtype=torch.long)
         if self.labels is not None and len(self.labels) != len(self.source):
@@ -142,15 +160,35 @@ class FieldDataset(Dataset):
         self.input_size = input_size
         self.crop_size = crop_size
         self.train = train
+        self.cache_bytes = 0 if isinstance(self.source, TensorFields) else int(cache_bytes)
+        self._cache: dict[int, torch.Tensor] | None = None  # decided at the first read
 
     def __len__(self) -> int:
         return len(self.source)
 
-    def _field(self, i: int) -> torch.Tensor:
+    def _read(self, i: int) -> torch.Tensor:
         x = self.source.read(i)
         if self.input_size and x.shape[-1] != self.input_size:
             x = F.interpolate(x[None], size=(self.input_size, self.input_size), mode="area")[0]
         return x
+
+    def _field(self, i: int) -> torch.Tensor:
+        if self._cache is not None:
+            hit = self._cache.get(i)
+            if hit is not None:
+                return hit
+        x = self._read(i)
+        if self._cache is None and self.cache_bytes > 0:  # the first read: does every field fit?
+            self._cache = {} if x.numel() * 2 * len(self) <= self.cache_bytes else None
+            if self._cache is None:
+                self.cache_bytes = 0
+        if self._cache is not None:
+            x = x.to(torch.float16)
+            self._cache[i] = x
+        return x
+
+    def __getstate__(self) -> dict:  # a worker process starts with an empty cache of its own
+        return {**self.__dict__, "_cache": None}
 
     def __getitem__(self, key):
         if isinstance(key, (tuple, list)):
@@ -165,7 +203,7 @@ class FieldDataset(Dataset):
             if c and (c < x.shape[-1] or c < x.shape[-2]):
                 y0 = int(rng.integers(0, x.shape[-2] - c + 1))
                 x0 = int(rng.integers(0, x.shape[-1] - c + 1))
-                x = x[:, y0:y0 + c, x0:x0 + c]
+                x = x[:, y0 : y0 + c, x0 : x0 + c]
             x = dihedral(x, k, flip)
         y = int(self.labels[i]) if self.labels is not None else -1
         return x.contiguous().to(torch.float16), y
@@ -181,8 +219,9 @@ class BalancedDistributedSampler(Sampler):
     pads). Each draw carries a seed for its augmentations.
     """
 
-    def __init__(self, labels: np.ndarray, num_samples: int | None = None, *, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0):
+    def __init__(
+        self, labels: np.ndarray, num_samples: int | None = None, *, seed: int = 0, num_replicas: int = 1, rank: int = 0
+    ):
         self.labels = np.asarray(labels)
         counts = np.bincount(self.labels)
         w = 1.0 / np.maximum(counts, 1)
@@ -214,15 +253,28 @@ class BalancedDistributedSampler(Sampler):
         return self.total // self.num_replicas
 
 
-def field_loader(dataset: FieldDataset, *, batch_size: int, sampler: Sampler | None = None,
-                 num_workers: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+def field_loader(
+    dataset: FieldDataset,
+    *,
+    batch_size: int,
+    sampler: Sampler | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> torch.utils.data.DataLoader:
     """A DataLoader over ``dataset`` (sequential without a sampler); workers persist across epochs.
 
     The loader gets its own generator: creating its iterators never consumes the global
     torch RNG (dropout's), so a resumed run replays the uninterrupted one exactly.
     """
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=num_workers,
-        pin_memory=pin_memory, persistent_workers=num_workers > 0, drop_last=False,
-        prefetch_factor=4 if num_workers > 0 else None, generator=torch.Generator().manual_seed(0),
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        drop_last=False,
+        prefetch_factor=4 if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(0),
     )

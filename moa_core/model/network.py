@@ -18,8 +18,9 @@ def build_model(num_classes: int, in_channels: int = 5, dropout: float = 0.2) ->
     """EfficientNet-B0 (random init) with an ``in_channels`` stem and ``num_classes`` outputs."""
     model = efficientnet_b0(weights=None, num_classes=num_classes, dropout=dropout)
     old = model.features[0][0]
-    stem = nn.Conv2d(in_channels, old.out_channels, kernel_size=old.kernel_size, stride=old.stride,
-                     padding=old.padding, bias=False)
+    stem = nn.Conv2d(
+        in_channels, old.out_channels, kernel_size=old.kernel_size, stride=old.stride, padding=old.padding, bias=False
+    )
     nn.init.kaiming_normal_(stem.weight, mode="fan_out")
     model.features[0][0] = stem
     # torchvision initializes the head uniform(+-1/sqrt(num_classes)): fine for ImageNet's

@@ -30,10 +30,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,44 +40,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from moa_core.atomic import atomic_path
+from moa_core.model.config import NOT_FINGERPRINTED, TrainConfig
 from moa_core.model.network import build_model
 
-
-@dataclass
-class TrainConfig:
-    epochs: int = 100
-    batch_size: int = 56
-    lr: float = 0.1
-    optimizer: str = "sgd"  # the paper's SGD with momentum; "adamw" for short from-scratch CPU runs
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    dropout: float = 0.2
-    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of ``epochs``
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    grad_clip_norm: float | None = None
-    input_size: int = 1080
-    crop_size: int | None = None  # train on random native-resolution crops of this size (fields stay whole for val/embedding)
-    color_jitter: float = 0.0
-    samples_per_epoch: int | None = None  # default: size of the training set
-    seed: int = 0
-    num_threads: int | None = None
-    num_workers: int = 0  # DataLoader worker processes (streaming from the image store)
-    device: str = "auto"
-
-    @classmethod
-    def paper(cls) -> TrainConfig:
-        return cls()
-
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["milestones"] = list(self.milestones)
-        return d
+__all__ = ["TrainConfig", "TrainResult", "train_classifier", "load_checkpoint"]
 
 
 @dataclass
@@ -112,8 +78,9 @@ class CheckpointError(ValueError):
     """A checkpoint file is not ours, is corrupt, or does not match its recorded hash."""
 
 
-def well_balanced_accuracy(probs: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                           exclude_class: int | None = None) -> float:
+def well_balanced_accuracy(
+    probs: np.ndarray, y: np.ndarray, groups: np.ndarray, exclude_class: int | None = None
+) -> float:
     """Balanced accuracy over wells: field probabilities averaged per well, argmax, mean per-class recall.
 
     Wells whose true class is ``exclude_class`` (the negative control) are left out, as
@@ -141,8 +108,9 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def safe_load(path: str | os.PathLike, *, expected_format: str, expected_sha256: str | None = None,
-              map_location: str = "cpu") -> dict:
+def safe_load(
+    path: str | os.PathLike, *, expected_format: str, expected_sha256: str | None = None, map_location: str = "cpu"
+) -> dict:
     """``torch.load(weights_only=True)`` of one of our files, after checking its hash (if given) and format."""
     p = Path(path)
     if not p.is_file():
@@ -150,13 +118,17 @@ def safe_load(path: str | os.PathLike, *, expected_format: str, expected_sha256:
     if expected_sha256 is not None:
         got = file_sha256(p)
         if got != expected_sha256:
-            raise CheckpointError(f"checkpoint {p} has SHA-256 {got[:16]}..., its warehouse row records "
-                                  f"{expected_sha256[:16]}...: re-materialize the checkpoint asset")
+            raise CheckpointError(
+                f"checkpoint {p} has SHA-256 {got[:16]}..., its warehouse row records "
+                f"{expected_sha256[:16]}...: re-materialize the checkpoint asset"
+            )
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # UnpicklingError for code-carrying pickles, RuntimeError for corrupt zips
-        raise CheckpointError(f"{p} is not a MOAProfiler checkpoint (loaded with weights_only=True, nothing was "
-                              f"executed): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        raise CheckpointError(
+            f"{p} is not a MOAProfiler checkpoint (loaded with weights_only=True, nothing was "
+            f"executed): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        ) from None
     if not isinstance(obj, dict) or obj.get("format") != expected_format:
         raise CheckpointError(f"{p} is not a {expected_format} file")
     return obj
@@ -164,16 +136,8 @@ def safe_load(path: str | os.PathLike, *, expected_format: str, expected_sha256:
 
 def save_checkpoint_atomic(obj: dict, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def resume_path(checkpoint_path: str | os.PathLike) -> Path:
@@ -181,14 +145,32 @@ def resume_path(checkpoint_path: str | os.PathLike) -> Path:
     return p.with_name(p.stem + ".resume.pt")
 
 
-def _fingerprint(config: TrainConfig, classes: list[str], train_source, y: np.ndarray, world_size: int,
-                 val_source=None, y_val: np.ndarray | None = None, val_groups=None, exclude_class=None) -> str:
+def _fingerprint(
+    config: TrainConfig,
+    classes: list[str],
+    train_source,
+    y: np.ndarray,
+    world_size: int,
+    val_source=None,
+    y_val: np.ndarray | None = None,
+    val_groups=None,
+    exclude_class=None,
+) -> str:
     """What a resumed run must share with the interrupted one: config, classes, the training and validation
     data (selection depends on it), the process count."""
-    cfg = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
-    h = hashlib.sha256(json.dumps({"config": cfg, "classes": list(classes), "n": len(train_source),
-                                   "world_size": world_size, "exclude_class": exclude_class},
-                                  sort_keys=True).encode())
+    cfg = {k: v for k, v in config.to_dict().items() if k not in NOT_FINGERPRINTED}
+    h = hashlib.sha256(
+        json.dumps(
+            {
+                "config": cfg,
+                "classes": list(classes),
+                "n": len(train_source),
+                "world_size": world_size,
+                "exclude_class": exclude_class,
+            },
+            sort_keys=True,
+        ).encode()
+    )
     h.update(np.asarray(y, dtype=np.int64).tobytes())
     h.update(train_source.fingerprint().encode())
     if val_source is not None:
@@ -197,10 +179,6 @@ def _fingerprint(config: TrainConfig, classes: list[str], train_source, y: np.nd
     if val_groups is not None:
         h.update("\0".join(map(str, val_groups)).encode())
     return h.hexdigest()
-
-
-#: Settings that change speed, not results (DataLoader workers, CPU threads).
-_NOT_FINGERPRINTED = {"num_workers", "num_threads"}
 
 
 def _dist() -> tuple[int, int]:
@@ -225,10 +203,15 @@ def _cuda_rng(device: torch.device) -> torch.Tensor:
 
 
 def _to_device(xb: torch.Tensor, mean: torch.Tensor, sd: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """float16 [0, 1] batch -> normalized float32 on ``device`` (channels_last on CUDA)."""
+    """float16 [0, 1] batch -> normalized float32 on ``device``, channels_last.
+
+    channels_last (NHWC) is what oneDNN's CPU convolutions and cuDNN's tensor-core kernels are
+    fastest in for this network (on 2 CPU cores a training step of batch 32 at 64 px takes
+    ~0.19 s instead of ~0.30 s); the values are the same, only the memory layout differs.
+    """
     x = xb.to(device, non_blocking=True).float()
     x = (x - mean.to(device)[None, :, None, None]) / sd.to(device)[None, :, None, None]
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def autocast(device: torch.device):
@@ -238,8 +221,9 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def predict_probabilities(model: torch.nn.Module, loader, mean: torch.Tensor, sd: torch.Tensor,
-                          device: torch.device) -> torch.Tensor:
+def predict_probabilities(
+    model: torch.nn.Module, loader, mean: torch.Tensor, sd: torch.Tensor, device: torch.device
+) -> torch.Tensor:
     """Softmax probabilities of every field of a sequential loader (inference mode)."""
     model.eval()
     out = []
@@ -293,7 +277,7 @@ def train_classifier(
     Under ``torchrun`` (an initialized process group; see :mod:`moa_core.model.launch`) the
     model is wrapped in ``DistributedDataParallel``, each rank draws its share of every
     epoch (``set_epoch``), ``batch_size`` is the global batch, and only rank 0 validates
-    and writes files. On CUDA: bf16 autocast and channels_last.
+    and writes files. channels_last everywhere; on CUDA also bf16 autocast.
     """
     from moa_core.model.loader import BalancedDistributedSampler, FieldDataset, as_source, field_loader
 
@@ -320,17 +304,16 @@ def train_classifier(
     net = build_model(len(classes), in_channels=train_src.channels, dropout=config.dropout)
     if init_state is not None:
         net.load_state_dict(init_state)
-    net = net.to(device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+    net = net.to(device).to(memory_format=torch.channels_last)
     model = net
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         model = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     if config.optimizer == "sgd":
-        opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                              weight_decay=config.weight_decay)
+        opt = torch.optim.SGD(
+            net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
     elif config.optimizer == "adamw":
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
@@ -342,12 +325,19 @@ def train_classifier(
     sampler = BalancedDistributedSampler(y_tr, n_per_epoch, seed=config.seed, num_replicas=world, rank=rank)
     per_rank_batch = config.batch_size // world
     cuda = device.type == "cuda"
-    train_loader = field_loader(FieldDataset(train_src, y_tr, input_size=config.input_size,
-                                             crop_size=config.crop_size, train=True),
-                                batch_size=per_rank_batch, sampler=sampler, num_workers=config.num_workers,
-                                pin_memory=cuda)
-    val_loader = field_loader(FieldDataset(val_src, y_va.numpy(), input_size=config.input_size),
-                              batch_size=max(per_rank_batch, 32), num_workers=config.num_workers, pin_memory=cuda)
+    train_loader = field_loader(
+        FieldDataset(train_src, y_tr, input_size=config.input_size, crop_size=config.crop_size, train=True),
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        num_workers=config.num_workers,
+        pin_memory=cuda,
+    )
+    val_loader = field_loader(
+        FieldDataset(val_src, y_va.numpy(), input_size=config.input_size),
+        batch_size=max(per_rank_batch, 32),
+        num_workers=config.num_workers,
+        pin_memory=cuda,
+    )
     steps_per_epoch = len(train_loader)
     warmup_steps = config.warmup_epochs * steps_per_epoch
     selection = "well_balanced_accuracy" if val_groups is not None else "field_accuracy"
@@ -357,8 +347,9 @@ def train_classifier(
     t0 = time.time()
     step = 0
     start_epoch = 1
-    fingerprint = _fingerprint(config, classes, train_src, y_tr, world, val_src, y_va.numpy(), val_groups,
-                               exclude_class)
+    fingerprint = _fingerprint(
+        config, classes, train_src, y_tr, world, val_src, y_va.numpy(), val_groups, exclude_class
+    )
     if init_state is not None:
         h = hashlib.sha256(fingerprint.encode())
         for k in sorted(init_state):
@@ -368,8 +359,10 @@ def train_classifier(
     if rpath.is_file():
         state = safe_load(rpath, expected_format=RESUME_FORMAT)
         if state["fingerprint"] != fingerprint:
-            raise CheckpointError(f"{rpath} was written by a run with another config or other data; refusing to "
-                                  f"mix them: delete it to start afresh")
+            raise CheckpointError(
+                f"{rpath} was written by a run with another config or other data; refusing to "
+                f"mix them: delete it to start afresh"
+            )
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.last_epoch = state["epoch"]
@@ -433,28 +426,42 @@ def train_classifier(
                 "seconds": time.time() - t0,
             }
             if val_groups is not None:
-                rec["val_balanced_accuracy"] = well_balanced_accuracy(probs.numpy(), y_va.numpy(),
-                                                                      np.asarray(val_groups), exclude_class)
+                rec["val_balanced_accuracy"] = well_balanced_accuracy(
+                    probs.numpy(), y_va.numpy(), np.asarray(val_groups), exclude_class
+                )
             score = rec.get("val_balanced_accuracy", val_acc)
             if not np.isfinite(score):  # e.g. no non-control validation well: fall back to field accuracy
                 score = val_acc
             history.append(rec)
             if score > best["acc"] or best["state"] is None:
-                best = {"acc": score, "epoch": epoch,
-                        "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}}
-            save_checkpoint_atomic({
-                "format": RESUME_FORMAT, "fingerprint": fingerprint, "epoch": epoch, "step": step,
-                "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                "optimizer": opt.state_dict(), "generators": [g[0] for g in gens],
-                "torch_rngs": [g[1] for g in gens], "cuda_rngs": [g[2] for g in gens], "best": best,
-                "history": history,
-            }, rpath)
+                best = {
+                    "acc": score,
+                    "epoch": epoch,
+                    "state": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                }
+            save_checkpoint_atomic(
+                {
+                    "format": RESUME_FORMAT,
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "step": step,
+                    "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                    "optimizer": opt.state_dict(),
+                    "generators": [g[0] for g in gens],
+                    "torch_rngs": [g[1] for g in gens],
+                    "cuda_rngs": [g[2] for g in gens],
+                    "best": best,
+                    "history": history,
+                },
+                rpath,
+            )
             if on_epoch:
                 on_epoch(rec)
         _barrier()
 
-    result = TrainResult(Path(checkpoint_path), best["epoch"], best["acc"], history, time.time() - t0,
-                         list(classes), resumed_from, "")
+    result = TrainResult(
+        Path(checkpoint_path), best["epoch"], best["acc"], history, time.time() - t0, list(classes), resumed_from, ""
+    )
     if rank == 0:
         ckpt = {
             "format": CHECKPOINT_FORMAT,
@@ -477,16 +484,17 @@ def train_classifier(
     _barrier()
     return result
 
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu",
-                    expected_sha256: str | None = None) -> tuple[torch.nn.Module, dict]:
+
+def load_checkpoint(
+    path: str | os.PathLike, device: str = "cpu", expected_sha256: str | None = None
+) -> tuple[torch.nn.Module, dict]:
     """Rebuild the trained model (eval mode) and return it with the checkpoint dict.
 
     Loaded with ``torch.load(weights_only=True)`` after checking ``expected_sha256`` (the
     hash recorded in the warehouse row): a file that is not ours, or was swapped, raises
     :class:`CheckpointError` and runs nothing.
     """
-    ckpt = safe_load(path, expected_format=CHECKPOINT_FORMAT, expected_sha256=expected_sha256,
-                     map_location=device)
+    ckpt = safe_load(path, expected_format=CHECKPOINT_FORMAT, expected_sha256=expected_sha256, map_location=device)
     model = build_model(len(ckpt["classes"]), in_channels=ckpt["in_channels"], dropout=ckpt["config"]["dropout"])
     model.load_state_dict(ckpt["state_dict"])
     model.eval()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from moa_core.errors import SchemaError
+
 
 @dataclass(frozen=True)
 class StudyConfig:
@@ -55,3 +57,179 @@ class Zoo:
     @classmethod
     def of(cls, cfg: StudyConfig) -> Zoo:
         return cls(cfg.depths, cfg.widths, [(d, w) for d in cfg.depths for w in cfg.widths])
+
+
+# ---- data scales: the keys of the pipeline's ``fraction`` partition dimension ----------------------------
+#: Valid partition keys of :func:`parse_scale`, in order: replicate shares, then OOD shares.
+SCALE_KEYS: tuple[str, ...] = ("100", "75", "50", "25", "10", "ood0", "ood10", "ood25", "ood50")
+_REPLICATE_KEYS = {"100": 1.0, "75": 0.75, "50": 0.5, "25": 0.25, "10": 0.1}
+_OOD_KEYS = {"ood0": 0.0, "ood10": 0.1, "ood25": 0.25, "ood50": 0.5, "ood100": 1.0}
+
+
+def parse_scale(key: str) -> tuple[float, float]:
+    """``(ood_share, replicate_share)`` of a data-scale partition key.
+
+    ``"100"`` -> (1, 1); ``"75" | "50" | "25" | "10"`` -> (1, share) (replicates of each
+    training compound); ``"ood0" | "ood10" | "ood25" | "ood50"`` -> (share, 1) (OOD
+    compounds); ``"ood100"`` is accepted as an alias of ``"100"`` (not in
+    :data:`SCALE_KEYS`, to keep one partition per scale).
+
+    Raises
+    ------
+    SchemaError
+        Any other key; the message lists :data:`SCALE_KEYS`.
+    """
+    if isinstance(key, str):
+        k = key.strip()
+        if k in _REPLICATE_KEYS:
+            return 1.0, _REPLICATE_KEYS[k]
+        if k in _OOD_KEYS:
+            return _OOD_KEYS[k], 1.0
+    raise SchemaError(
+        f"unknown data-scale key {key!r}; valid keys: {', '.join(SCALE_KEYS)} "
+        f"(replicate shares in %, or 'ood<share %>')"
+    )
+
+
+# ---- the embedded JUMP-like profile generator's knobs (moa_core.phenoca.synthetic) ---------------------
+#: Rows x columns of the plate formats the generator lays wells out on.
+PLATE_SHAPES = {96: (8, 12), 384: (16, 24), 1536: (32, 48)}
+
+
+@dataclass(frozen=True)
+class SyntheticProfileSpec:
+    """Knobs of :func:`generate_profiles` (see the module docstring for the model).
+
+    Sizes default to the Pheno-CA's (2,919 annotated compounds, 1,282 MoAs, 942 targets)
+    with 20,000 OOD compounds, ~4 replicates each, 454 features (as many as the
+    feature-selected LINCS plate) and ~260 plates of 384 wells with 24 DMSO wells each.
+    The effect and noise defaults are calibrated against LINCS SQ00015054 (see
+    ``bench/phenoca_calibration.py``).
+
+    Attributes
+    ----------
+    n_annotated_compounds, n_ood_compounds : int
+        Compounds with MoA and target / unannotated ("OOD") compounds.
+    n_moas, n_targets : int
+        Annotated MoA and target classes (``n_targets <= n_moas <= n_annotated_compounds``).
+    n_crispr_genes : int
+        CRISPR knockouts; each gene is a distinct target of annotated compounds.
+    n_novel_moas, ood_novel_fraction : int, float
+        Hidden classes only OOD compounds have, and the share of OOD compounds in them.
+    replicates_min, replicates_max : int
+        Replicate wells per perturbation, uniform in ``[min, max]``, on distinct plates.
+    n_features, latent_dim, hidden_dim, mixing_rank, spectrum_decay
+        Feature count, latent dimension, network width, rank of the feature mixing
+        and the decay exponent of its singular values (``k^-spectrum_decay``).
+    n_sources, batches_per_source, plates_per_batch, wells_per_plate, dmso_per_plate
+        Layout; ``plates_per_batch=None`` uses as few plates as hold every replicate.
+    moa_zipf, target_zipf : float
+        Zipf exponents of compounds over MoAs and of MoAs over targets.
+    inactive_fraction, ood_inactive_fraction, inactive_scale : float
+        Share of inactive annotated / OOD compounds (None: same as annotated) and the
+        factor on their potency.
+    moa_effect, target_effect, compound_effect, knockout_deviation : float
+        SDs (per latent dimension) of the MoA, target, compound and knockout effects.
+    potency_median, potency_sigma : float
+        Log-normal potency of active compounds and knockouts.
+    well_latent_noise, feature_noise : float
+        Replicate noise in latent space / independent per feature (feature units: the
+        unit root-mean-square of ``y`` for ``z ~ N(0, I)``).
+    position_effect, source_effect, batch_effect, plate_effect, gain_sigma : float
+        Well-position effect; source/batch/plate offsets; SD of log gains.
+    seed : int
+        Seed of every random stream.
+    """
+
+    n_annotated_compounds: int = 2919
+    n_ood_compounds: int = 20_000
+    n_moas: int = 1282
+    n_targets: int = 942
+    n_crispr_genes: int = 300
+    n_novel_moas: int = 1282
+    ood_novel_fraction: float = 0.5
+    replicates_min: int = 3
+    replicates_max: int = 5
+    n_features: int = 454
+    latent_dim: int = 24
+    hidden_dim: int = 96
+    mixing_rank: int = 24
+    spectrum_decay: float = 0.6
+    n_sources: int = 5
+    batches_per_source: int = 4
+    plates_per_batch: int | None = None
+    wells_per_plate: int = 384
+    dmso_per_plate: int = 24
+    moa_zipf: float = 0.8
+    target_zipf: float = 0.8
+    inactive_fraction: float = 0.35
+    ood_inactive_fraction: float | None = 0.5
+    inactive_scale: float = 0.05
+    moa_effect: float = 0.8
+    target_effect: float = 0.6
+    compound_effect: float = 0.5
+    knockout_deviation: float = 0.5
+    potency_median: float = 1.0
+    potency_sigma: float = 0.5
+    well_latent_noise: float = 0.35
+    feature_noise: float = 0.2
+    position_effect: float = 0.3
+    source_effect: float = 2.0
+    batch_effect: float = 1.0
+    plate_effect: float = 0.5
+    gain_sigma: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"SyntheticProfileSpec: {msg}")
+
+        need(self.n_moas >= 1 and self.n_targets >= 1, "n_moas and n_targets must be >= 1")
+        need(
+            self.n_annotated_compounds >= self.n_moas,
+            "n_annotated_compounds must be >= n_moas (every MoA has at least one compound)",
+        )
+        need(self.n_moas >= self.n_targets, "n_moas must be >= n_targets (MoAs are nested in targets)")
+        need(0 <= self.n_crispr_genes <= self.n_targets, "n_crispr_genes must be in [0, n_targets]")
+        need(self.n_ood_compounds >= 0, "n_ood_compounds must be >= 0")
+        need(self.n_novel_moas >= 1 or self.ood_novel_fraction == 0, "n_novel_moas must be >= 1")
+        need(1 <= self.replicates_min <= self.replicates_max, "need 1 <= replicates_min <= replicates_max")
+        need(
+            self.n_features >= 2 and self.latent_dim >= 1 and self.hidden_dim >= 1 and self.mixing_rank >= 1,
+            "n_features >= 2, latent_dim, hidden_dim, mixing_rank >= 1",
+        )
+        need(self.mixing_rank <= self.n_features, "mixing_rank must be <= n_features")
+        need(self.wells_per_plate in PLATE_SHAPES, f"wells_per_plate must be one of {sorted(PLATE_SHAPES)}")
+        need(2 <= self.dmso_per_plate < self.wells_per_plate, "need 2 <= dmso_per_plate < wells_per_plate")
+        need(self.n_sources >= 1 and self.batches_per_source >= 1, "n_sources, batches_per_source >= 1")
+        need(self.plates_per_batch is None or self.plates_per_batch >= 1, "plates_per_batch must be >= 1 or None")
+        for name in ("inactive_fraction", "ood_novel_fraction"):
+            need(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
+        need(
+            self.ood_inactive_fraction is None or 0.0 <= self.ood_inactive_fraction <= 1.0,
+            "ood_inactive_fraction must be in [0, 1] or None",
+        )
+        for name in (
+            "moa_effect",
+            "target_effect",
+            "compound_effect",
+            "knockout_deviation",
+            "potency_sigma",
+            "well_latent_noise",
+            "feature_noise",
+            "position_effect",
+            "source_effect",
+            "batch_effect",
+            "plate_effect",
+            "gain_sigma",
+            "inactive_scale",
+            "spectrum_decay",
+        ):
+            need(getattr(self, name) >= 0.0, f"{name} must be >= 0")
+        need(self.potency_median > 0, "potency_median must be > 0")
+
+    @property
+    def n_compounds(self) -> int:
+        """Annotated + OOD compounds."""
+        return self.n_annotated_compounds + self.n_ood_compounds

@@ -50,9 +50,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, width: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.branch = nn.Sequential(
-            nn.Linear(width, width), nn.BatchNorm1d(width), nn.GELU(), nn.Dropout(dropout)
-        )
+        self.branch = nn.Sequential(nn.Linear(width, width), nn.BatchNorm1d(width), nn.GELU(), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.branch(x)

@@ -179,8 +179,7 @@ class Preprocessor:
         """
         missing = [c for c in [self.plate_col, *self.feature_cols] if c not in df.columns]
         if missing:
-            raise SchemaError(f"table to transform lacks column(s) {missing[:5]}"
-                              f"{' ...' if len(missing) > 5 else ''}")
+            raise SchemaError(f"table to transform lacks column(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
         _check_finite(df, self.feature_cols, self.plate_col, self.well_col)
         x = df[self.feature_cols].to_numpy(np.float64, copy=True)
         plates = df[self.plate_col].to_numpy()
@@ -199,8 +198,9 @@ class Preprocessor:
                 mu, s = self.center[p], self.scale[p]
             else:
                 if self.pert_type_col not in df.columns:
-                    raise SchemaError(f"unseen plate {p}: its DMSO wells are needed but the table lacks "
-                                      f"{self.pert_type_col!r}")
+                    raise SchemaError(
+                        f"unseen plate {p}: its DMSO wells are needed but the table lacks {self.pert_type_col!r}"
+                    )
                 ctrl = rows & (df[self.pert_type_col].to_numpy() == NEGCON_TYPE)
                 mu, s = _dmso_stats(x[ctrl], p, self.feature_cols)
             x[rows] = (x[rows] - mu) / s
@@ -319,8 +319,9 @@ def fit_preprocessor(
         if eps == 0:
             for p, s in scale.items():
                 if not (s > 0).all():
-                    raise NormalizationError(f"plate {p}: IQR is 0 for column "
-                                             f"{feature_cols[int(np.argmin(s > 0))]!r} and eps=0")
+                    raise NormalizationError(
+                        f"plate {p}: IQR is 0 for column {feature_cols[int(np.argmin(s > 0))]!r} and eps=0"
+                    )
     else:
         is_ctl = train[pert_type_col].to_numpy() == NEGCON_TYPE
         for p in pd.unique(plates):
@@ -328,9 +329,20 @@ def fit_preprocessor(
             center[p], scale[p] = _dmso_stats(x[ctl], p, feature_cols)
             n_used[p] = int(ctl.sum())
 
-    pre = Preprocessor(feature_cols=feature_cols, method=method, clip=clip, eps=float(eps), center=center,
-                       scale=scale, n_train_wells=n_used, pca=None, n_fit_wells=int(len(train)),
-                       plate_col=plate_col, well_col=well_col, pert_type_col=pert_type_col)
+    pre = Preprocessor(
+        feature_cols=feature_cols,
+        method=method,
+        clip=clip,
+        eps=float(eps),
+        center=center,
+        scale=scale,
+        n_train_wells=n_used,
+        pca=None,
+        n_fit_wells=int(len(train)),
+        plate_col=plate_col,
+        well_col=well_col,
+        pert_type_col=pert_type_col,
+    )
     if whiten or pca_components is not None:
         z = pre.scale_plates(train)
         pca = PCA(n_components=pca_components, whiten=whiten, random_state=seed)

@@ -10,7 +10,8 @@ dataset. The mapping:
   13-character core of a Broad ID (``BRD-K12345678``: one molecule under several batch/salt
   suffixes, as LINCS lists it), so that the novel-compound split holds out molecules;
 - negative controls (``Metadata_moa == "DMSO"``, a ``negcon`` perturbation or control type)
-  become ``Metadata_pert_type = "negcon"``; positive controls stay compounds with their MoA; CRISPR rows (a ``Metadata_gene`` column with a value)
+  become ``Metadata_pert_type = "negcon"``; positive controls stay compounds with their MoA; CRISPR rows
+  (a ``Metadata_gene`` column with a value)
   ``"crispr"``; every other row ``"compound"``;
 - a compound without an MoA is *unannotated* (``Metadata_is_ood``): it takes part in IBP
   pretraining (predict the molecule from its phenotype) but in no task;
@@ -45,8 +46,11 @@ def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
     for col in ("Metadata_Plate", "Metadata_Well"):
         if col not in df.columns:
             raise SchemaError(f"profile table has no {col} column; Pheno-CA needs plate and well of every profile")
-    cid = "Metadata_JCP2022" if "Metadata_JCP2022" in df.columns else (
-        "Metadata_broad_sample" if "Metadata_broad_sample" in df.columns else None)
+    cid = (
+        "Metadata_JCP2022"
+        if "Metadata_JCP2022" in df.columns
+        else ("Metadata_broad_sample" if "Metadata_broad_sample" in df.columns else None)
+    )
     if cid is None:
         raise SchemaError("profile table has no compound column (Metadata_JCP2022 or Metadata_broad_sample)")
     if cid == "Metadata_broad_sample":  # one molecule, several batch/salt suffixes (LINCS): its InChIKey or BRD core
@@ -59,27 +63,38 @@ def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
     if not feats:
         raise SchemaError("profile table has no feature columns (every column starts with Metadata_)")
     out = pd.DataFrame(index=df.index)
-    out["Metadata_Source"] = df["Metadata_Source"].fillna(source).astype(str) if "Metadata_Source" in df.columns \
-        else source
-    out["Metadata_Batch"] = df["Metadata_Batch"].fillna("batch").astype(str) if "Metadata_Batch" in df.columns \
-        else "batch"
+    out["Metadata_Source"] = (
+        df["Metadata_Source"].fillna(source).astype(str) if "Metadata_Source" in df.columns else source
+    )
+    out["Metadata_Batch"] = (
+        df["Metadata_Batch"].fillna("batch").astype(str) if "Metadata_Batch" in df.columns else "batch"
+    )
     out["Metadata_Plate"] = df["Metadata_Plate"].astype(str)
     out["Metadata_Well"] = df["Metadata_Well"].astype(str)
     blank = _blank(df[cid])
     if blank.any():
         r = df[blank].iloc[0]
-        raise SchemaError(f"{int(blank.sum())} profile(s) with a blank {cid}, e.g. plate {r['Metadata_Plate']} "
-                          f"well {r['Metadata_Well']}")
+        raise SchemaError(
+            f"{int(blank.sum())} profile(s) with a blank {cid}, e.g. plate {r['Metadata_Plate']} "
+            f"well {r['Metadata_Well']}"
+        )
     out["Metadata_JCP2022"] = molecule.astype(str)
-    out["Metadata_broad_sample"] = df["Metadata_broad_sample"].astype(str) if "Metadata_broad_sample" in df.columns \
-        else out["Metadata_JCP2022"]
+    out["Metadata_broad_sample"] = (
+        df["Metadata_broad_sample"].astype(str) if "Metadata_broad_sample" in df.columns else out["Metadata_JCP2022"]
+    )
     out["Metadata_InChIKey"] = df["Metadata_InChIKey"].astype(str) if "Metadata_InChIKey" in df.columns else ""
     moa = df["Metadata_moa"] if "Metadata_moa" in df.columns else pd.Series(np.nan, index=df.index)
     gene = df["Metadata_gene"] if "Metadata_gene" in df.columns else pd.Series(np.nan, index=df.index)
-    ptype = df["Metadata_pert_type"].astype(str).str.lower() if "Metadata_pert_type" in df.columns else \
-        pd.Series("", index=df.index)
-    ctype = df["Metadata_control_type"].astype(str).str.lower() if "Metadata_control_type" in df.columns else \
-        pd.Series("", index=df.index)
+    ptype = (
+        df["Metadata_pert_type"].astype(str).str.lower()
+        if "Metadata_pert_type" in df.columns
+        else pd.Series("", index=df.index)
+    )
+    ctype = (
+        df["Metadata_control_type"].astype(str).str.lower()
+        if "Metadata_control_type" in df.columns
+        else pd.Series("", index=df.index)
+    )
     # negative controls only: positive controls ("control" perturbations with an MoA) stay compounds
     neg = moa.astype(str).eq(NEGCON) | ptype.eq("negcon") | ctype.eq("negcon") | out["Metadata_broad_sample"].eq(NEGCON)
     crispr = ~_blank(gene) & ~neg

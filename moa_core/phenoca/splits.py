@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from moa_core.errors import SchemaError
+from moa_core.phenoca.config import SCALE_KEYS, parse_scale
 
 __all__ = [
     "LABELS",
@@ -55,11 +56,6 @@ MOA_COL = "Metadata_moa"
 TARGET_COL = "Metadata_target"
 OOD_COL = "Metadata_is_ood"
 PERT_TYPES = ("compound", "crispr", "negcon")
-
-#: Valid partition keys of :func:`parse_scale`, in order: replicate shares, then OOD shares.
-SCALE_KEYS: tuple[str, ...] = ("100", "75", "50", "25", "10", "ood0", "ood10", "ood25", "ood50")
-_REPLICATE_KEYS = {"100": 1.0, "75": 0.75, "50": 0.5, "25": 0.25, "10": 0.1}
-_OOD_KEYS = {"ood0": 0.0, "ood10": 0.1, "ood25": 0.25, "ood50": 0.5, "ood100": 1.0}
 
 
 @dataclass(frozen=True)
@@ -98,6 +94,7 @@ class PhenoSplit:
 # Helpers
 # ---------------------------------------------------------------------------------------
 
+
 def _round_half_up(x: float | np.ndarray) -> np.ndarray:
     return np.floor(np.asarray(x, dtype=np.float64) + 0.5 + 1e-9).astype(np.int64)
 
@@ -109,14 +106,16 @@ def _unit_keys(seed: int, tag: str, *cols: Sequence[object]) -> np.ndarray:
     prefix = f"{int(seed)}\x1f{tag}"
     for i, vals in enumerate(zip(*cols)):
         s = "\x1f".join([prefix, *map(str, vals)])
-        out[i] = int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big") / 2.0 ** 64
+        out[i] = int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "big") / 2.0**64
     return out
 
 
 def _check_shares(test_share: float, val_share: float) -> None:
     if not (0.0 <= test_share < 1.0 and 0.0 <= val_share < 1.0 and test_share + val_share < 1.0):
-        raise SchemaError(f"need 0 <= test_share, val_share and test_share + val_share < 1; "
-                          f"got test_share={test_share}, val_share={val_share}")
+        raise SchemaError(
+            f"need 0 <= test_share, val_share and test_share + val_share < 1; "
+            f"got test_share={test_share}, val_share={val_share}"
+        )
 
 
 def perturbation_kinds(df: pd.DataFrame) -> np.ndarray:
@@ -136,8 +135,11 @@ def perturbation_kinds(df: pd.DataFrame) -> np.ndarray:
     unknown = sorted({str(v) for v in pd.unique(pt) if v not in PERT_TYPES})
     if unknown:
         raise SchemaError(f"column {PERT_TYPE_COL!r} has unknown value(s) {unknown[:5]}; expected {PERT_TYPES}")
-    is_ood = (df[OOD_COL].astype(object).fillna(False).astype(bool).to_numpy() if OOD_COL in df.columns
-              else np.zeros(len(df), bool))
+    is_ood = (
+        df[OOD_COL].astype(object).fillna(False).astype(bool).to_numpy()
+        if OOD_COL in df.columns
+        else np.zeros(len(df), bool)
+    )
     has_moa = df[MOA_COL].notna().to_numpy()
     cpd = pt == "compound"
     kinds = np.where(pt == "negcon", "negcon", "crispr").astype(object)
@@ -173,6 +175,7 @@ def _per_compound_moa(df: pd.DataFrame, rows: np.ndarray, col: str) -> pd.Series
 # ---------------------------------------------------------------------------------------
 # Splits
 # ---------------------------------------------------------------------------------------
+
 
 def replicate_split(
     df: pd.DataFrame,
@@ -282,8 +285,9 @@ def novel_compound_split(
     """
     _check_shares(test_share, val_share)
     if min_class_compounds < 2:
-        raise SchemaError(f"min_class_compounds must be >= 2 (a tested class needs a training compound), "
-                          f"got {min_class_compounds}")
+        raise SchemaError(
+            f"min_class_compounds must be >= 2 (a tested class needs a training compound), got {min_class_compounds}"
+        )
     kinds = perturbation_kinds(df)
     if class_col not in df.columns:
         raise SchemaError(f"profile table lacks the class column {class_col!r}")
@@ -305,7 +309,7 @@ def novel_compound_split(
     n_test = min(want_test, len(cand))
     n_val = min(want_val, len(cand) - n_test)
     test_c = set(cand["compound"].iloc[:n_test])
-    val_c = set(cand["compound"].iloc[n_test:n_test + n_val])
+    val_c = set(cand["compound"].iloc[n_test : n_test + n_val])
     cpd_rows = df[COMPOUND_COL].astype(str).to_numpy()[rows]
     labels[rows[np.isin(cpd_rows, list(test_c))]] = "test"
     labels[rows[np.isin(cpd_rows, list(val_c))]] = "val"
@@ -329,7 +333,8 @@ def novel_compound_split(
         unseen = sorted({str(t) for c, t in tgt.items() if c in test_c and pd.notna(t) and str(t) not in train_t})
         summary["test_targets_unseen"] = unseen
         summary["n_test_compounds_target_unseen"] = int(
-            sum(1 for c, t in tgt.items() if c in test_c and pd.notna(t) and str(t) not in train_t))
+            sum(1 for c, t in tgt.items() if c in test_c and pd.notna(t) and str(t) not in train_t)
+        )
     split = PhenoSplit(_label_series(df, labels), "novel_compound", summary)
     summary["wells"] = split.counts()
     return split
@@ -338,6 +343,7 @@ def novel_compound_split(
 # ---------------------------------------------------------------------------------------
 # Data scale
 # ---------------------------------------------------------------------------------------
+
 
 def scale_training(
     df: pd.DataFrame,
@@ -401,31 +407,14 @@ def scale_training(
         return out
     summary = dict(split.summary)
     res = PhenoSplit(out, split.kind + "+scaled", summary)
-    summary["scale"] = {"ood_share": ood_share, "replicate_share": replicate_share, "seed": seed,
-                        "n_ood_compounds_kept": len(keep_ood), "n_ood_compounds": int(len(ood_c)),
-                        "n_ood_wells_dropped": int(drop.sum()), "n_replicate_wells_dropped": int(n_rep_dropped)}
+    summary["scale"] = {
+        "ood_share": ood_share,
+        "replicate_share": replicate_share,
+        "seed": seed,
+        "n_ood_compounds_kept": len(keep_ood),
+        "n_ood_compounds": int(len(ood_c)),
+        "n_ood_wells_dropped": int(drop.sum()),
+        "n_replicate_wells_dropped": int(n_rep_dropped),
+    }
     summary["wells"] = res.counts()
     return res
-
-
-def parse_scale(key: str) -> tuple[float, float]:
-    """``(ood_share, replicate_share)`` of a data-scale partition key.
-
-    ``"100"`` -> (1, 1); ``"75" | "50" | "25" | "10"`` -> (1, share) (replicates of each
-    training compound); ``"ood0" | "ood10" | "ood25" | "ood50"`` -> (share, 1) (OOD
-    compounds); ``"ood100"`` is accepted as an alias of ``"100"`` (not in
-    :data:`SCALE_KEYS`, to keep one partition per scale).
-
-    Raises
-    ------
-    SchemaError
-        Any other key; the message lists :data:`SCALE_KEYS`.
-    """
-    if isinstance(key, str):
-        k = key.strip()
-        if k in _REPLICATE_KEYS:
-            return 1.0, _REPLICATE_KEYS[k]
-        if k in _OOD_KEYS:
-            return _OOD_KEYS[k], 1.0
-    raise SchemaError(f"unknown data-scale key {key!r}; valid keys: {', '.join(SCALE_KEYS)} "
-                      f"(replicate shares in %, or 'ood<share %>')")

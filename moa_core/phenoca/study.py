@@ -47,11 +47,29 @@ from moa_core.errors import SchemaError
 from moa_core.phenoca.config import StudyConfig, Zoo
 from moa_core.phenoca.preprocess import fit_preprocessor, validate_profiles
 from moa_core.phenoca.splits import novel_compound_split, replicate_split, scale_training
-from moa_core.phenoca.tasks import (aggregate_by, compound_discovery, deconvolution_metrics, molecule_metrics,
-                                    summarize_discovery)
+from moa_core.phenoca.tasks import (
+    aggregate_by,
+    compound_discovery,
+    deconvolution_metrics,
+    molecule_metrics,
+    summarize_discovery,
+)
 
-RESULT_COLUMNS = ["model", "supervision", "probe", "task", "split", "metric", "value", "ci_low", "ci_high",
-                  "n_train_wells", "n_train_compounds", "n_ood_compounds", "params"]
+RESULT_COLUMNS = [
+    "model",
+    "supervision",
+    "probe",
+    "task",
+    "split",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n_train_wells",
+    "n_train_compounds",
+    "n_ood_compounds",
+    "params",
+]
 TASK_COLS = {"moa": "Metadata_moa", "target": "Metadata_target"}
 
 
@@ -68,9 +86,17 @@ class StudyResult:
 def _fit_config(cfg: StudyConfig, epochs: int | None = None):
     from moa_core.phenoca.train import FitConfig
 
-    return FitConfig(epochs=epochs or cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                     patience=cfg.patience, seed=cfg.seed, device=cfg.device, num_threads=cfg.num_threads,
-                     max_minutes=cfg.max_minutes)
+    return FitConfig(
+        epochs=epochs or cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        patience=cfg.patience,
+        seed=cfg.seed,
+        device=cfg.device,
+        num_threads=cfg.num_threads,
+        max_minutes=cfg.max_minutes,
+    )
 
 
 def _ibp_holdout(compounds: np.ndarray, train: np.ndarray, seed: int, min_wells: int = 2) -> np.ndarray:
@@ -95,21 +121,34 @@ def _rows(df: pd.DataFrame, **keys) -> list[dict]:
         k = r.get("k")
         metric = r["metric"]
         if metric in ("top_k_accuracy", "chance_frequent", "chance_uniform") and pd.notna(k):
-            metric = {"top_k_accuracy": f"top{int(k)}", "chance_frequent": f"chance_top{int(k)}",
-                      "chance_uniform": f"chance_uniform_top{int(k)}"}[metric]
-        out.append({**keys, "metric": metric, "value": float(r["value"]),
-                    "ci_low": float(r.get("ci_low", np.nan)), "ci_high": float(r.get("ci_high", np.nan))})
+            metric = {
+                "top_k_accuracy": f"top{int(k)}",
+                "chance_frequent": f"chance_top{int(k)}",
+                "chance_uniform": f"chance_uniform_top{int(k)}",
+            }[metric]
+        out.append(
+            {
+                **keys,
+                "metric": metric,
+                "value": float(r["value"]),
+                "ci_low": float(r.get("ci_low", np.nan)),
+                "ci_high": float(r.get("ci_high", np.nan)),
+            }
+        )
     return out
 
 
-def _deconvolution(scores: np.ndarray, classes: list[str], y_test: np.ndarray, y_train: np.ndarray, cfg: StudyConfig,
-                   **keys) -> list[dict]:
-    return _rows(deconvolution_metrics(scores, y_test, classes, y_train, ks=(1, 10), n_boot=cfg.n_boot,
-                                       seed=cfg.seed), **keys)
+def _deconvolution(
+    scores: np.ndarray, classes: list[str], y_test: np.ndarray, y_train: np.ndarray, cfg: StudyConfig, **keys
+) -> list[dict]:
+    return _rows(
+        deconvolution_metrics(scores, y_test, classes, y_train, ks=(1, 10), n_boot=cfg.n_boot, seed=cfg.seed), **keys
+    )
 
 
-def _discovery(reps: np.ndarray, df: pd.DataFrame, crispr: np.ndarray, evaluated: np.ndarray, cfg: StudyConfig,
-               **keys) -> list[dict]:
+def _discovery(
+    reps: np.ndarray, df: pd.DataFrame, crispr: np.ndarray, evaluated: np.ndarray, cfg: StudyConfig, **keys
+) -> list[dict]:
     if not crispr.any() or not evaluated.any():
         return []
     genes, q = aggregate_by(df.loc[crispr, "Metadata_gene"].astype(str).to_numpy(), reps[crispr])
@@ -122,16 +161,36 @@ def _discovery(reps: np.ndarray, df: pd.DataFrame, crispr: np.ndarray, evaluated
     summ = summarize_discovery(per, n_boot=cfg.n_boot, seed=cfg.seed)
     rows = []
     for r in summ.to_dict("records"):
-        rows.append({**keys, "metric": r["metric"], "value": float(r["value"]), "ci_low": float(r["ci_low"]),
-                     "ci_high": float(r["ci_high"])})
-        rows.append({**keys, "metric": f"random_{r['metric']}", "value": float(r["random"]), "ci_low": np.nan,
-                     "ci_high": np.nan})
+        rows.append(
+            {
+                **keys,
+                "metric": r["metric"],
+                "value": float(r["value"]),
+                "ci_low": float(r["ci_low"]),
+                "ci_high": float(r["ci_high"]),
+            }
+        )
+        rows.append(
+            {
+                **keys,
+                "metric": f"random_{r['metric']}",
+                "value": float(r["random"]),
+                "ci_low": np.nan,
+                "ci_high": np.nan,
+            }
+        )
     rows.append({**keys, "metric": "genes", "value": float(len(per)), "ci_low": np.nan, "ci_high": np.nan})
     return rows
 
 
-def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share: float = 1.0,
-              config: StudyConfig | None = None, log: Callable[[str], None] | None = None) -> StudyResult:
+def run_study(
+    profiles: pd.DataFrame,
+    *,
+    ood_share: float = 1.0,
+    replicate_share: float = 1.0,
+    config: StudyConfig | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StudyResult:
     """The zoo of ``config`` on ``profiles`` (schema of :mod:`.synthetic`) at one data scale; tidy results."""
     from moa_core.phenoca.train import embed, fit_probe, knn_scores, train_encoder
 
@@ -159,16 +218,29 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
             raise SchemaError(f"unknown Pheno-CA split {split_name!r}: use 'replicate' or 'novel'")
         sp = scale_training(df, sp, ood_share=ood_share, replicate_share=replicate_share, seed=cfg.seed)
         train, val, test = sp.mask("train"), sp.mask("val"), sp.mask("test")
-        pre = fit_preprocessor(df, feats, train, method=cfg.preprocess, clip=cfg.clip, whiten=True,
-                               pca_components=cfg.pca_components, seed=cfg.seed)
+        pre = fit_preprocessor(
+            df,
+            feats,
+            train,
+            method=cfg.preprocess,
+            clip=cfg.clip,
+            whiten=True,
+            pca_components=cfg.pca_components,
+            seed=cfg.seed,
+        )
         X = pre.transform(df)
         mol_train = train & (ptype != "crispr")
         pert_train = mol_train & (ptype != "negcon")  # the data scale counts perturbations, not the plates' DMSO
-        n_train = {"n_train_wells": int(pert_train.sum()), "n_train_compounds": int(len(set(compounds[pert_train]))),
-                   "n_ood_compounds": int(len(set(compounds[pert_train & is_ood])))}
-        log(f"{split_name} split: {n_train['n_train_wells']} training wells of {n_train['n_train_compounds']} "
+        n_train = {
+            "n_train_wells": int(pert_train.sum()),
+            "n_train_compounds": int(len(set(compounds[pert_train]))),
+            "n_ood_compounds": int(len(set(compounds[pert_train & is_ood]))),
+        }
+        log(
+            f"{split_name} split: {n_train['n_train_wells']} training wells of {n_train['n_train_compounds']} "
             f"molecules ({n_train['n_ood_compounds']} OOD), {int(val.sum())} val, {int(test.sum())} test; "
-            f"{X.shape[1]} whitened dimensions")
+            f"{X.shape[1]} whitened dimensions"
+        )
         task_sets = {}
         for task, col in TASK_COLS.items():
             labels = df[col].astype(object).where(annotated)
@@ -181,28 +253,86 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
         evaluated = test & annotated
         base = {"split": split_name, **n_train}
 
-        def score_tasks(model_name: str, supervision: str, reps: np.ndarray, encoder, params: int) -> None:
+        def score_tasks(
+            model_name: str,
+            supervision: str,
+            reps: np.ndarray,
+            encoder,
+            params: int,
+            *,
+            task_sets=task_sets,
+            X=X,
+            base=base,
+            evaluated=evaluated,
+        ) -> None:  # this split's data bound as defaults: called within the iteration that defines it
             for task, (labels, classes, tr, va, te) in task_sets.items():
                 if not te.any() or not va.any():
                     continue
                 ci = {c: i for i, c in enumerate(classes)}
-                probe = fit_probe(encoder, X[tr], [ci[x] for x in labels[tr]], X[va], [ci[x] for x in labels[va]],
-                                  _fit_config(cfg, cfg.probe_epochs), n_classes=len(classes), hidden=cfg.probe_hidden)
-                rows.extend(_deconvolution(probe.predict_proba_reps(reps[te]), classes, labels[te], labels[tr], cfg,
-                                           model=model_name, supervision=supervision, probe="mlp3", task=task,
-                                           params=params, **base))
-            rows.extend(_discovery(reps, df, crispr, evaluated, cfg, model=model_name, supervision=supervision,
-                                   probe="cosine", task="discovery", params=params, **base))
+                probe = fit_probe(
+                    encoder,
+                    X[tr],
+                    [ci[x] for x in labels[tr]],
+                    X[va],
+                    [ci[x] for x in labels[va]],
+                    _fit_config(cfg, cfg.probe_epochs),
+                    n_classes=len(classes),
+                    hidden=cfg.probe_hidden,
+                )
+                rows.extend(
+                    _deconvolution(
+                        probe.predict_proba_reps(reps[te]),
+                        classes,
+                        labels[te],
+                        labels[tr],
+                        cfg,
+                        model=model_name,
+                        supervision=supervision,
+                        probe="mlp3",
+                        task=task,
+                        params=params,
+                        **base,
+                    )
+                )
+            rows.extend(
+                _discovery(
+                    reps,
+                    df,
+                    crispr,
+                    evaluated,
+                    cfg,
+                    model=model_name,
+                    supervision=supervision,
+                    probe="cosine",
+                    task="discovery",
+                    params=params,
+                    **base,
+                )
+            )
 
         # baselines on the profiles themselves (CP)
         score_tasks("profiles", "none", X, None, 0)
-        for task, (labels, classes, tr, va, te) in task_sets.items():
+        for task, (labels, classes, tr, _va, te) in task_sets.items():
             if te.any():
                 ci = {c: i for i, c in enumerate(classes)}
-                s = knn_scores(X[tr], np.array([ci[x] for x in labels[tr]]), X[te], k=cfg.knn_k,
-                               classes=np.arange(len(classes)))
-                rows.extend(_deconvolution(s, classes, labels[te], labels[tr], cfg, model="profiles",
-                                           supervision="none", probe="knn", task=task, params=0, **base))
+                s = knn_scores(
+                    X[tr], np.array([ci[x] for x in labels[tr]]), X[te], k=cfg.knn_k, classes=np.arange(len(classes))
+                )
+                rows.extend(
+                    _deconvolution(
+                        s,
+                        classes,
+                        labels[te],
+                        labels[tr],
+                        cfg,
+                        model="profiles",
+                        supervision="none",
+                        probe="knn",
+                        task=task,
+                        params=0,
+                        **base,
+                    )
+                )
         # IBP: molecule identity over every training molecule (DMSO one class, OOD included)
         if split_name == "replicate":  # the split's val wells are other replicates of training molecules
             ibp_tr, ibp_va = mol_train, val
@@ -215,34 +345,66 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
         keep_va = np.array([m in mi for m in compounds]) & ibp_va
         y_va = np.array([mi[m] for m in compounds[keep_va]])
         variants = [("ibp", 0.0)] + ([("ibp_invariant", cfg.invariance_weight)] if cfg.invariance_weight > 0 else [])
-        nuis = {name: pd.factorize(df[col].fillna("NA").astype(str))[0] for name, col in
-                (("source", "Metadata_Source"), ("batch", "Metadata_Batch"), ("well", "Metadata_Well"))}
+        nuis = {
+            name: pd.factorize(df[col].fillna("NA").astype(str))[0]
+            for name, col in (("source", "Metadata_Source"), ("batch", "Metadata_Batch"), ("well", "Metadata_Well"))
+        }
         for depth, width in Zoo.of(cfg).archs:
             name = f"resmlp_d{depth}_w{width}"
             for supervision, weight in variants:
                 t0 = time.time()
-                m = train_encoder(X[ibp_tr], y_tr, X[keep_va], y_va, width=width, depth=depth,
-                                  config=_fit_config(cfg), n_classes=len(mols), dropout=cfg.dropout,
-                                  nuisances={k: v[ibp_tr] for k, v in nuis.items()} if weight > 0 else None,
-                                  invariance_weight=weight)
+                m = train_encoder(
+                    X[ibp_tr],
+                    y_tr,
+                    X[keep_va],
+                    y_va,
+                    width=width,
+                    depth=depth,
+                    config=_fit_config(cfg),
+                    n_classes=len(mols),
+                    dropout=cfg.dropout,
+                    nuisances={k: v[ibp_tr] for k, v in nuis.items()} if weight > 0 else None,
+                    invariance_weight=weight,
+                )
                 reps = embed(m, X)
-                if split_name == "replicate" and supervision == "ibp" and (
-                        ibp_reps is None or m.encoder_param_count >= ibp_reps[0]):
+                if (
+                    split_name == "replicate"
+                    and supervision == "ibp"
+                    and (ibp_reps is None or m.encoder_param_count >= ibp_reps[0])
+                ):
                     ibp_reps = (m.encoder_param_count, reps)
-                models.append({"split": split_name, "model": name, "supervision": supervision,
-                               "best_epoch": m.best_epoch, "val_accuracy": m.best_val_accuracy,
-                               "params": m.encoder_param_count, "seconds": round(time.time() - t0, 1),
-                               "wells_per_second": round(m.wells_per_second, 1)})
-                log(f"{split_name} {supervision} {name}: IBP val accuracy {m.best_val_accuracy:.3f} (best epoch "
-                    f"{m.best_epoch}, {m.wells_per_second:.0f} wells/s, {time.time() - t0:.0f} s)")
+                models.append(
+                    {
+                        "split": split_name,
+                        "model": name,
+                        "supervision": supervision,
+                        "best_epoch": m.best_epoch,
+                        "val_accuracy": m.best_val_accuracy,
+                        "params": m.encoder_param_count,
+                        "seconds": round(time.time() - t0, 1),
+                        "wells_per_second": round(m.wells_per_second, 1),
+                    }
+                )
+                log(
+                    f"{split_name} {supervision} {name}: IBP val accuracy {m.best_val_accuracy:.3f} (best epoch "
+                    f"{m.best_epoch}, {m.wells_per_second:.0f} wells/s, {time.time() - t0:.0f} s)"
+                )
                 score_tasks(name, supervision, reps, m, m.encoder_param_count)
                 if split_name == "replicate":  # molecule deconvolution: the IBP head on held-out replicates
                     te = test & np.array([c in mi for c in compounds])
                     if te.any():
                         mm = molecule_metrics(m.predict_proba(X[te]), np.array([mi[c] for c in compounds[te]]))
-                        rows.extend(_rows(mm.assign(ci_low=np.nan, ci_high=np.nan), model=name,
-                                          supervision=supervision, probe="head", task="molecule",
-                                          params=m.encoder_param_count, **base))
+                        rows.extend(
+                            _rows(
+                                mm.assign(ci_low=np.nan, ci_high=np.nan),
+                                model=name,
+                                supervision=supervision,
+                                probe="head",
+                                task="molecule",
+                                params=m.encoder_param_count,
+                                **base,
+                            )
+                        )
             if not cfg.task_supervised:
                 continue
             for task, (labels, classes, tr, va, te) in task_sets.items():
@@ -250,19 +412,62 @@ def run_study(profiles: pd.DataFrame, *, ood_share: float = 1.0, replicate_share
                     continue
                 t0 = time.time()
                 ci = {c: i for i, c in enumerate(classes)}
-                m = train_encoder(X[tr], [ci[x] for x in labels[tr]], X[va], [ci[x] for x in labels[va]],
-                                  width=width, depth=depth, config=_fit_config(cfg), n_classes=len(classes),
-                                  head_layers=3, head_hidden=cfg.probe_hidden, dropout=cfg.dropout)
-                rows.extend(_deconvolution(m.predict_proba(X[te]), classes, labels[te], labels[tr], cfg, model=name,
-                                           supervision="task", probe="head", task=task,
-                                           params=m.encoder_param_count, **base))
+                m = train_encoder(
+                    X[tr],
+                    [ci[x] for x in labels[tr]],
+                    X[va],
+                    [ci[x] for x in labels[va]],
+                    width=width,
+                    depth=depth,
+                    config=_fit_config(cfg),
+                    n_classes=len(classes),
+                    head_layers=3,
+                    head_hidden=cfg.probe_hidden,
+                    dropout=cfg.dropout,
+                )
+                rows.extend(
+                    _deconvolution(
+                        m.predict_proba(X[te]),
+                        classes,
+                        labels[te],
+                        labels[tr],
+                        cfg,
+                        model=name,
+                        supervision="task",
+                        probe="head",
+                        task=task,
+                        params=m.encoder_param_count,
+                        **base,
+                    )
+                )
                 if task == "moa":
-                    rows.extend(_discovery(embed(m, X), df, crispr, evaluated, cfg, model=name, supervision="task",
-                                           probe="cosine", task="discovery", params=m.encoder_param_count, **base))
-                models.append({"split": split_name, "model": name, "supervision": f"task ({task})",
-                               "best_epoch": m.best_epoch, "val_accuracy": m.best_val_accuracy,
-                               "params": m.encoder_param_count, "seconds": round(time.time() - t0, 1),
-                               "wells_per_second": round(m.wells_per_second, 1)})
+                    rows.extend(
+                        _discovery(
+                            embed(m, X),
+                            df,
+                            crispr,
+                            evaluated,
+                            cfg,
+                            model=name,
+                            supervision="task",
+                            probe="cosine",
+                            task="discovery",
+                            params=m.encoder_param_count,
+                            **base,
+                        )
+                    )
+                models.append(
+                    {
+                        "split": split_name,
+                        "model": name,
+                        "supervision": f"task ({task})",
+                        "best_epoch": m.best_epoch,
+                        "val_accuracy": m.best_val_accuracy,
+                        "params": m.encoder_param_count,
+                        "seconds": round(time.time() - t0, 1),
+                        "wells_per_second": round(m.wells_per_second, 1),
+                    }
+                )
     table = pd.DataFrame(rows)
     for c in RESULT_COLUMNS:
         if c not in table.columns:

@@ -111,6 +111,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moa_core.phenoca.config import PLATE_SHAPES, SyntheticProfileSpec
+
 __all__ = [
     "DATASET_NAME",
     "NEGCON",
@@ -134,134 +136,22 @@ NEGCON_JCP2022 = "JCP2022_033924"
 NEGCON_INCHIKEY = "IAZDPXIOMUYVGZ-UHFFFAOYSA-N"
 
 PROFILE_METADATA: list[str] = [
-    "Metadata_Source", "Metadata_Batch", "Metadata_Plate", "Metadata_Well", "Metadata_JCP2022",
-    "Metadata_broad_sample", "Metadata_InChIKey", "Metadata_pert_type", "Metadata_moa", "Metadata_target",
-    "Metadata_gene", "Metadata_is_ood",
+    "Metadata_Source",
+    "Metadata_Batch",
+    "Metadata_Plate",
+    "Metadata_Well",
+    "Metadata_JCP2022",
+    "Metadata_broad_sample",
+    "Metadata_InChIKey",
+    "Metadata_pert_type",
+    "Metadata_moa",
+    "Metadata_target",
+    "Metadata_gene",
+    "Metadata_is_ood",
 ]
 
-_PLATE_SHAPES = {96: (8, 12), 384: (16, 24), 1536: (32, 48)}
 _MAD_TO_SD = 1.4826  # MAD of a normal distribution = 0.6745 SD (pycytominer's "normal" scale)
 _IQR_TO_SD = 1.0 / 1.3490
-
-
-@dataclass(frozen=True)
-class SyntheticProfileSpec:
-    """Knobs of :func:`generate_profiles` (see the module docstring for the model).
-
-    Sizes default to the Pheno-CA's (2,919 annotated compounds, 1,282 MoAs, 942 targets)
-    with 20,000 OOD compounds, ~4 replicates each, 454 features (as many as the
-    feature-selected LINCS plate) and ~260 plates of 384 wells with 24 DMSO wells each.
-    The effect and noise defaults are calibrated against LINCS SQ00015054 (see
-    ``bench/phenoca_calibration.py``).
-
-    Attributes
-    ----------
-    n_annotated_compounds, n_ood_compounds : int
-        Compounds with MoA and target / unannotated ("OOD") compounds.
-    n_moas, n_targets : int
-        Annotated MoA and target classes (``n_targets <= n_moas <= n_annotated_compounds``).
-    n_crispr_genes : int
-        CRISPR knockouts; each gene is a distinct target of annotated compounds.
-    n_novel_moas, ood_novel_fraction : int, float
-        Hidden classes only OOD compounds have, and the share of OOD compounds in them.
-    replicates_min, replicates_max : int
-        Replicate wells per perturbation, uniform in ``[min, max]``, on distinct plates.
-    n_features, latent_dim, hidden_dim, mixing_rank, spectrum_decay
-        Feature count, latent dimension, network width, rank of the feature mixing
-        and the decay exponent of its singular values (``k^-spectrum_decay``).
-    n_sources, batches_per_source, plates_per_batch, wells_per_plate, dmso_per_plate
-        Layout; ``plates_per_batch=None`` uses as few plates as hold every replicate.
-    moa_zipf, target_zipf : float
-        Zipf exponents of compounds over MoAs and of MoAs over targets.
-    inactive_fraction, ood_inactive_fraction, inactive_scale : float
-        Share of inactive annotated / OOD compounds (None: same as annotated) and the
-        factor on their potency.
-    moa_effect, target_effect, compound_effect, knockout_deviation : float
-        SDs (per latent dimension) of the MoA, target, compound and knockout effects.
-    potency_median, potency_sigma : float
-        Log-normal potency of active compounds and knockouts.
-    well_latent_noise, feature_noise : float
-        Replicate noise in latent space / independent per feature (feature units: the
-        unit root-mean-square of ``y`` for ``z ~ N(0, I)``).
-    position_effect, source_effect, batch_effect, plate_effect, gain_sigma : float
-        Well-position effect; source/batch/plate offsets; SD of log gains.
-    seed : int
-        Seed of every random stream.
-    """
-
-    n_annotated_compounds: int = 2919
-    n_ood_compounds: int = 20_000
-    n_moas: int = 1282
-    n_targets: int = 942
-    n_crispr_genes: int = 300
-    n_novel_moas: int = 1282
-    ood_novel_fraction: float = 0.5
-    replicates_min: int = 3
-    replicates_max: int = 5
-    n_features: int = 454
-    latent_dim: int = 24
-    hidden_dim: int = 96
-    mixing_rank: int = 24
-    spectrum_decay: float = 0.6
-    n_sources: int = 5
-    batches_per_source: int = 4
-    plates_per_batch: int | None = None
-    wells_per_plate: int = 384
-    dmso_per_plate: int = 24
-    moa_zipf: float = 0.8
-    target_zipf: float = 0.8
-    inactive_fraction: float = 0.35
-    ood_inactive_fraction: float | None = 0.5
-    inactive_scale: float = 0.05
-    moa_effect: float = 0.8
-    target_effect: float = 0.6
-    compound_effect: float = 0.5
-    knockout_deviation: float = 0.5
-    potency_median: float = 1.0
-    potency_sigma: float = 0.5
-    well_latent_noise: float = 0.35
-    feature_noise: float = 0.2
-    position_effect: float = 0.3
-    source_effect: float = 2.0
-    batch_effect: float = 1.0
-    plate_effect: float = 0.5
-    gain_sigma: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"SyntheticProfileSpec: {msg}")
-
-        need(self.n_moas >= 1 and self.n_targets >= 1, "n_moas and n_targets must be >= 1")
-        need(self.n_annotated_compounds >= self.n_moas, "n_annotated_compounds must be >= n_moas "
-             "(every MoA has at least one compound)")
-        need(self.n_moas >= self.n_targets, "n_moas must be >= n_targets (MoAs are nested in targets)")
-        need(0 <= self.n_crispr_genes <= self.n_targets, "n_crispr_genes must be in [0, n_targets]")
-        need(self.n_ood_compounds >= 0, "n_ood_compounds must be >= 0")
-        need(self.n_novel_moas >= 1 or self.ood_novel_fraction == 0, "n_novel_moas must be >= 1")
-        need(1 <= self.replicates_min <= self.replicates_max, "need 1 <= replicates_min <= replicates_max")
-        need(self.n_features >= 2 and self.latent_dim >= 1 and self.hidden_dim >= 1 and self.mixing_rank >= 1,
-             "n_features >= 2, latent_dim, hidden_dim, mixing_rank >= 1")
-        need(self.mixing_rank <= self.n_features, "mixing_rank must be <= n_features")
-        need(self.wells_per_plate in _PLATE_SHAPES, f"wells_per_plate must be one of {sorted(_PLATE_SHAPES)}")
-        need(2 <= self.dmso_per_plate < self.wells_per_plate, "need 2 <= dmso_per_plate < wells_per_plate")
-        need(self.n_sources >= 1 and self.batches_per_source >= 1, "n_sources, batches_per_source >= 1")
-        need(self.plates_per_batch is None or self.plates_per_batch >= 1, "plates_per_batch must be >= 1 or None")
-        for name in ("inactive_fraction", "ood_novel_fraction"):
-            need(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1]")
-        need(self.ood_inactive_fraction is None or 0.0 <= self.ood_inactive_fraction <= 1.0,
-             "ood_inactive_fraction must be in [0, 1] or None")
-        for name in ("moa_effect", "target_effect", "compound_effect", "knockout_deviation", "potency_sigma",
-                     "well_latent_noise", "feature_noise", "position_effect", "source_effect", "batch_effect",
-                     "plate_effect", "gain_sigma", "inactive_scale", "spectrum_decay"):
-            need(getattr(self, name) >= 0.0, f"{name} must be >= 0")
-        need(self.potency_median > 0, "potency_median must be > 0")
-
-    @property
-    def n_compounds(self) -> int:
-        """Annotated + OOD compounds."""
-        return self.n_annotated_compounds + self.n_ood_compounds
 
 
 @dataclass(frozen=True)
@@ -309,31 +199,88 @@ _COMPARTMENTS = ("Cells", "Cytoplasm", "Nuclei")
 
 
 def _feature_pool() -> list[str]:
-    shape = ["Area", "Compactness", "Eccentricity", "Extent", "FormFactor", "MajorAxisLength", "MinorAxisLength",
-             "MaxFeretDiameter", "MinFeretDiameter", "Perimeter", "Solidity", "MaximumRadius", "MeanRadius",
-             "MedianRadius", "Orientation"]
+    shape = [
+        "Area",
+        "Compactness",
+        "Eccentricity",
+        "Extent",
+        "FormFactor",
+        "MajorAxisLength",
+        "MinorAxisLength",
+        "MaxFeretDiameter",
+        "MinFeretDiameter",
+        "Perimeter",
+        "Solidity",
+        "MaximumRadius",
+        "MeanRadius",
+        "MedianRadius",
+        "Orientation",
+    ]
     shape += [f"Zernike_{n}_{m}" for n in range(10) for m in range(n % 2, n + 1, 2)]
-    inten = ["MeanIntensity", "IntegratedIntensity", "StdIntensity", "MADIntensity", "MedianIntensity",
-             "LowerQuartileIntensity", "UpperQuartileIntensity", "MaxIntensity", "MinIntensity",
-             "MeanIntensityEdge", "IntegratedIntensityEdge", "MassDisplacement"]
-    tex = ["AngularSecondMoment", "Contrast", "Correlation", "DifferenceEntropy", "DifferenceVariance", "Entropy",
-           "InfoMeas1", "InfoMeas2", "InverseDifferenceMoment", "SumAverage", "SumEntropy", "SumVariance",
-           "Variance"]
+    inten = [
+        "MeanIntensity",
+        "IntegratedIntensity",
+        "StdIntensity",
+        "MADIntensity",
+        "MedianIntensity",
+        "LowerQuartileIntensity",
+        "UpperQuartileIntensity",
+        "MaxIntensity",
+        "MinIntensity",
+        "MeanIntensityEdge",
+        "IntegratedIntensityEdge",
+        "MassDisplacement",
+    ]
+    tex = [
+        "AngularSecondMoment",
+        "Contrast",
+        "Correlation",
+        "DifferenceEntropy",
+        "DifferenceVariance",
+        "Entropy",
+        "InfoMeas1",
+        "InfoMeas2",
+        "InverseDifferenceMoment",
+        "SumAverage",
+        "SumEntropy",
+        "SumVariance",
+        "Variance",
+    ]
     pool: list[str] = []
     for comp in _COMPARTMENTS:
         pool += [f"{comp}_AreaShape_{s}" for s in shape]
         pool += [f"{comp}_Intensity_{i}_{ch}" for i in inten for ch in _CHANNELS]
-        pool += [f"{comp}_Texture_{t}_{ch}_{sc}_{ang:02d}_256" for t in tex for ch in _CHANNELS
-                 for sc in (3, 5, 10) for ang in range(4)]
+        pool += [
+            f"{comp}_Texture_{t}_{ch}_{sc}_{ang:02d}_256"
+            for t in tex
+            for ch in _CHANNELS
+            for sc in (3, 5, 10)
+            for ang in range(4)
+        ]
         pool += [f"{comp}_Granularity_{k}_{ch}" for k in range(1, 17) for ch in _CHANNELS]
-        pool += [f"{comp}_RadialDistribution_{r}_{ch}_{k}of4" for r in ("FracAtD", "MeanFrac", "RadialCV")
-                 for ch in _CHANNELS for k in range(1, 5)]
-        pool += [f"{comp}_Correlation_{c}_{a}_{b}" for c in ("Correlation", "K", "Overlap", "Manders", "RWC")
-                 for i, a in enumerate(_CHANNELS) for b in _CHANNELS[i + 1:]]
+        pool += [
+            f"{comp}_RadialDistribution_{r}_{ch}_{k}of4"
+            for r in ("FracAtD", "MeanFrac", "RadialCV")
+            for ch in _CHANNELS
+            for k in range(1, 5)
+        ]
+        pool += [
+            f"{comp}_Correlation_{c}_{a}_{b}"
+            for c in ("Correlation", "K", "Overlap", "Manders", "RWC")
+            for i, a in enumerate(_CHANNELS)
+            for b in _CHANNELS[i + 1 :]
+        ]
         if comp != "Cytoplasm":
-            pool += [f"{comp}_Neighbors_{n}_Adjacent" for n in ("NumberOfNeighbors", "PercentTouching",
-                                                                  "AngleBetweenNeighbors", "FirstClosestDistance",
-                                                                  "SecondClosestDistance")]
+            pool += [
+                f"{comp}_Neighbors_{n}_Adjacent"
+                for n in (
+                    "NumberOfNeighbors",
+                    "PercentTouching",
+                    "AngleBetweenNeighbors",
+                    "FirstClosestDistance",
+                    "SecondClosestDistance",
+                )
+            ]
     return pool
 
 
@@ -357,6 +304,7 @@ def feature_names(n_features: int) -> list[str]:
 # ---------------------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------------------
+
 
 def _long_tail_sizes(rng: np.random.Generator, n_items: int, n_classes: int, exponent: float) -> np.ndarray:
     """Class sizes: 1 each + Multinomial(rest, p_k ∝ k^-exponent), in a random class order."""
@@ -409,13 +357,13 @@ class _PhenotypeMap:
     def __call__(self, z: np.ndarray, chunk: int = 32768) -> np.ndarray:
         out = np.empty((len(z), self.mix.shape[1]), np.float32)
         for i in range(0, len(z), chunk):
-            out[i:i + chunk] = (self._hidden(z[i:i + chunk]) - self.h0) @ self.mix
+            out[i : i + chunk] = (self._hidden(z[i : i + chunk]) - self.h0) @ self.mix
         return out
 
     def correlated_vectors(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` unit-RMS feature-space vectors in the mixing's subspace (correlated features)."""
         v = rng.standard_normal((n, self.mix.shape[0])).astype(np.float32) @ self.mix
-        return v / np.sqrt(np.mean(v ** 2, axis=1, keepdims=True))
+        return v / np.sqrt(np.mean(v**2, axis=1, keepdims=True))
 
 
 def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDataset:
@@ -431,7 +379,8 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     """
     spec = spec or SyntheticProfileSpec()
     r_cls, r_eff, r_net, r_lay, r_nuis, r_noise, r_ids = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(7))
+        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(7)
+    )
     M, T, d = spec.n_moas, spec.n_targets, spec.latent_dim
     n_ann, n_ood, n_ko = spec.n_annotated_compounds, spec.n_ood_compounds, spec.n_crispr_genes
     n_nov = spec.n_novel_moas
@@ -440,9 +389,14 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     moa_sizes = _long_tail_sizes(r_cls, n_ann, M, spec.moa_zipf)
     moa_parent = np.repeat(np.arange(T), _long_tail_sizes(r_cls, M, T, spec.target_zipf))[r_cls.permutation(M)]
     ann_moa = np.repeat(np.arange(M), moa_sizes)
-    inhibitor_moa = (pd.DataFrame({"t": moa_parent, "size": moa_sizes, "m": np.arange(M)})
-                     .sort_values(["t", "size", "m"], ascending=[True, False, True])
-                     .drop_duplicates("t").set_index("t")["m"].reindex(np.arange(T)).to_numpy())
+    inhibitor_moa = (
+        pd.DataFrame({"t": moa_parent, "size": moa_sizes, "m": np.arange(M)})
+        .sort_values(["t", "size", "m"], ascending=[True, False, True])
+        .drop_duplicates("t")
+        .set_index("t")["m"]
+        .reindex(np.arange(T))
+        .to_numpy()
+    )
     novel = r_cls.random(n_ood) < spec.ood_novel_fraction
     ood_moa = r_cls.choice(M, size=n_ood, p=moa_sizes / moa_sizes.sum())
     if n_nov:
@@ -459,9 +413,11 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     n_cpd = n_ann + n_ood
     e = r_eff.standard_normal((n_cpd, d)) * spec.compound_effect
     pot = np.exp(np.log(spec.potency_median) + spec.potency_sigma * r_eff.standard_normal(n_cpd))
-    inactive_share = np.where(np.arange(n_cpd) < n_ann, spec.inactive_fraction,
-                              spec.inactive_fraction if spec.ood_inactive_fraction is None
-                              else spec.ood_inactive_fraction)
+    inactive_share = np.where(
+        np.arange(n_cpd) < n_ann,
+        spec.inactive_fraction,
+        spec.inactive_fraction if spec.ood_inactive_fraction is None else spec.ood_inactive_fraction,
+    )
     active = r_eff.random(n_cpd) >= inactive_share
     pot = np.where(active, pot, pot * spec.inactive_scale)
     z_cpd = pot[:, None] * (u[cpd_moa] + v[cpd_tgt] + e)
@@ -478,8 +434,7 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     moa_names = np.array([f"moa_{i + 1:04d}" for i in r_ids.permutation(M)], dtype=object)
     tgt_names = np.array([f"GENE{i + 1:04d}" for i in r_ids.permutation(T)], dtype=object)
     hid_moa_names = np.concatenate([moa_names, np.array([f"novel_moa_{i + 1:04d}" for i in range(n_nov)], object)])
-    hid_tgt_names = np.concatenate([tgt_names, np.array([f"novel_target_{i + 1:04d}" for i in range(n_nov)],
-                                                        object)])
+    hid_tgt_names = np.concatenate([tgt_names, np.array([f"novel_target_{i + 1:04d}" for i in range(n_nov)], object)])
     cpd_numbers = np.arange(1, max(120_000, 2 * n_cpd))
     cpd_numbers = cpd_numbers[cpd_numbers != int(NEGCON_JCP2022.split("_")[1])]
     cpd_ids = [f"JCP2022_{k:06d}" for k in r_ids.choice(cpd_numbers, size=n_cpd, replace=False)]
@@ -488,34 +443,43 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     inchi = np.array([NEGCON_INCHIKEY, *_inchikeys(r_ids, n_cpd), *([None] * n_ko)], dtype=object)
     pert_type = np.array(["negcon"] + ["compound"] * n_cpd + ["crispr"] * n_ko, dtype=object)
     is_ood = np.zeros(n_pert, bool)
-    is_ood[1 + n_ann:1 + n_cpd] = True
+    is_ood[1 + n_ann : 1 + n_cpd] = True
     moa = np.full(n_pert, None, dtype=object)
     target = np.full(n_pert, None, dtype=object)
     gene = np.full(n_pert, None, dtype=object)
     moa[0] = NEGCON
-    moa[1:1 + n_ann] = moa_names[ann_moa]
-    target[1:1 + n_ann] = tgt_names[moa_parent[ann_moa]]
-    target[1 + n_cpd:] = tgt_names[ko_tgt]
-    gene[1 + n_cpd:] = tgt_names[ko_tgt]
+    moa[1 : 1 + n_ann] = moa_names[ann_moa]
+    target[1 : 1 + n_ann] = tgt_names[moa_parent[ann_moa]]
+    target[1 + n_cpd :] = tgt_names[ko_tgt]
+    gene[1 + n_cpd :] = tgt_names[ko_tgt]
     hidden_moa = np.full(n_pert, None, dtype=object)
     hidden_tgt = np.full(n_pert, None, dtype=object)
-    hidden_moa[1:1 + n_cpd] = hid_moa_names[cpd_moa]
-    hidden_tgt[1:1 + n_cpd] = hid_tgt_names[cpd_tgt]
-    hidden_moa[1 + n_cpd:] = moa_names[inhibitor_moa[ko_tgt]]
-    hidden_tgt[1 + n_cpd:] = tgt_names[ko_tgt]
+    hidden_moa[1 : 1 + n_cpd] = hid_moa_names[cpd_moa]
+    hidden_tgt[1 : 1 + n_cpd] = hid_tgt_names[cpd_tgt]
+    hidden_moa[1 + n_cpd :] = moa_names[inhibitor_moa[ko_tgt]]
+    hidden_tgt[1 + n_cpd :] = tgt_names[ko_tgt]
     broad = jcp.copy()
     broad[0] = NEGCON
-    perts = pd.DataFrame({
-        "Metadata_JCP2022": jcp, "Metadata_broad_sample": broad, "Metadata_InChIKey": inchi,
-        "Metadata_pert_type": pert_type, "Metadata_moa": moa, "Metadata_target": target, "Metadata_gene": gene,
-        "Metadata_is_ood": is_ood, "hidden_moa": hidden_moa, "hidden_target": hidden_tgt,
-        "potency": np.concatenate([[0.0], pot, ko_pot]),
-        "is_active": np.concatenate([[False], active, np.ones(n_ko, bool)]),
-        "n_replicates": reps,
-    })
+    perts = pd.DataFrame(
+        {
+            "Metadata_JCP2022": jcp,
+            "Metadata_broad_sample": broad,
+            "Metadata_InChIKey": inchi,
+            "Metadata_pert_type": pert_type,
+            "Metadata_moa": moa,
+            "Metadata_target": target,
+            "Metadata_gene": gene,
+            "Metadata_is_ood": is_ood,
+            "hidden_moa": hidden_moa,
+            "hidden_target": hidden_tgt,
+            "potency": np.concatenate([[0.0], pot, ko_pot]),
+            "is_active": np.concatenate([[False], active, np.ones(n_ko, bool)]),
+            "n_replicates": reps,
+        }
+    )
 
     # --- layout ------------------------------------------------------------------------
-    n_rows, n_cols = _PLATE_SHAPES[spec.wells_per_plate]
+    n_rows, n_cols = PLATE_SHAPES[spec.wells_per_plate]
     n_pos = n_rows * n_cols
     slots_per_plate = n_pos - spec.dmso_per_plate
     n_trt = int(reps.sum())
@@ -524,12 +488,15 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     ppb = spec.plates_per_batch if spec.plates_per_batch is not None else math.ceil(need / groups)
     n_plates = groups * ppb
     if n_plates * slots_per_plate < n_trt or n_plates < spec.replicates_max:
-        raise ValueError(f"{n_plates} plates x {slots_per_plate} treatment wells cannot hold {n_trt} replicate "
-                         f"wells (replicates on distinct plates): raise plates_per_batch or set it to None")
+        raise ValueError(
+            f"{n_plates} plates x {slots_per_plate} treatment wells cannot hold {n_trt} replicate "
+            f"wells (replicates on distinct plates): raise plates_per_batch or set it to None"
+        )
     plate_source = np.arange(n_plates) // (spec.batches_per_source * ppb)
     plate_batch = np.arange(n_plates) // ppb  # global batch index
-    dmso_pos = np.stack([np.sort(r_lay.choice(n_pos, spec.dmso_per_plate, replace=False))
-                         for _ in range(spec.n_sources)])
+    dmso_pos = np.stack(
+        [np.sort(r_lay.choice(n_pos, spec.dmso_per_plate, replace=False)) for _ in range(spec.n_sources)]
+    )
     is_dmso_pos = np.zeros((spec.n_sources, n_pos), bool)
     is_dmso_pos[np.arange(spec.n_sources)[:, None], dmso_pos] = True
     trt_pos = np.stack([np.flatnonzero(~is_dmso_pos[s]) for s in range(spec.n_sources)])
@@ -582,8 +549,9 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
         a, b = bounds[p], bounds[p + 1]
         s, bt = plate_source[p], plate_batch[p]
         blk = x[a:b]
-        blk += strength[p] * (edge[a:b, None] * pos_vec[0] + 0.5 * rowc[a:b, None] * pos_vec[1]
-                              + 0.5 * colc[a:b, None] * pos_vec[2])
+        blk += strength[p] * (
+            edge[a:b, None] * pos_vec[0] + 0.5 * rowc[a:b, None] * pos_vec[1] + 0.5 * colc[a:b, None] * pos_vec[2]
+        )
         gain = np.exp(spec.gain_sigma * (g_src[s] + g_bat[bt] + g_pla[p]))
         off = spec.source_effect * o_src[s] + spec.batch_effect * o_bat[bt] + spec.plate_effect * o_pla[p]
         blk *= (scale * gain).astype(np.float32)
@@ -592,16 +560,20 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     # --- tables ------------------------------------------------------------------------
     well_names = np.array([f"{chr(65 + r)}{c + 1:02d}" for r in range(n_rows) for c in range(n_cols)], object)
     src_names = np.array([f"source_{s + 1}" for s in range(spec.n_sources)], object)
-    bat_names = np.array([f"source_{s + 1}_batch_{b + 1:02d}" for s in range(spec.n_sources)
-                          for b in range(spec.batches_per_source)], object)
+    bat_names = np.array(
+        [f"source_{s + 1}_batch_{b + 1:02d}" for s in range(spec.n_sources) for b in range(spec.batches_per_source)],
+        object,
+    )
     plate_names = np.array([f"SYNP{p + 1:06d}" for p in range(n_plates)], object)
-    meta = pd.DataFrame({
-        "Metadata_Source": src_names[plate_source[w_plate]],
-        "Metadata_Batch": bat_names[plate_batch[w_plate]],
-        "Metadata_Plate": plate_names[w_plate],
-        "Metadata_Well": well_names[w_pos],
-        **{c: perts[c].to_numpy()[w_pert] for c in PROFILE_METADATA[4:]},
-    })
+    meta = pd.DataFrame(
+        {
+            "Metadata_Source": src_names[plate_source[w_plate]],
+            "Metadata_Batch": bat_names[plate_batch[w_plate]],
+            "Metadata_Plate": plate_names[w_plate],
+            "Metadata_Well": well_names[w_pos],
+            **{c: perts[c].to_numpy()[w_pert] for c in PROFILE_METADATA[4:]},
+        }
+    )
     feats = feature_names(F)
     profiles = pd.concat([meta, pd.DataFrame(x, columns=feats, copy=False)], axis=1)
     order = np.argsort(jcp, kind="stable")
@@ -617,6 +589,7 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
 # ---------------------------------------------------------------------------------------
 # Normalization
 # ---------------------------------------------------------------------------------------
+
 
 def robust_normalize(
     df: pd.DataFrame,
@@ -683,6 +656,7 @@ def robust_normalize(
 # Calibration figures
 # ---------------------------------------------------------------------------------------
 
+
 def plate_sized_subsample(
     df: pd.DataFrame,
     *,
@@ -718,7 +692,7 @@ def plate_sized_subsample(
 def _pair_corr(z: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 65536) -> np.ndarray:
     out = np.empty(len(i), np.float64)
     for a in range(0, len(i), chunk):
-        out[a:a + chunk] = np.einsum("ij,ij->i", z[i[a:a + chunk]], z[j[a:a + chunk]])
+        out[a : a + chunk] = np.einsum("ij,ij->i", z[i[a : a + chunk]], z[j[a : a + chunk]])
     return out
 
 
@@ -810,8 +784,11 @@ def calibration_figures(
     z = row_center_normalize(x)
     key_cols = [compound_col, *extra_sameby]
     trt = np.flatnonzero(~is_ctl)
-    codes = pd.MultiIndex.from_frame(profiles_df.iloc[trt][key_cols].astype(str)).factorize()[0] \
-        if len(key_cols) > 1 else pd.factorize(profiles_df.iloc[trt][compound_col].astype(str))[0]
+    codes = (
+        pd.MultiIndex.from_frame(profiles_df.iloc[trt][key_cols].astype(str)).factorize()[0]
+        if len(key_cols) > 1
+        else pd.factorize(profiles_df.iloc[trt][compound_col].astype(str))[0]
+    )
     i, j = _replicate_pairs(codes)
     if len(i) > max_pairs:
         sel = rng.choice(len(i), max_pairs, replace=False)
@@ -844,11 +821,26 @@ def calibration_figures(
         pcol = plate_col
         if pool_plates:
             pcol = "Metadata_calibration_pool"
-            sub = pd.concat([sub[[c for c in sub.columns if c in set(key_cols)]],
-                             pd.Series("pool", index=sub.index, name=pcol), sub[feats]], axis=1)
-        res = phenotypic_activity(sub, feats, compound_col=compound_col, plate_col=pcol, negcon=negcon,
-                                  extra_sameby=list(extra_sameby), null_size=null_size, threshold=threshold,
-                                  seed=seed, cache_dir=cache_dir)
+            sub = pd.concat(
+                [
+                    sub[[c for c in sub.columns if c in set(key_cols)]],
+                    pd.Series("pool", index=sub.index, name=pcol),
+                    sub[feats],
+                ],
+                axis=1,
+            )
+        res = phenotypic_activity(
+            sub,
+            feats,
+            compound_col=compound_col,
+            plate_col=pcol,
+            negcon=negcon,
+            extra_sameby=list(extra_sameby),
+            null_size=null_size,
+            threshold=threshold,
+            seed=seed,
+            cache_dir=cache_dir,
+        )
         out["activity_fraction"] = res.fraction_retrieved
         out["activity_mean_map"] = res.mean_map
         out["n_activity_sets"] = float(len(res.map))
@@ -890,8 +882,9 @@ def lincs_calibration_figures(
     """
     feats = [c for c in lincs_df.columns if not str(c).startswith("Metadata_")]
     return {
-        "dose_matched": calibration_figures(lincs_df, feats, extra_sameby=[LINCS_DOSE_COL],
-                                            null_size=null_size, seed=seed),
+        "dose_matched": calibration_figures(
+            lincs_df, feats, extra_sameby=[LINCS_DOSE_COL], null_size=null_size, seed=seed
+        ),
         "doses_pooled": calibration_figures(lincs_df, feats, null_size=null_size, seed=seed),
     }
 
@@ -909,8 +902,16 @@ def synthetic_calibration_figures(
     """
     norm = robust_normalize(dataset.profiles, dataset.feature_cols)
     cpd = norm[norm["Metadata_pert_type"] != "crispr"].reset_index(drop=True)
-    subs = [calibration_figures(plate_sized_subsample(cpd, seed=seed + i), dataset.feature_cols, pool_plates=True,
-                                null_size=null_size, seed=seed) for i in range(n_subsamples)]
+    subs = [
+        calibration_figures(
+            plate_sized_subsample(cpd, seed=seed + i),
+            dataset.feature_cols,
+            pool_plates=True,
+            null_size=null_size,
+            seed=seed,
+        )
+        for i in range(n_subsamples)
+    ]
     out = {"subsample": {k: float(np.mean([s[k] for s in subs])) for k in subs[0]}}
     if full:
         out["full"] = calibration_figures(cpd, dataset.feature_cols, null_size=null_size, seed=seed)

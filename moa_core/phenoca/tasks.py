@@ -51,6 +51,7 @@ __all__ = [
 # Deconvolution (MoA, target, molecule)
 # ---------------------------------------------------------------------------------------
 
+
 def _scores_and_labels(scores: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(y_true)
@@ -59,8 +60,10 @@ def _scores_and_labels(scores: np.ndarray, y_true: np.ndarray) -> tuple[np.ndarr
     if y.shape != (s.shape[0],):
         raise MoaInputError(f"y_true has shape {y.shape}, scores have {s.shape[0]} rows")
     if not np.issubdtype(y.dtype, np.integer):
-        raise MoaInputError(f"y_true must hold integer class indices (dtype {y.dtype}); map labels with "
-                            f"deconvolution_metrics(classes=...)")
+        raise MoaInputError(
+            f"y_true must hold integer class indices (dtype {y.dtype}); map labels with "
+            f"deconvolution_metrics(classes=...)"
+        )
     if len(y) and (y.min() < 0 or y.max() >= s.shape[1]):
         raise MoaInputError(f"y_true has class indices outside [0, {s.shape[1]})")
     if np.isnan(s).any():
@@ -117,8 +120,9 @@ def _label_indices(y_true: Sequence, classes: Sequence) -> np.ndarray:
         raise MoaInputError("classes has duplicate entries")
     missing = sorted({str(y) for y in y_true if y not in pos})
     if missing:
-        raise MoaInputError(f"test label(s) {missing[:5]} are not among the score columns (classes); "
-                            f"a model cannot predict them")
+        raise MoaInputError(
+            f"test label(s) {missing[:5]} are not among the score columns (classes); a model cannot predict them"
+        )
     return np.array([pos[y] for y in y_true], dtype=np.intp)
 
 
@@ -156,12 +160,11 @@ def deconvolution_metrics(
 
     Returns
     -------
-    DataFrame with columns ``metric, k, value, ci_low, ci_high, chance, n``; per ``k``:
-
-    * ``top_k_accuracy``: value, bootstrap CI, ``chance`` = frequent-class chance;
-    * ``chance_frequent``: the frequent-class chance as a value, with its bootstrap CI
-      over the same resamples;
-    * ``chance_uniform``: ``min(1, k / n_classes)`` (no CI).
+    pandas.DataFrame
+        Columns ``metric, k, value, ci_low, ci_high, chance, n``; per ``k``:
+        ``top_k_accuracy`` (value, bootstrap CI, ``chance`` = the frequent-class chance),
+        ``chance_frequent`` (the frequent-class chance as a value, with its bootstrap CI over
+        the same resamples) and ``chance_uniform`` (``min(1, k / n_classes)``, no CI).
 
     Raises
     ------
@@ -227,8 +230,10 @@ def molecule_metrics(
         raise MoaInputError("probs must be finite and non-negative probabilities; apply a softmax to logits first")
     bad = np.abs(p.sum(axis=1) - 1.0) > atol
     if bad.any():
-        raise MoaInputError(f"probs row {int(np.argmax(bad))} sums to {p[int(np.argmax(bad))].sum():.4g}, not 1 "
-                            f"({int(bad.sum())} rows); apply a softmax first")
+        raise MoaInputError(
+            f"probs row {int(np.argmax(bad))} sums to {p[int(np.argmax(bad))].sum():.4g}, not 1 "
+            f"({int(bad.sum())} rows); apply a softmax first"
+        )
     n_classes = p.shape[1]
     pt = np.clip(p[np.arange(len(y)), y], eps, 1.0)
     rows = [("cross_entropy", pd.NA, float(np.mean(-np.log(pt))), float(np.log(n_classes)))]
@@ -243,6 +248,7 @@ def molecule_metrics(
 # ---------------------------------------------------------------------------------------
 # Compound discovery
 # ---------------------------------------------------------------------------------------
+
 
 def aggregate_by(ids: Sequence, reps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean representation per id: ``(sorted unique ids, (n_ids, d) float64 means)``."""
@@ -287,8 +293,10 @@ def _check_discovery_inputs(query_reps, query_genes, compound_reps, compound_tar
         raise MoaInputError(f"{len(genes)} query genes for {len(q)} query rows")
     dup = pd.Series(genes)[pd.Series(genes).duplicated()].unique()
     if len(dup):
-        raise MoaInputError(f"query gene(s) {list(dup[:5])} occur more than once; pass one row per knockout "
-                            f"(aggregate wells with aggregate_by)")
+        raise MoaInputError(
+            f"query gene(s) {list(dup[:5])} occur more than once; pass one row per knockout "
+            f"(aggregate wells with aggregate_by)"
+        )
     targets = _target_sets(compound_targets)
     if len(targets) != len(c):
         raise MoaInputError(f"{len(targets)} compound targets for {len(c)} compound rows")
@@ -356,8 +364,7 @@ def compound_discovery(
     curves : DataFrame
         Long format ``gene, n_tested, hits_found, random_expected`` (``= n_tested * h / N``).
     """
-    q, c, genes, targets = _check_discovery_inputs(query_reps, query_genes, compound_reps, compound_targets,
-                                                   metric)
+    q, c, genes, targets = _check_discovery_inputs(query_reps, query_genes, compound_reps, compound_targets, metric)
     n = len(c)
     all_targets = frozenset().union(*targets)
     keep = [i for i, g in enumerate(genes) if g in all_targets]
@@ -383,12 +390,14 @@ def compound_discovery(
     per = pd.DataFrame(rows, columns=cols)
     per.attrs["skipped_genes"] = skipped
     t = np.arange(1, n + 1)
-    curves = pd.DataFrame({
-        "gene": np.repeat(kg, n),
-        "n_tested": np.tile(t, len(kg)),
-        "hits_found": found.ravel(),
-        "random_expected": (t[None, :] * (h[:, None] / n)).ravel(),
-    })
+    curves = pd.DataFrame(
+        {
+            "gene": np.repeat(kg, n),
+            "n_tested": np.tile(t, len(kg)),
+            "hits_found": found.ravel(),
+            "random_expected": (t[None, :] * (h[:, None] / n)).ravel(),
+        }
+    )
     return per, curves
 
 
@@ -432,8 +441,7 @@ def brute_force_discovery_ranks(
     Returns ``gene, n_compounds, n_hits, hit_ranks (tuple, 1-based), first_hit, auc``;
     ``auc`` counted pair by pair (hit tested before non-hit).
     """
-    q, c, genes, targets = _check_discovery_inputs(query_reps, query_genes, compound_reps, compound_targets,
-                                                   metric)
+    q, c, genes, targets = _check_discovery_inputs(query_reps, query_genes, compound_reps, compound_targets, metric)
     tie = _tie_keys(len(c), seed)
     out = []
     for gi, g in enumerate(genes):

@@ -224,8 +224,9 @@ def _as_encoder(obj: Any) -> nn.Module | None:
         return obj.encoder
     if isinstance(obj, nn.Module):
         return obj
-    raise TypeError("expected an encoder module, a Classifier, a TrainedModel, a Probe or None; "
-                    f"got {type(obj).__name__}")
+    raise TypeError(
+        f"expected an encoder module, a Classifier, a TrainedModel, a Probe or None; got {type(obj).__name__}"
+    )
 
 
 def _batched(module: nn.Module, X: torch.Tensor, batch_size: int, device: torch.device, amp: bool) -> torch.Tensor:
@@ -236,7 +237,7 @@ def _batched(module: nn.Module, X: torch.Tensor, batch_size: int, device: torch.
         out = []
         with torch.inference_mode(), _autocast(device, amp):
             for i in range(0, len(X), batch_size):
-                out.append(module(X[i:i + batch_size].to(device, non_blocking=True)).float())
+                out.append(module(X[i : i + batch_size].to(device, non_blocking=True)).float())
         return torch.cat(out)
     finally:
         module.train(was_training)
@@ -261,8 +262,9 @@ class _LoopResult:
 
 def _fit_loop(
     trained: nn.Module,
-    step_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None],
-                        tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    step_loss: Callable[
+        [torch.Tensor, torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, dict[str, torch.Tensor]]
+    ],
     evaluate: Callable[[], dict[str, Any]],
     X: torch.Tensor,
     y: torch.Tensor,
@@ -296,7 +298,7 @@ def _fit_loop(
         steps = 0
         limit = None
         for s in range(steps_per_epoch):
-            idx = perm[s * bs:(s + 1) * bs]
+            idx = perm[s * bs : (s + 1) * bs]
             xb, yb = X.index_select(0, idx), y.index_select(0, idx)
             nb = N.index_select(0, idx) if N is not None else None
             with _autocast(device, config.amp):
@@ -488,8 +490,12 @@ def train_encoder(
             with torch.inference_mode():
                 was = head.training
                 head.eval()
-                logits = torch.cat([head(rep[i:i + config.eval_batch_size]).float()
-                                    for i in range(0, len(rep), config.eval_batch_size)])
+                logits = torch.cat(
+                    [
+                        head(rep[i : i + config.eval_batch_size]).float()
+                        for i in range(0, len(rep), config.eval_batch_size)
+                    ]
+                )
                 head.train(was)
                 loss, acc = _evaluate(logits, yv)
                 rec: dict[str, Any] = {"val_loss": loss, "val_accuracy": acc}
@@ -497,18 +503,31 @@ def train_encoder(
                     out = nheads(rep)
                     rec["val_nuisance_accuracy"] = {
                         nm: (out[nm].argmax(1).cpu().numpy() == nva_cols[j]).mean().item()
-                        for j, nm in enumerate(names) if nva_cols[j] is not None
+                        for j, nm in enumerate(names)
+                        if nva_cols[j] is not None
                     }
             return rec
 
         res = _fit_loop(trained, step_loss, evaluate, X, y, N, config, device, t_start)
     return TrainedModel(
-        model=model, nuisance_heads=nheads, n_classes=k, width=width, depth=depth,
-        invariance_weight=w, config=config, history=res.history, best_epoch=res.best_epoch,
-        best_val_loss=res.best_val_loss, best_val_accuracy=res.best_val_accuracy, stopped=res.stopped,
-        seconds=time.perf_counter() - t_start, train_seconds=res.train_seconds,
+        model=model,
+        nuisance_heads=nheads,
+        n_classes=k,
+        width=width,
+        depth=depth,
+        invariance_weight=w,
+        config=config,
+        history=res.history,
+        best_epoch=res.best_epoch,
+        best_val_loss=res.best_val_loss,
+        best_val_accuracy=res.best_val_accuracy,
+        stopped=res.stopped,
+        seconds=time.perf_counter() - t_start,
+        train_seconds=res.train_seconds,
         wells_per_second=res.wells_seen / res.train_seconds if res.train_seconds > 0 else math.nan,
-        param_count=param_count(model), encoder_param_count=param_count(encoder), nuisance_classes=nuis_k,
+        param_count=param_count(model),
+        encoder_param_count=param_count(encoder),
+        nuisance_classes=nuis_k,
     )
 
 
@@ -621,9 +640,17 @@ def fit_probe(
 
         res = _fit_loop(head, step_loss, evaluate, Rtr, y, None, config, device, t_start)
     return Probe(
-        head=head, encoder=enc, n_classes=k, config=config, history=res.history, best_epoch=res.best_epoch,
-        best_val_loss=res.best_val_loss, best_val_accuracy=res.best_val_accuracy, stopped=res.stopped,
-        seconds=time.perf_counter() - t_start, train_seconds=res.train_seconds,
+        head=head,
+        encoder=enc,
+        n_classes=k,
+        config=config,
+        history=res.history,
+        best_epoch=res.best_epoch,
+        best_val_loss=res.best_val_loss,
+        best_val_accuracy=res.best_val_accuracy,
+        stopped=res.stopped,
+        seconds=time.perf_counter() - t_start,
+        train_seconds=res.train_seconds,
         wells_per_second=res.wells_seen / res.train_seconds if res.train_seconds > 0 else math.nan,
         param_count=param_count(head),
     )
@@ -656,7 +683,8 @@ def knn_scores(
     lab = np.asarray(train_labels)
     if A.ndim != 2 or B.ndim != 2 or A.shape[1] != B.shape[1] or len(lab) != len(A) or len(A) == 0:
         raise MoaInputError(
-            f"knn_scores needs train (n, d), labels (n,), test (m, d); got {A.shape}, {lab.shape}, {B.shape}")
+            f"knn_scores needs train (n, d), labels (n,), test (m, d); got {A.shape}, {lab.shape}, {B.shape}"
+        )
     classes = np.unique(lab) if classes is None else np.asarray(classes)
     order = np.argsort(classes, kind="stable")
     pos = np.searchsorted(classes[order], lab)
@@ -669,12 +697,12 @@ def knn_scores(
     B = B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), 1e-12)
     out = np.zeros((len(B), len(classes)), dtype=np.float64)
     for i in range(0, len(B), batch_size):
-        S = B[i:i + batch_size] @ A.T
+        S = B[i : i + batch_size] @ A.T
         if k < len(A):
             nn_idx = np.argpartition(-S, k - 1, axis=1)[:, :k]
         else:
             nn_idx = np.broadcast_to(np.arange(len(A)), S.shape)
         rows = np.repeat(np.arange(len(S)), k)
         w = np.take_along_axis(S, nn_idx, 1).ravel().astype(np.float64) if weighted else np.ones(rows.size)
-        np.add.at(out[i:i + batch_size], (rows, code[nn_idx].ravel()), w)
+        np.add.at(out[i : i + batch_size], (rows, code[nn_idx].ravel()), w)
     return out / k

@@ -196,7 +196,6 @@ def clean_features(
         imputed=pd.DataFrame(imputed_rows, columns=["column", "plate", "well"]),
     )
     meta = [c for c in df.columns if c not in set(features)]
-    out = pd.concat([df[meta].reset_index(drop=True),
-                     pd.DataFrame(xk.astype(np.float32), columns=kept)], axis=1)
+    out = pd.concat([df[meta].reset_index(drop=True), pd.DataFrame(xk.astype(np.float32), columns=kept)], axis=1)
     out.index = df.index
     return out, kept, report

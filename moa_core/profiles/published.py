@@ -49,13 +49,27 @@ from moa_core.errors import SchemaError
 from moa_core.storage import Warehouse
 
 PUBLISHED_METADATA: list[str] = [
-    "Metadata_Source", "Metadata_Batch", "Metadata_Plate", "Metadata_Well", "Metadata_broad_sample",
-    "Metadata_pert_iname", "Metadata_InChIKey", "Metadata_pert_type", "Metadata_moa", "Metadata_n_moa",
-    "Metadata_single_moa", "Metadata_target", "Metadata_dose_uM", "Metadata_release", "Metadata_etag",
+    "Metadata_Source",
+    "Metadata_Batch",
+    "Metadata_Plate",
+    "Metadata_Well",
+    "Metadata_broad_sample",
+    "Metadata_pert_iname",
+    "Metadata_InChIKey",
+    "Metadata_pert_type",
+    "Metadata_moa",
+    "Metadata_n_moa",
+    "Metadata_single_moa",
+    "Metadata_target",
+    "Metadata_dose_uM",
+    "Metadata_release",
+    "Metadata_etag",
     "Metadata_source_file",
 ]
-_SUFFIX = re.compile(r"^(?P<plate>[^_]+(?:_[^_]+)*?)(?:_(?P<level>(?:augmented|normalized|spherized|"
-                     r"consensus)[A-Za-z0-9_]*))?\.(?:csv\.gz|csv|parquet)$")
+_SUFFIX = re.compile(
+    r"^(?P<plate>[^_]+(?:_[^_]+)*?)(?:_(?P<level>(?:augmented|normalized|spherized|"
+    r"consensus)[A-Za-z0-9_]*))?\.(?:csv\.gz|csv|parquet)$"
+)
 
 
 def _suggest(missing: str, columns: Sequence[str]) -> str:
@@ -71,7 +85,9 @@ def profile_suffix(path: str | Path) -> str:
     return (m.group("level") or "") if m else ""
 
 
-def read_profile_file(path: str | Path, *, required: Sequence[str] = ("Metadata_Plate", "Metadata_Well")) -> pd.DataFrame:
+def read_profile_file(
+    path: str | Path, *, required: Sequence[str] = ("Metadata_Plate", "Metadata_Well")
+) -> pd.DataFrame:
     """A published well-level profile file (csv, csv.gz, parquet), validated; features as float32.
 
     Raises :class:`SchemaError` naming the file for: missing/renamed key columns (with the
@@ -91,8 +107,9 @@ def read_profile_file(path: str | Path, *, required: Sequence[str] = ("Metadata_
     for col in required:
         blank = df[col].isna() | df[col].astype(str).str.strip().eq("")
         if blank.any():
-            raise SchemaError(f"{p}: blank {col} in row {int(np.flatnonzero(blank.to_numpy())[0])} "
-                              f"({int(blank.sum())} rows)")
+            raise SchemaError(
+                f"{p}: blank {col} in row {int(np.flatnonzero(blank.to_numpy())[0])} ({int(blank.sum())} rows)"
+            )
         df[col] = df[col].astype(str)
     dup = df.duplicated(list(required))
     if dup.any():
@@ -126,8 +143,7 @@ def _annotation_table(path: Path, key: str, columns: Sequence[str], sep: str = "
     ann = pd.read_csv(path, sep=sep)
     missing = [c for c in [key, *columns] if c not in ann.columns]
     if missing:
-        raise SchemaError(f"{path}: annotation file lacks column(s) {missing}"
-                          f"{_suggest(missing[0], ann.columns)}")
+        raise SchemaError(f"{path}: annotation file lacks column(s) {missing}{_suggest(missing[0], ann.columns)}")
     return ann.dropna(subset=[key]).drop_duplicates(key)
 
 
@@ -188,8 +204,13 @@ def annotate_lincs(df: pd.DataFrame, repurposing_tsv: str | Path) -> pd.DataFram
     return out
 
 
-def annotate_by_inchikey(df: pd.DataFrame, wells: pd.DataFrame, compounds: pd.DataFrame,
-                         annotations: pd.DataFrame, controls: pd.DataFrame | None = None) -> pd.DataFrame:
+def annotate_by_inchikey(
+    df: pd.DataFrame,
+    wells: pd.DataFrame,
+    compounds: pd.DataFrame,
+    annotations: pd.DataFrame,
+    controls: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """cpg0016: well -> JCP2022 (``well.csv.gz``) -> InChIKey (``compound.csv.gz``) -> MOA by InChIKey.
 
     ``annotations`` has ``InChIKey`` (or LINCS's 14-character ``InChIKey14``) and ``moa_list``
@@ -197,21 +218,28 @@ def annotate_by_inchikey(df: pd.DataFrame, wells: pd.DataFrame, compounds: pd.Da
     ``perturbation_control.csv`` (``Metadata_JCP2022, Metadata_pert_type``): its ``negcon``
     wells become ``DMSO``.
     """
-    for name, t, cols in [("well table", wells, ["Metadata_Plate", "Metadata_Well", "Metadata_JCP2022"]),
-                          ("compound table", compounds, ["Metadata_JCP2022", "Metadata_InChIKey"])]:
+    for name, t, cols in [
+        ("well table", wells, ["Metadata_Plate", "Metadata_Well", "Metadata_JCP2022"]),
+        ("compound table", compounds, ["Metadata_JCP2022", "Metadata_InChIKey"]),
+    ]:
         missing = [c for c in cols if c not in t.columns]
         if missing:
             raise SchemaError(f"{name} lacks column(s) {missing}")
     moa_col = "moa_list" if "moa_list" in annotations.columns else "moa"
     key = "InChIKey" if "InChIKey" in annotations.columns else "InChIKey14"
     if moa_col not in annotations.columns or key not in annotations.columns:
-        raise SchemaError(f"annotation table needs InChIKey/InChIKey14 and moa_list/moa; has {list(annotations.columns)}")
+        raise SchemaError(
+            f"annotation table needs InChIKey/InChIKey14 and moa_list/moa; has {list(annotations.columns)}"
+        )
     tgt_col = "target_list" if "target_list" in annotations.columns else "target"
     out = df.drop(columns=[c for c in ("Metadata_JCP2022", "Metadata_InChIKey") if c in df.columns])
     w = wells[["Metadata_Plate", "Metadata_Well", "Metadata_JCP2022"]].astype(str)
     out = out.merge(w, on=["Metadata_Plate", "Metadata_Well"], how="left")
-    out = out.merge(compounds[["Metadata_JCP2022", "Metadata_InChIKey"]].drop_duplicates("Metadata_JCP2022"),
-                    on="Metadata_JCP2022", how="left")
+    out = out.merge(
+        compounds[["Metadata_JCP2022", "Metadata_InChIKey"]].drop_duplicates("Metadata_JCP2022"),
+        on="Metadata_JCP2022",
+        how="left",
+    )
     ann = annotations.dropna(subset=[key]).drop_duplicates(key).set_index(key)
     ik = out["Metadata_InChIKey"].astype("string")
     probe = ik if key == "InChIKey" else ik.str[:14]
@@ -228,8 +256,15 @@ def annotate_by_inchikey(df: pd.DataFrame, wells: pd.DataFrame, compounds: pd.Da
     return out
 
 
-def to_canonical(df: pd.DataFrame, *, release: str, etag: str = "", source_file: str = "",
-                 source: str | None = None, batch: str | None = None) -> pd.DataFrame:
+def to_canonical(
+    df: pd.DataFrame,
+    *,
+    release: str,
+    etag: str = "",
+    source_file: str = "",
+    source: str | None = None,
+    batch: str | None = None,
+) -> pd.DataFrame:
     """Canonical metadata (:data:`PUBLISHED_METADATA`, in order) + features; other ``Metadata_`` columns dropped."""
     out = pd.DataFrame(index=df.index)
     feats = [c for c in df.columns if not str(c).startswith("Metadata_")]
@@ -269,14 +304,20 @@ class FilterReport:
     plates_without_dmso: list[str] = field(default_factory=list)
 
     def as_metadata(self) -> dict:
-        return {"wells_in": self.wells_in, "dropped_multi_moa": self.dropped_multi_moa,
-                "dropped_unannotated": self.dropped_unannotated, "dropped_other_dose": self.dropped_other_dose,
-                "wells_out": self.wells_out, "plates_without_dmso": len(self.plates_without_dmso),
-                "plates_without_dmso_names": ", ".join(self.plates_without_dmso[:20])}
+        return {
+            "wells_in": self.wells_in,
+            "dropped_multi_moa": self.dropped_multi_moa,
+            "dropped_unannotated": self.dropped_unannotated,
+            "dropped_other_dose": self.dropped_other_dose,
+            "wells_out": self.wells_out,
+            "plates_without_dmso": len(self.plates_without_dmso),
+            "plates_without_dmso_names": ", ".join(self.plates_without_dmso[:20]),
+        }
 
 
-def apply_paper_filters(df: pd.DataFrame, *, single_moa: bool = True, dose_uM: float | None = None,
-                        dose_tol: float = 0.05) -> tuple[pd.DataFrame, FilterReport]:
+def apply_paper_filters(
+    df: pd.DataFrame, *, single_moa: bool = True, dose_uM: float | None = None, dose_tol: float = 0.05
+) -> tuple[pd.DataFrame, FilterReport]:
     """Wong et al. 2023: single-MOA compounds (and DMSO); LINCS: the 10 µM dose only.
 
     Unannotated wells are kept when no well of the table is annotated (a release loaded
@@ -328,15 +369,22 @@ def load_published_profiles(warehouse: Warehouse, table: str, df: pd.DataFrame, 
     warehouse.replace_table(table, df, partition=partition)
     sec = time.perf_counter() - t0
     worst = feats[int(per_col.argmax())] if per_col.any() else ""
-    return {"rows": len(df), "plates": int(df["Metadata_Plate"].nunique()), "features": len(feats),
-            "non_finite_values": int(bad.sum()), "columns_with_non_finite": int((per_col > 0).sum()),
-            "worst_column": worst, "release": str(df["Metadata_release"].iloc[0]) if len(df) else "",
-            "etag": str(df["Metadata_etag"].iloc[0]) if len(df) else "", "seconds": round(sec, 3),
-            "rows_per_s": round(len(df) / sec, 1) if sec > 0 else float("inf")}
+    return {
+        "rows": len(df),
+        "plates": int(df["Metadata_Plate"].nunique()),
+        "features": len(feats),
+        "non_finite_values": int(bad.sum()),
+        "columns_with_non_finite": int((per_col > 0).sum()),
+        "worst_column": worst,
+        "release": str(df["Metadata_release"].iloc[0]) if len(df) else "",
+        "etag": str(df["Metadata_etag"].iloc[0]) if len(df) else "",
+        "seconds": round(sec, 3),
+        "rows_per_s": round(len(df) / sec, 1) if sec > 0 else float("inf"),
+    }
 
 
 def published_embeddings(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """"CP published" well embeddings: :func:`~moa_core.profiles.normalize.clean_features`, then each plate
+    """ "CP published" well embeddings: :func:`~moa_core.profiles.normalize.clean_features`, then each plate
     standardized to its DMSO wells, as the project's own CP profiles.
 
     Published profiles are usually normalized already (to the plate or its DMSO wells);
@@ -353,8 +401,10 @@ def published_embeddings(table: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     ok = set(n_dmso[n_dmso >= 2].index)
     no_dmso = sorted(set(clean["Metadata_Plate"]) - ok)
     if not ok:
-        raise NormalizationError(f"no plate has 2 or more DMSO wells (plates: {no_dmso[:10]}); per-plate "
-                                 f"standardization to DMSO is impossible")
+        raise NormalizationError(
+            f"no plate has 2 or more DMSO wells (plates: {no_dmso[:10]}); per-plate "
+            f"standardization to DMSO is impossible"
+        )
     clean = clean[clean["Metadata_Plate"].isin(ok)]
     std, zero_sd = standardize_to_controls(clean, kept, control_mask=clean["Metadata_moa"].eq(NEGCON).fillna(False))
     return std, {**report.as_metadata(), "plates_without_dmso": no_dmso, "dropped_zero_dmso_sd": len(zero_sd)}

@@ -86,8 +86,9 @@ def dna_contrast(dna: np.ndarray) -> float:
     return float(hi - lo)
 
 
-def segment_field(field: np.ndarray, p: SegmentationParams = SegmentationParams(),
-                  channels: tuple[str, ...] = CHANNELS) -> Segmentation:
+def segment_field(
+    field: np.ndarray, p: SegmentationParams = SegmentationParams(), channels: tuple[str, ...] = CHANNELS
+) -> Segmentation:
     """Segment a ``(C, H, W)`` field (channels in ``channels`` order).
 
     A field whose DNA contrast is below ``p.min_dna_contrast`` gets no objects and a
@@ -97,9 +98,12 @@ def segment_field(field: np.ndarray, p: SegmentationParams = SegmentationParams(
     contrast = dna_contrast(field[ch["DNA"]])
     if contrast < p.min_dna_contrast:
         z = np.zeros(field.shape[1:], np.int32)
-        return Segmentation(z, z.copy(), z.copy(),
-                            flag=f"empty field or failed DNA stain: contrast {contrast:.0f} counts "
-                                 f"< floor {p.min_dna_contrast:.0f}")
+        return Segmentation(
+            z,
+            z.copy(),
+            z.copy(),
+            flag=f"empty field or failed DNA stain: contrast {contrast:.0f} counts < floor {p.min_dna_contrast:.0f}",
+        )
     nuclei = segment_nuclei(field[ch["DNA"]], p)
     cyto_img = filters.gaussian(
         _norm(field[ch["AGP"]]) + _norm(field[ch["ER"]]) + 0.5 * _norm(field[ch["RNA"]]), p.smoothing_sigma

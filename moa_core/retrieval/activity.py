@@ -25,7 +25,6 @@ reason is returned, so one bad plate does not hide the others.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +34,12 @@ from moa_core.errors import SchemaError
 
 __all__ = ["ACTIVITY_COLUMNS", "average_precisions", "compound_activity"]
 
-ACTIVITY_COLUMNS = ["activity_map", "activity_p", "activity_q", "consistency_map", "consistency_p",
-                    "consistency_q"]
+ACTIVITY_COLUMNS = ["activity_map", "activity_p", "activity_q", "consistency_map", "consistency_p", "consistency_q"]
 
 
-def average_precisions(V: np.ndarray, compounds: np.ndarray, plates: np.ndarray, control: np.ndarray,
-                       kind: str) -> pd.DataFrame:
+def average_precisions(
+    V: np.ndarray, compounds: np.ndarray, plates: np.ndarray, control: np.ndarray, kind: str
+) -> pd.DataFrame:
     """AP of every treatment well (rows of unit, row-centred ``V``) for ``kind`` 'activity' or 'consistency'.
 
     Returns one row per treatment well: ``row``, ``average_precision`` (NaN without positives or
@@ -86,13 +85,22 @@ def average_precisions(V: np.ndarray, compounds: np.ndarray, plates: np.ndarray,
             ranks = np.arange(1, len(s) + 1)
             out_ap[i] = float(np.mean(ranks / (ranks + greater)))
     rows = np.flatnonzero(treat)
-    return pd.DataFrame({"row": rows, "average_precision": out_ap[rows], "n_pos_pairs": out_pos[rows],
-                         "n_total_pairs": out_tot[rows]})
+    return pd.DataFrame(
+        {"row": rows, "average_precision": out_ap[rows], "n_pos_pairs": out_pos[rows], "n_total_pairs": out_tot[rows]}
+    )
 
 
-def compound_activity(V: np.ndarray, compounds: np.ndarray, plates: np.ndarray, control: np.ndarray, *,
-                      null_size: int = 10_000, threshold: float = 0.05, seed: int = 0,
-                      cache_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
+def compound_activity(
+    V: np.ndarray,
+    compounds: np.ndarray,
+    plates: np.ndarray,
+    control: np.ndarray,
+    *,
+    null_size: int = 10_000,
+    threshold: float = 0.05,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """Per perturbation (``compound`` column): :data:`ACTIVITY_COLUMNS`; and why a kind could not be computed.
 
     ``V``: unit, row-centred well profiles (a :class:`~moa_core.retrieval.RetrievalIndex`'s ``vectors``);
@@ -111,8 +119,9 @@ def compound_activity(V: np.ndarray, compounds: np.ndarray, plates: np.ndarray, 
         ap["compound"] = comp[ap["row"].to_numpy()]
         valid = ap["average_precision"].notna() & (ap["n_pos_pairs"] > 0)
         if not valid.any():
-            notes[kind] = ("no treatment well has both a replicate and a same-plate "
-                           + ("DMSO well" if kind == "activity" else "other treatment"))
+            notes[kind] = "no treatment well has both a replicate and a same-plate " + (
+                "DMSO well" if kind == "activity" else "other treatment"
+            )
             out[[f"{kind}_map", f"{kind}_p", f"{kind}_q"]] = np.nan
             continue
         if kind == "activity":
@@ -122,11 +131,20 @@ def compound_activity(V: np.ndarray, compounds: np.ndarray, plates: np.ndarray, 
                 notes[kind] = f"{len(plates_wo)} plate(s) without DMSO wells (no activity there): {plates_wo[:5]}"
         ap = ap[valid].reset_index(drop=True)
         n_pos = ap["n_pos_pairs"].to_numpy()
-        ap["normalized_average_precision"] = normalize_ap(ap["average_precision"].to_numpy(), n_pos,
-                                                          ap["n_total_pairs"].to_numpy() - n_pos)
-        m = mean_average_precision(ap, sameby=["compound"], null_size=null_size,
-                                   threshold=threshold, seed=seed, progress_bar=False, cache_dir=cache_dir)
-        m = m.rename(columns={"mean_average_precision": f"{kind}_map", "p_value": f"{kind}_p",
-                              "corrected_p_value": f"{kind}_q"})
+        ap["normalized_average_precision"] = normalize_ap(
+            ap["average_precision"].to_numpy(), n_pos, ap["n_total_pairs"].to_numpy() - n_pos
+        )
+        m = mean_average_precision(
+            ap,
+            sameby=["compound"],
+            null_size=null_size,
+            threshold=threshold,
+            seed=seed,
+            progress_bar=False,
+            cache_dir=cache_dir,
+        )
+        m = m.rename(
+            columns={"mean_average_precision": f"{kind}_map", "p_value": f"{kind}_p", "corrected_p_value": f"{kind}_q"}
+        )
         out = out.merge(m[["compound", f"{kind}_map", f"{kind}_p", f"{kind}_q"]], on="compound", how="left")
     return out, notes

@@ -43,19 +43,45 @@ import pandas as pd
 from moa_core.errors import MoaInputError, SchemaError
 from moa_core.storage import atomic_directory
 
-__all__ = ["RetrievalIndex", "build_index", "load_index", "save_index", "unit_rows", "compound_key",
-           "INDEX_FORMAT", "IndexError_", "is_control"]
+__all__ = [
+    "RetrievalIndex",
+    "build_index",
+    "load_index",
+    "save_index",
+    "unit_rows",
+    "compound_key",
+    "INDEX_FORMAT",
+    "IndexError_",
+    "is_control",
+]
 
 INDEX_FORMAT = "moa-retrieval-index/1"
 NEGCON = "DMSO"
 _ID_COLUMNS = ("Metadata_JCP2022", "Metadata_broad_sample", "Metadata_pert_iname")
 #: Well metadata kept in the index (when present).
-WELL_COLUMNS = ("Metadata_Plate", "Metadata_Well", "Metadata_Source", "Metadata_Batch", "Metadata_cell_line",
-                "Metadata_timepoint", "Metadata_split")
+WELL_COLUMNS = (
+    "Metadata_Plate",
+    "Metadata_Well",
+    "Metadata_Source",
+    "Metadata_Batch",
+    "Metadata_cell_line",
+    "Metadata_timepoint",
+    "Metadata_split",
+)
 #: Perturbation annotations kept per compound (first non-missing value of its wells).
-COMPOUND_COLUMNS = ("Metadata_pert_iname", "Metadata_broad_sample", "Metadata_JCP2022", "Metadata_InChIKey",
-                    "Metadata_moa", "Metadata_target", "Metadata_gene", "Metadata_pert_type", "Metadata_synonyms",
-                    "Metadata_single_moa", "Metadata_is_ood")
+COMPOUND_COLUMNS = (
+    "Metadata_pert_iname",
+    "Metadata_broad_sample",
+    "Metadata_JCP2022",
+    "Metadata_InChIKey",
+    "Metadata_moa",
+    "Metadata_target",
+    "Metadata_gene",
+    "Metadata_pert_type",
+    "Metadata_synonyms",
+    "Metadata_single_moa",
+    "Metadata_is_ood",
+)
 
 
 class IndexError_(MoaInputError):
@@ -143,16 +169,23 @@ class RetrievalIndex:
 
     def well_vectors(self, row: int) -> np.ndarray:
         s, n = int(self.starts[row]), int(self.counts[row])
-        return np.asarray(self.vectors[s:s + n])
+        return np.asarray(self.vectors[s : s + n])
 
     def consensus(self, row: int) -> np.ndarray:
         """The query consensus of compound ``row`` (median of its well vectors, re-unit-scaled)."""
         return unit_rows(np.median(self.well_vectors(row), axis=0, keepdims=True))[0]
 
 
-def build_index(profiles: pd.DataFrame, features: Sequence[str] | None = None, *, method: str, dataset: str,
-                fraction: str = "", identifiers: pd.DataFrame | None = None, extra: dict | None = None
-                ) -> RetrievalIndex:
+def build_index(
+    profiles: pd.DataFrame,
+    features: Sequence[str] | None = None,
+    *,
+    method: str,
+    dataset: str,
+    fraction: str = "",
+    identifiers: pd.DataFrame | None = None,
+    extra: dict | None = None,
+) -> RetrievalIndex:
     """Index the well profiles ``profiles`` (``Metadata_*`` columns + ``features``).
 
     ``identifiers`` optionally adds per-compound IDs (e.g. InChIKey from an annotation
@@ -175,15 +208,18 @@ def build_index(profiles: pd.DataFrame, features: Sequence[str] | None = None, *
     blank |= df["Metadata_Plate"].isna() | df["Metadata_Well"].isna()
     if blank.any():
         bad = df.loc[blank, ["Metadata_Plate", "Metadata_Well"]].head(5).to_dict("records")
-        raise SchemaError(f"{method} profiles of {dataset}: {int(blank.sum())} well(s) without {key}, plate or "
-                          f"well, e.g. {bad}")
+        raise SchemaError(
+            f"{method} profiles of {dataset}: {int(blank.sum())} well(s) without {key}, plate or well, e.g. {bad}"
+        )
     X = df[feats].to_numpy(dtype=np.float32)
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
         col = feats[int(np.flatnonzero(~np.isfinite(X[i]))[0])]
-        raise SchemaError(f"{method} profiles of {dataset}: {int((~finite).sum())} well(s) with NaN/inf features, "
-                          f"e.g. plate {df.at[i, 'Metadata_Plate']} well {df.at[i, 'Metadata_Well']} column {col}")
+        raise SchemaError(
+            f"{method} profiles of {dataset}: {int((~finite).sum())} well(s) with NaN/inf features, "
+            f"e.g. plate {df.at[i, 'Metadata_Plate']} well {df.at[i, 'Metadata_Well']} column {col}"
+        )
     keys = df[key].astype(str).to_numpy()
     order = np.argsort(keys, kind="stable")
     df, X, keys = df.iloc[order].reset_index(drop=True), X[order], keys[order]
@@ -209,16 +245,26 @@ def build_index(profiles: pd.DataFrame, features: Sequence[str] | None = None, *
     comp["name"] = comp["Metadata_pert_iname"].where(comp["Metadata_pert_iname"].notna(), comp["compound"])
     if "Metadata_gene" in comp.columns:  # CRISPR/ORF rows are named by their gene
         gene = comp["Metadata_gene"].notna() & comp.get("Metadata_pert_type", pd.Series("", index=comp.index)).isin(
-            ["crispr", "orf"])
+            ["crispr", "orf"]
+        )
         comp.loc[gene, "name"] = comp.loc[gene, "Metadata_gene"]
     wells = df[[c for c in WELL_COLUMNS if c in df.columns]].copy()
     wells.insert(0, "compound", keys)
     wells["is_control"] = ctrl
-    manifest = {"format": INDEX_FORMAT, "method": method, "dataset": dataset, "fraction": str(fraction),
-                "compound_key": key, "n_wells": int(V.shape[0]), "n_compounds": int(len(uniq)),
-                "dim": int(V.shape[1]), "similarity": "pearson (row-centred, unit-scaled profiles)",
-                "build_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
-                "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(extra or {})}
+    manifest = {
+        "format": INDEX_FORMAT,
+        "method": method,
+        "dataset": dataset,
+        "fraction": str(fraction),
+        "compound_key": key,
+        "n_wells": int(V.shape[0]),
+        "n_compounds": int(len(uniq)),
+        "dim": int(V.shape[1]),
+        "similarity": "pearson (row-centred, unit-scaled profiles)",
+        "build_id": f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
     return RetrievalIndex(V, M, wells, comp, manifest)
 
 
@@ -241,8 +287,11 @@ def save_index(index: RetrievalIndex, folder: str | Path, *, tables: dict[str, p
                 raise ValueError(f"extra index table names are plain '<name>.parquet', got {name!r}")
             table.to_parquet(tmp / name, index=False)
         np.save(tmp / "vectors.npy", np.ascontiguousarray(index.vectors, dtype=np.float32), allow_pickle=False)
-        np.save(tmp / "compound_vectors.npy", np.ascontiguousarray(index.compound_vectors, dtype=np.float32),
-                allow_pickle=False)
+        np.save(
+            tmp / "compound_vectors.npy",
+            np.ascontiguousarray(index.compound_vectors, dtype=np.float32),
+            allow_pickle=False,
+        )
         index.wells.to_parquet(tmp / "wells.parquet", index=False)
         index.compounds.to_parquet(tmp / "compounds.parquet", index=False)
         manifest = {**index.manifest, "sha256": {n: _sha256(tmp / n) for n in ("vectors.npy", "compound_vectors.npy")}}
@@ -280,8 +329,14 @@ def load_index(folder: str | Path, *, verify: bool = False, mmap: bool = True) -
     wells = pd.read_parquet(folder / "wells.parquet")
     comp = pd.read_parquet(folder / "compounds.parquet")
     V, M = arrays["vectors.npy"], arrays["compound_vectors.npy"]
-    if V.shape != (manifest["n_wells"], manifest["dim"]) or M.shape != (manifest["n_compounds"], manifest["dim"]) \
-            or len(wells) != V.shape[0] or len(comp) != M.shape[0]:
-        raise IndexError_(f"retrieval index {folder}: array shapes {V.shape}/{M.shape} do not match the manifest "
-                          f"({manifest['n_wells']} wells, {manifest['n_compounds']} compounds, {manifest['dim']} d)")
+    if (
+        V.shape != (manifest["n_wells"], manifest["dim"])
+        or M.shape != (manifest["n_compounds"], manifest["dim"])
+        or len(wells) != V.shape[0]
+        or len(comp) != M.shape[0]
+    ):
+        raise IndexError_(
+            f"retrieval index {folder}: array shapes {V.shape}/{M.shape} do not match the manifest "
+            f"({manifest['n_wells']} wells, {manifest['n_compounds']} compounds, {manifest['dim']} d)"
+        )
     return RetrievalIndex(V, M, wells, comp, manifest)

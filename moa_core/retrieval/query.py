@@ -40,9 +40,19 @@ from scipy.stats import hypergeom
 
 from moa_core.retrieval.index import RetrievalIndex, unit_rows
 
-__all__ = ["Neighbours", "Prediction", "best_well", "scan", "neighbours", "knn_vote", "latent_assignment",
-           "moa_enrichment",
-           "calibrate", "confidence", "wilson"]
+__all__ = [
+    "Neighbours",
+    "Prediction",
+    "best_well",
+    "scan",
+    "neighbours",
+    "knn_vote",
+    "latent_assignment",
+    "moa_enrichment",
+    "calibrate",
+    "confidence",
+    "wilson",
+]
 
 _SHOW = ["compound", "name", "Metadata_moa", "Metadata_target", "Metadata_pert_type", "n_wells"]
 
@@ -126,8 +136,9 @@ def _table(index: RetrievalIndex, rows: np.ndarray, sim: np.ndarray, best: np.nd
     return t
 
 
-def neighbours(index: RetrievalIndex, query: int | str, *, k: int = 10, include_unannotated: bool = True,
-               scan_wells: bool = False) -> Neighbours:
+def neighbours(
+    index: RetrievalIndex, query: int | str, *, k: int = 10, include_unannotated: bool = True, scan_wells: bool = False
+) -> Neighbours:
     """The ``k`` most similar and ``k`` most anti-correlated candidates of ``query`` (row or compound key)."""
     row = index.compound_row(query) if isinstance(query, str) else int(query)
     q = index.consensus(row)
@@ -220,14 +231,23 @@ def latent_assignment(index: RetrievalIndex, nb: Neighbours) -> Prediction:
     sizes = np.bincount(code[code >= 0], minlength=len(names)).astype(np.int64)
     own = int(code[nb.query])
     if own >= 0:
-        others = (code == own)
+        others = code == own
         others[nb.query] = False
         sizes[own] -= 1
         if others.any():
             sims[own] = float(unit_rows(np.median(P[others], axis=0, keepdims=True))[0] @ q)
     keep = sizes > 0
-    t = pd.DataFrame({"moa": np.array(names, dtype=object)[keep], "similarity": sims[keep].astype(float),
-                      "compounds": sizes[keep]}).sort_values("similarity", ascending=False).reset_index(drop=True)
+    t = (
+        pd.DataFrame(
+            {
+                "moa": np.array(names, dtype=object)[keep],
+                "similarity": sims[keep].astype(float),
+                "compounds": sizes[keep],
+            }
+        )
+        .sort_values("similarity", ascending=False)
+        .reset_index(drop=True)
+    )
     if t.empty:
         return Prediction(None, float("nan"), t)
     margin = float(t.at[0, "similarity"] - t.at[1, "similarity"]) if len(t) > 1 else float("nan")
@@ -258,8 +278,10 @@ def moa_enrichment(index: RetrievalIndex, nb: Neighbours, k: int = 10) -> pd.Dat
     pop = _moa_counts(index, moa, idx, nb.query)
     hits = pd.Series(moa[top]).value_counts()
     n_pop = len(idx)
-    rows = [(m, int(x), k, int(pop[m]), n_pop, k * pop[m] / n_pop, float(hypergeom.sf(x - 1, n_pop, pop[m], k)))
-            for m, x in hits.items()]
+    rows = [
+        (m, int(x), k, int(pop[m]), n_pop, k * pop[m] / n_pop, float(hypergeom.sf(x - 1, n_pop, pop[m], k)))
+        for m, x in hits.items()
+    ]
     t = pd.DataFrame(rows, columns=cols[:-1])
     t["q"] = _bh(t["p"].to_numpy(float))
     return t.sort_values(["p", "in_top_k"], ascending=[True, False]).reset_index(drop=True)
@@ -272,8 +294,7 @@ def calibrate(index: RetrievalIndex, *, k: int = 5, max_compounds: int = 2000, s
     :func:`latent_assignment`, batched; :func:`confidence` turns the table into the empirical precision
     of a new query's prediction."""
     moa = _moa(index)
-    cols = ["compound", "moa", "knn_moa", "knn_share", "knn_correct", "latent_moa", "latent_margin",
-            "latent_correct"]
+    cols = ["compound", "moa", "knn_moa", "knn_share", "knn_correct", "latent_moa", "latent_margin", "latent_correct"]
     P, names, cen, code = _centroids(index)
     sizes = np.bincount(code[code >= 0], minlength=len(names))
     ann = np.flatnonzero((code >= 0) & (sizes[np.maximum(code, 0)] >= 2))
@@ -285,7 +306,7 @@ def calibrate(index: RetrievalIndex, *, k: int = 5, max_compounds: int = 2000, s
     voters = np.flatnonzero(code >= 0)
     rows = []
     for b0 in range(0, len(ann), 256):
-        batch = ann[b0:b0 + 256]
+        batch = ann[b0 : b0 + 256]
         Q = np.stack([index.consensus(int(r)) for r in batch])
         S = Q @ M[voters].T  # mean PCC with every annotated candidate
         S[voters[None, :] == batch[:, None]] = -np.inf  # leave the query out
@@ -305,8 +326,18 @@ def calibrate(index: RetrievalIndex, *, k: int = 5, max_compounds: int = 2000, s
             order = np.argsort(-sims, kind="stable")
             lat = names[int(order[0])]
             margin = float(sims[order[0]] - sims[order[1]]) if len(order) > 1 else float("nan")
-            rows.append((index.compounds.at[int(r), "compound"], moa[r], knn_moa, share, knn_moa == moa[r], lat,
-                         margin, lat == moa[r]))
+            rows.append(
+                (
+                    index.compounds.at[int(r), "compound"],
+                    moa[r],
+                    knn_moa,
+                    share,
+                    knn_moa == moa[r],
+                    lat,
+                    margin,
+                    lat == moa[r],
+                )
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -324,8 +355,14 @@ def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
 def confidence(calibration: pd.DataFrame, kind: str, score: float) -> dict:
     """Empirical precision of a ``kind`` ('knn' or 'latent') prediction with this score (see module docstring)."""
     col, ok = ("knn_share", "knn_correct") if kind == "knn" else ("latent_margin", "latent_correct")
-    out = {"precision": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0,
-           "overall": float("nan"), "n_calibration": int(len(calibration))}
+    out = {
+        "precision": float("nan"),
+        "low": float("nan"),
+        "high": float("nan"),
+        "n": 0,
+        "overall": float("nan"),
+        "n_calibration": int(len(calibration)),
+    }
     if calibration.empty or not np.isfinite(score):
         return out
     overall = calibration[ok].astype(bool)

@@ -41,14 +41,21 @@ def search_terms(index: RetrievalIndex) -> pd.DataFrame:
     """One row per (term, kind, compound): every string a perturbation can be found by."""
     comp = index.compounds
     rows: list[tuple[str, str, str]] = []
-    get = (lambda c: comp[c] if c in comp.columns else pd.Series([None] * len(comp)))
+
+    def get(c: str) -> pd.Series:
+        return comp[c] if c in comp.columns else pd.Series([None] * len(comp))
+
     for i, key in enumerate(comp["compound"].astype(str)):
         if bool(comp["is_control"].iat[i]) and key != "DMSO":
             rows.append(("DMSO", "control", key))
         rows.append((str(comp["name"].iat[i]), "name", key))
         bs = get("Metadata_broad_sample").iat[i]
-        for kind, v in (("Broad ID", bs), ("Broad core ID", broad_core_id(bs)),
-                        ("JCP ID", get("Metadata_JCP2022").iat[i]), ("InChIKey", get("Metadata_InChIKey").iat[i])):
+        for kind, v in (
+            ("Broad ID", bs),
+            ("Broad core ID", broad_core_id(bs)),
+            ("JCP ID", get("Metadata_JCP2022").iat[i]),
+            ("InChIKey", get("Metadata_InChIKey").iat[i]),
+        ):
             for t in _split(v):
                 rows.append((t, kind, key))
         ik = get("Metadata_InChIKey").iat[i]

@@ -148,8 +148,19 @@ class ScalingData:
             y_ref=float(means.mean()),
             y_scale=y_scale if y_scale > 0 else 1.0,
         )
-        return cls(n, y, run_codes, sizes, size_index.astype(np.int64), means, counts.astype(np.int64), space,
-                   bounded, _transform(y, bounded, space.y_scale), pts)
+        return cls(
+            n,
+            y,
+            run_codes,
+            sizes,
+            size_index.astype(np.int64),
+            means,
+            counts.astype(np.int64),
+            space,
+            bounded,
+            _transform(y, bounded, space.y_scale),
+            pts,
+        )
 
     @property
     def n_runs(self) -> int:
@@ -269,9 +280,16 @@ def fit_form(
     theta, cost = res.theta[best].copy(), float(res.cost[best])
     if polish and np.isfinite(cost):
         try:
-            sol = least_squares(lambda t: resid(t[None, :])[0], theta, loss="soft_l1", f_scale=f_scale,
-                                jac=(lambda t: jac(t[None, :])[0]) if jac is not None else "2-point",
-                                bounds=(lo, hi), method="trf", max_nfev=200 * (form.n_params + 1))
+            sol = least_squares(
+                lambda t: resid(t[None, :])[0],
+                theta,
+                loss="soft_l1",
+                f_scale=f_scale,
+                jac=(lambda t: jac(t[None, :])[0]) if jac is not None else "2-point",
+                bounds=(lo, hi),
+                method="trf",
+                max_nfev=200 * (form.n_params + 1),
+            )
             c_pol = float(robust_cost(resid(sol.x[None, :]), None, f_scale)[0])
             if c_pol < cost:
                 theta, cost = sol.x.copy(), c_pol
@@ -285,12 +303,25 @@ def fit_form(
     ss_tot = float(((data.y - data.y.mean()) ** 2).sum())
     r2 = 1.0 - float(((data.y - pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
     alternatives = _distinct_optima(form, data, theta, res.theta[order[1:]], res.cost[order[1:]], n_alternatives)
-    return FitResult(form, params, theta, cost, r2, int(data.n.size), int(data.sizes.size), float(data.sizes[-1]),
-                     f_scale, int(starts.shape[0]), data, alternatives)
+    return FitResult(
+        form,
+        params,
+        theta,
+        cost,
+        r2,
+        int(data.n.size),
+        int(data.sizes.size),
+        float(data.sizes[-1]),
+        f_scale,
+        int(starts.shape[0]),
+        data,
+        alternatives,
+    )
 
 
-def _distinct_optima(form: LawForm, data: ScalingData, best: FloatArray, others: FloatArray, costs: FloatArray,
-                     k: int, tol: float = 1e-3) -> FloatArray:
+def _distinct_optima(
+    form: LawForm, data: ScalingData, best: FloatArray, others: FloatArray, costs: FloatArray, k: int, tol: float = 1e-3
+) -> FloatArray:
     """Up to ``k`` further grid optima (cheapest first) whose curves differ from the best and from
     each other by more than ``tol`` (metric units) at some observed size."""
     if k <= 0 or others.shape[0] == 0:
@@ -410,8 +441,17 @@ def bootstrap_fit(
     starts = np.vstack([fit.theta[None, :], fit.alternatives.reshape(-1, form.n_params)])
     k = starts.shape[0]
     theta0 = np.repeat(starts, n_boot, axis=0)  # start-major: rows [s * n_boot + b]
-    res = robust_lm(data.residual_fn(form), theta0, weights=np.tile(w, (k, 1)), jacobian=data.jacobian_fn(form),
-                    f_scale=fit.f_scale, lower=lo, upper=hi, max_iter=max_iter, ftol=ftol)
+    res = robust_lm(
+        data.residual_fn(form),
+        theta0,
+        weights=np.tile(w, (k, 1)),
+        jacobian=data.jacobian_fn(form),
+        f_scale=fit.f_scale,
+        lower=lo,
+        upper=hi,
+        max_iter=max_iter,
+        ftol=ftol,
+    )
     pick = np.argmin(res.cost.reshape(k, n_boot), axis=0) * n_boot + np.arange(n_boot)
     theta, cost, converged = res.theta[pick], res.cost[pick], res.converged[pick]
     with np.errstate(all="ignore"):
@@ -471,13 +511,13 @@ def backtest(
             f"back-test of {form.name!r} withholding {holdout} size(s) leaves {k - holdout} training sizes; "
             f"needs >= {form.min_sizes}"
         )
-    train_sizes, test_sizes = data.sizes[: k - holdout], data.sizes[k - holdout:]
+    train_sizes, test_sizes = data.sizes[: k - holdout], data.sizes[k - holdout :]
     train_mask = data.n <= train_sizes[-1]
     train = pd.DataFrame({"n": data.n[train_mask], "metric": data.y[train_mask]})
     if data.run_codes is not None:
         train["run"] = data.run_codes[train_mask]
     fit = fit_form(train, form, bounded=data.bounded, f_scale=f_scale)
-    observed = data.means[k - holdout:]
+    observed = data.means[k - holdout :]
     predicted = np.asarray(form.predict(fit.params, test_sizes), dtype=np.float64)
     error = float(np.mean(np.abs(predicted - observed)))
     return BacktestResult(form, holdout, train_sizes, test_sizes, predicted, observed, error, fit)
@@ -596,8 +636,21 @@ def extrapolate(
     n_max = fit.n_max
     nan = float("nan")
     if not trend.reliable:
-        return Extrapolation(target, nan, nan, nan, nan, nan, n_max, True, False,
-                             f"no reliable extrapolation: {trend.reason}", nan, nan, nan)
+        return Extrapolation(
+            target,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            n_max,
+            True,
+            False,
+            f"no reliable extrapolation: {trend.reason}",
+            nan,
+            nan,
+            nan,
+        )
     reasons: list[str] = []
     over_bound = data.bounded and target > 1.0
     n_hat = math.inf if over_bound else float(form.inverse(fit.params, target))
@@ -631,12 +684,28 @@ def extrapolate(
         reasons.append(f"extrapolates {factor:.3g}x past the largest observed N (> {flag_factor:g}x)")
     if math.isfinite(n_hat) and not math.isfinite(hi) and not math.isnan(hi):
         reasons.append("upper bound of the N-needed interval is infinite (some bootstrap fits never reach the target)")
-    flagged = (not math.isfinite(n_hat)) or (math.isfinite(factor) and factor > flag_factor) or (
-        not math.isnan(hi) and not math.isfinite(hi))
+    flagged = (
+        (not math.isfinite(n_hat))
+        or (math.isfinite(factor) and factor > flag_factor)
+        or (not math.isnan(hi) and not math.isfinite(hi))
+    )
     if cost_per_compound is not None:
         unit = float(cost_per_compound) * int(replicates)
         cost, cost_lo, cost_hi = n_hat * unit, lo * unit, hi * unit
     else:
         cost = cost_lo = cost_hi = nan
-    return Extrapolation(float(target), n_hat, lo, hi, p_reach, factor, n_max, bool(flagged), True,
-                         "; ".join(reasons), cost, cost_lo, cost_hi)
+    return Extrapolation(
+        float(target),
+        n_hat,
+        lo,
+        hi,
+        p_reach,
+        factor,
+        n_max,
+        bool(flagged),
+        True,
+        "; ".join(reasons),
+        cost,
+        cost_lo,
+        cost_hi,
+    )

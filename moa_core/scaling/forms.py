@@ -374,8 +374,9 @@ def m4_error(e_inf: FloatArray, e0: float, ln_k: FloatArray, gamma: FloatArray) 
     return e_inf + g
 
 
-def _m4_gap(e_inf: FloatArray, e0: float, ln_k: FloatArray, gamma: FloatArray,
-            iters: int = 30) -> tuple[FloatArray, FloatArray]:
+def _m4_gap(
+    e_inf: FloatArray, e0: float, ln_k: FloatArray, gamma: FloatArray, iters: int = 30
+) -> tuple[FloatArray, FloatArray]:
     """``(e - e_inf, e0 - e)`` of :func:`m4_error`, each computed without cancellation."""
     d = e0 - e_inf
     c0 = (1.0 - gamma) * np.log(d) - ln_k
@@ -446,8 +447,11 @@ class M4Law(LawForm):
         e_inf, beta, c, gamma = p.T
         e_t = 1.0 - target
         inside = (e_t > e_inf) & (e_t < self.e0)
-        ln_n = (np.log(beta) + gamma * np.log(np.where(inside, self.e0 - e_t, 1.0))
-                - np.log(np.where(inside, e_t - e_inf, 1.0))) / c
+        ln_n = (
+            np.log(beta)
+            + gamma * np.log(np.where(inside, self.e0 - e_t, 1.0))
+            - np.log(np.where(inside, e_t - e_inf, 1.0))
+        ) / c
         out = np.where(inside, np.exp(np.minimum(ln_n, 800.0)), np.where(e_t <= e_inf, np.inf, 0.0))
         return out.astype(np.float64)
 
@@ -463,12 +467,15 @@ class M4Law(LawForm):
         with np.errstate(all="ignore"):
             de_dlnk = g * q / (q + gamma * g)
             de_dinf = q / (q + gamma * g)
-            jac = np.stack([
-                -de_dinf * e_inf * (1.0 - e_inf / self.e0),
-                -de_dlnk,
-                de_dlnk * c * log_x[None, :],
-                -de_dlnk * np.log(q) * gamma,
-            ], axis=2)
+            jac = np.stack(
+                [
+                    -de_dinf * e_inf * (1.0 - e_inf / self.e0),
+                    -de_dlnk,
+                    de_dlnk * c * log_x[None, :],
+                    -de_dlnk * np.log(q) * gamma,
+                ],
+                axis=2,
+            )
         return 1.0 - (e_inf + g), jac
 
     def to_natural(self, theta: FloatArray, space: FitSpace) -> FloatArray:
@@ -478,8 +485,10 @@ class M4Law(LawForm):
         return np.stack([e_inf, beta, c, np.exp(theta[:, 3])], axis=1)
 
     def raw_bounds(self, space: FitSpace) -> tuple[FloatArray, FloatArray]:
-        return (np.array([-20.0, -25.0, _LOG_RATE[0], math.log(1e-3)]),
-                np.array([12.0, 10.0, _LOG_RATE[1], math.log(20.0)]))
+        return (
+            np.array([-20.0, -25.0, _LOG_RATE[0], math.log(1e-3)]),
+            np.array([12.0, 10.0, _LOG_RATE[1], math.log(20.0)]),
+        )
 
     def starts(self, data: StartData) -> FloatArray:
         e_ref = min(1.0 - _value_at_ref(data), 0.999 * self.e0)
@@ -490,8 +499,7 @@ class M4Law(LawForm):
             for gamma in (0.05, 0.5, 1.5):
                 beta_ref = max(e_ref - e_inf, 1e-6) / (self.e0 - e_ref) ** gamma
                 for c in (0.2, 0.5, 1.0):
-                    rows.append([math.log(e_inf / (self.e0 - e_inf)), math.log(beta_ref), math.log(c),
-                                 math.log(gamma)])
+                    rows.append([math.log(e_inf / (self.e0 - e_inf)), math.log(beta_ref), math.log(c), math.log(gamma)])
         return np.array(rows)
 
 
@@ -572,8 +580,10 @@ class BrokenPowerLaw(LawForm):
         sig0 = np.exp(z0 - sp0)
         gap = np.exp(theta[:, 1:2] + a1 * f1 * (sp0 - sp) - a0 * lx)
         da = np.broadcast_to(_asym_deriv(theta[:, 0:1], space), gap.shape)
-        jac = np.stack([da, -gap, -gap * a0 * (f1 * (sp - sp0) - lx), -gap * late * f1 * (sp0 - sp),
-                        -gap * a1 * (sig - sig0)], axis=2)
+        jac = np.stack(
+            [da, -gap, -gap * a0 * (f1 * (sp - sp0) - lx), -gap * late * f1 * (sp0 - sp), -gap * a1 * (sig - sig0)],
+            axis=2,
+        )
         return _asym_nat(theta[:, 0:1], space) - gap, jac
 
     def to_natural(self, theta: FloatArray, space: FitSpace) -> FloatArray:
@@ -589,8 +599,10 @@ class BrokenPowerLaw(LawForm):
         (t0, t1), (g0, g1) = _asym_bounds(space), _gap_amp_bounds(space)
         d_lo = math.log(space.n_min / space.n_ref) - math.log(100.0)
         d_hi = math.log(space.n_max / space.n_ref) + math.log(100.0)
-        return (np.array([t0, g0, _LOG_RATE[0], _LOG_RATE[0], d_lo]),
-                np.array([t1, g1, _LOG_RATE[1], _LOG_RATE[1], d_hi]))
+        return (
+            np.array([t0, g0, _LOG_RATE[0], _LOG_RATE[0], d_lo]),
+            np.array([t1, g1, _LOG_RATE[1], _LOG_RATE[1], d_hi]),
+        )
 
     def starts(self, data: StartData) -> FloatArray:
         y_ref = _value_at_ref(data)
@@ -602,8 +614,15 @@ class BrokenPowerLaw(LawForm):
             for a0 in (0.05, 0.3, 1.0):
                 for late in (0.5 * a0, 2.0 * a0 + 0.2):
                     for q in (0.25, 0.5, 0.75):
-                        rows.append([float(_asym_raw(a_inf, data.space)), math.log(gap), math.log(a0),
-                                     math.log(late), float(np.quantile(lx, q))])
+                        rows.append(
+                            [
+                                float(_asym_raw(a_inf, data.space)),
+                                math.log(gap),
+                                math.log(a0),
+                                math.log(late),
+                                float(np.quantile(lx, q)),
+                            ]
+                        )
         return np.array(rows)
 
 

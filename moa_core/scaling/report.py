@@ -30,10 +30,36 @@ from .fit import (
 from .forms import FORMS, FloatArray, LawForm, get_form
 
 SCALING_LAW_COLUMNS: tuple[str, ...] = (
-    "form", "rank", "params", "params_low", "params_high", "backtest_error", "backtest_holdout",
-    "n_points", "n_sizes", "n_max_observed", "r2", "loss", "asymptote", "asymptote_low", "asymptote_high",
-    "target", "n_needed", "n_needed_low", "n_needed_high", "p_reachable", "extrapolation_factor",
-    "flagged", "reliable", "reason", "cost", "cost_low", "cost_high", "n_boot", "boot_ok", "resample",
+    "form",
+    "rank",
+    "params",
+    "params_low",
+    "params_high",
+    "backtest_error",
+    "backtest_holdout",
+    "n_points",
+    "n_sizes",
+    "n_max_observed",
+    "r2",
+    "loss",
+    "asymptote",
+    "asymptote_low",
+    "asymptote_high",
+    "target",
+    "n_needed",
+    "n_needed_low",
+    "n_needed_high",
+    "p_reachable",
+    "extrapolation_factor",
+    "flagged",
+    "reliable",
+    "reason",
+    "cost",
+    "cost_low",
+    "cost_high",
+    "n_boot",
+    "boot_ok",
+    "resample",
 )
 """Columns of the ``scaling_laws`` table (one row per form). ``params*`` are JSON objects
 (natural parameters, fixed constants included in ``params``); ``loss`` is the robust cost of the
@@ -89,30 +115,58 @@ class ScalingReport:
         nan = float("nan")
         for name, r in self.results.items():
             row: dict[str, object] = {c: nan for c in SCALING_LAW_COLUMNS}
-            row.update(form=name, rank=r.rank, reason=r.error, flagged=True, reliable=self.trend.reliable,
-                       target=nan if self.target is None else float(self.target), n_boot=self.n_boot,
-                       params=None, params_low=None, params_high=None, resample=None)
+            row.update(
+                form=name,
+                rank=r.rank,
+                reason=r.error,
+                flagged=True,
+                reliable=self.trend.reliable,
+                target=nan if self.target is None else float(self.target),
+                n_boot=self.n_boot,
+                params=None,
+                params_low=None,
+                params_high=None,
+                resample=None,
+            )
             if r.fit is not None:
                 f = r.fit
-                row.update(params=_json({**f.params, **f.form.fixed}), n_points=f.n_points, n_sizes=f.n_sizes,
-                           n_max_observed=f.n_max, r2=f.r2, loss=f.cost, flagged=False,
-                           asymptote=f.asymptote if f.form.has_asymptote else nan)
+                row.update(
+                    params=_json({**f.params, **f.form.fixed}),
+                    n_points=f.n_points,
+                    n_sizes=f.n_sizes,
+                    n_max_observed=f.n_max,
+                    r2=f.r2,
+                    loss=f.cost,
+                    flagged=False,
+                    asymptote=f.asymptote if f.form.has_asymptote else nan,
+                )
             if r.bootstrap is not None:
                 b = r.bootstrap
                 cis = b.param_ci(self.ci)
-                row.update(params_low=_json({k: v[0] for k, v in cis.items()}),
-                           params_high=_json({k: v[1] for k, v in cis.items()}),
-                           boot_ok=float(b.ok.mean()), resample=b.mode)
+                row.update(
+                    params_low=_json({k: v[0] for k, v in cis.items()}),
+                    params_high=_json({k: v[1] for k, v in cis.items()}),
+                    boot_ok=float(b.ok.mean()),
+                    resample=b.mode,
+                )
                 if b.form.has_asymptote:
                     row["asymptote_low"], row["asymptote_high"] = interval(b.asymptotes(), self.ci)
             if r.backtest is not None:
                 row.update(backtest_error=r.backtest.error, backtest_holdout=r.backtest.holdout)
             if r.extrapolation is not None:
                 e = r.extrapolation
-                row.update(n_needed=e.n_needed, n_needed_low=e.n_needed_low, n_needed_high=e.n_needed_high,
-                           p_reachable=e.p_reachable, extrapolation_factor=e.extrapolation_factor,
-                           flagged=e.flagged, reliable=e.reliable, cost=e.cost, cost_low=e.cost_low,
-                           cost_high=e.cost_high)
+                row.update(
+                    n_needed=e.n_needed,
+                    n_needed_low=e.n_needed_low,
+                    n_needed_high=e.n_needed_high,
+                    p_reachable=e.p_reachable,
+                    extrapolation_factor=e.extrapolation_factor,
+                    flagged=e.flagged,
+                    reliable=e.reliable,
+                    cost=e.cost,
+                    cost_low=e.cost_low,
+                    cost_high=e.cost_high,
+                )
                 row["reason"] = "; ".join(x for x in (r.error, e.reason) if x)
             elif not self.trend.reliable:
                 row["reliable"] = False
@@ -141,10 +195,16 @@ class ScalingReport:
             if r.fit is None:
                 continue
             metric = np.asarray(r.fit.predict(grid), dtype=np.float64)
-            lo, hi = (r.bootstrap.band(grid, ci) if r.bootstrap is not None
-                      else (np.full(grid.shape, np.nan), np.full(grid.shape, np.nan)))
-            frames.append(pd.DataFrame({"form": name, "rank": r.rank, "n": grid, "metric": metric,
-                                        "metric_low": lo, "metric_high": hi}))
+            lo, hi = (
+                r.bootstrap.band(grid, ci)
+                if r.bootstrap is not None
+                else (np.full(grid.shape, np.nan), np.full(grid.shape, np.nan))
+            )
+            frames.append(
+                pd.DataFrame(
+                    {"form": name, "rank": r.rank, "n": grid, "metric": metric, "metric_low": lo, "metric_high": hi}
+                )
+            )
         if not frames:
             return pd.DataFrame(columns=["form", "rank", "n", "metric", "metric_low", "metric_high"])
         out = pd.concat(frames, ignore_index=True)
@@ -200,14 +260,42 @@ def fit_scaling_laws(
             except ScalingError as exc:
                 errors.append(f"not back-tested: {exc}")
             if target is not None:
-                ex = extrapolate(fit, target, bootstrap=boot, trend=trend, cost_per_compound=cost_per_compound,
-                                 replicates=replicates, flag_factor=flag_factor, ci=ci)
+                ex = extrapolate(
+                    fit,
+                    target,
+                    bootstrap=boot,
+                    trend=trend,
+                    cost_per_compound=cost_per_compound,
+                    replicates=replicates,
+                    flag_factor=flag_factor,
+                    ci=ci,
+                )
         results[form.name] = FormResult(form, fit, boot, bt, ex, "; ".join(errors))
-    scored = sorted((r.backtest.error, i, name) for i, (name, r) in enumerate(results.items())
-                    if r.backtest is not None and math.isfinite(r.backtest.error))
+    scored = sorted(
+        (r.backtest.error, i, name)
+        for i, (name, r) in enumerate(results.items())
+        if r.backtest is not None and math.isfinite(r.backtest.error)
+    )
     ranks = {name: k + 1 for k, (_, _, name) in enumerate(scored)}
-    results = {name: FormResult(r.form, r.fit, r.bootstrap, r.backtest, r.extrapolation, r.error, ranks.get(name))
-               for name, r in results.items()}
-    return ScalingReport(data.table, results, trend, bounded, target, ci, n_boot, seed,
-                         {"holdout": holdout, "flag_factor": flag_factor, "cost_per_compound": cost_per_compound,
-                          "replicates": replicates, "f_scale": f_scale, "resample": resample})
+    results = {
+        name: FormResult(r.form, r.fit, r.bootstrap, r.backtest, r.extrapolation, r.error, ranks.get(name))
+        for name, r in results.items()
+    }
+    return ScalingReport(
+        data.table,
+        results,
+        trend,
+        bounded,
+        target,
+        ci,
+        n_boot,
+        seed,
+        {
+            "holdout": holdout,
+            "flag_factor": flag_factor,
+            "cost_per_compound": cost_per_compound,
+            "replicates": replicates,
+            "f_scale": f_scale,
+            "resample": resample,
+        },
+    )

@@ -37,8 +37,12 @@ PHENOCA_TASKS = {
     ("molecule", "replicate", "top10"): "molecule_top10",
     ("discovery", "novel", "auc"): "discovery_auc",
 }
-SUPERVISION_FAMILY = {"ibp": "IBP", "ibp_invariant": "IBP invariant", "task": "task-supervised",
-                      "none": "profiles (CP)"}
+SUPERVISION_FAMILY = {
+    "ibp": "IBP",
+    "ibp_invariant": "IBP invariant",
+    "task": "task-supervised",
+    "none": "profiles (CP)",
+}
 
 
 def phenoca_points(results: pd.DataFrame) -> pd.DataFrame:
@@ -59,13 +63,24 @@ def phenoca_points(results: pd.DataFrame) -> pd.DataFrame:
         studies = [st for st in studies if st != "phenoca_ood" or (family.startswith("IBP") and r.task != "molecule")]
         for st in studies:
             n = r.n_train_compounds if st == "phenoca_ood" else r.n_train_wells
-            rows.append({"dataset": r.dataset, "study": st, "task": task, "family": family, "n": float(n),
-                         "metric": float(r.value), "run": f"{r.model}", "model_size": float(r.params)})
+            rows.append(
+                {
+                    "dataset": r.dataset,
+                    "study": st,
+                    "task": task,
+                    "family": family,
+                    "n": float(n),
+                    "metric": float(r.value),
+                    "run": f"{r.model}",
+                    "model_size": float(r.params),
+                }
+            )
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
-def fraction_points(evaluation: pd.DataFrame, train_wells: dict[str, int], dataset: str,
-                    tasks: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+def fraction_points(
+    evaluation: pd.DataFrame, train_wells: dict[str, int], dataset: str, tasks: dict[tuple[str, str], str] | None = None
+) -> pd.DataFrame:
     """Scaling points of MOAProfiler's replicate-fraction study: ``evaluation_results`` rows at every fraction,
     x = the fraction's training wells (``train_wells``: fraction key -> count)."""
     tasks = tasks or {("knn", "best_f1"): "knn_f1", ("latent", "f1"): "latent_f1"}
@@ -74,15 +89,30 @@ def fraction_points(evaluation: pd.DataFrame, train_wells: dict[str, int], datas
         task = tasks.get((r.analysis, r.metric))
         if task is None or str(r.fraction) not in train_wells:
             continue
-        rows.append({"dataset": dataset, "study": "mp_fractions", "task": task, "family": r.method,
-                     "n": float(train_wells[str(r.fraction)]), "metric": float(r.value), "run": r.method,
-                     "model_size": float("nan")})
+        rows.append(
+            {
+                "dataset": dataset,
+                "study": "mp_fractions",
+                "task": task,
+                "family": r.method,
+                "n": float(train_wells[str(r.fraction)]),
+                "metric": float(r.value),
+                "run": r.method,
+                "model_size": float("nan"),
+            }
+        )
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
-def fit_curves(points: pd.DataFrame, *, targets: dict[tuple[str, str], float] | None = None,
-               n_boot: int = 1000, cost_per_compound: float | None = 100.0, replicates: int = 1,
-               seed: int = 0) -> pd.DataFrame:
+def fit_curves(
+    points: pd.DataFrame,
+    *,
+    targets: dict[tuple[str, str], float] | None = None,
+    n_boot: int = 1000,
+    cost_per_compound: float | None = 100.0,
+    replicates: int = 1,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Fit every (dataset, study, task, family) curve of ``points``; one ``scaling_laws`` row per law form.
 
     ``targets`` maps (study, task) to the metric whose N is asked (default: halfway from the
@@ -99,13 +129,22 @@ def fit_curves(points: pd.DataFrame, *, targets: dict[tuple[str, str], float] | 
         best = float(pts["metric"].max())
         target = (targets or {}).get((key["study"], key["task"]), best + (1 - best) / 2)
         try:
-            rep = fit_scaling_laws(pts, n_boot=n_boot, target=min(target, 0.999), seed=seed,
-                                   cost_per_compound=cost_per_compound if key["study"] == "phenoca_ood" else None,
-                                   replicates=replicates)
+            rep = fit_scaling_laws(
+                pts,
+                n_boot=n_boot,
+                target=min(target, 0.999),
+                seed=seed,
+                cost_per_compound=cost_per_compound if key["study"] == "phenoca_ood" else None,
+                replicates=replicates,
+            )
             table = rep.table()
         except ScalingError as exc:
-            table = pd.DataFrame([{c: None for c in SCALING_LAW_COLUMNS} | {"form": None, "reason": str(exc),
-                                                                           "reliable": False, "flagged": True}])
+            table = pd.DataFrame(
+                [
+                    {c: None for c in SCALING_LAW_COLUMNS}
+                    | {"form": None, "reason": str(exc), "reliable": False, "flagged": True}
+                ]
+            )
         for k, v in key.items():
             table.insert(list(key).index(k), k, v)
         out.append(table)

@@ -37,8 +37,11 @@ from orchestration.partitions import DATASET_PARTITIONS_NAME
 from orchestration.resources import MoaStore
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Adds every catalogue entry as a dataset partition (no runs).")
+@dg.sensor(
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds every catalogue entry as a dataset partition (no runs).",
+)
 def catalogue_sensor(context: dg.SensorEvaluationContext, store: MoaStore) -> dg.SensorResult | dg.SkipReason:
     names = sorted(load_catalogue(store.root_path))
     have = set(context.instance.get_dynamic_partitions(DATASET_PARTITIONS_NAME))
@@ -48,8 +51,12 @@ def catalogue_sensor(context: dg.SensorEvaluationContext, store: MoaStore) -> dg
     return dg.SensorResult(dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(DATASET_PARTITIONS_NAME, new)])
 
 
-@dg.sensor(job=published_job, minimum_interval_seconds=6 * 3600, default_status=dg.DefaultSensorStatus.STOPPED,
-           description="New JUMP releases (manifest ETags, new source/batch prefixes) -> dataset partitions + runs.")
+@dg.sensor(
+    job=published_job,
+    minimum_interval_seconds=6 * 3600,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="New JUMP releases (manifest ETags, new source/batch prefixes) -> dataset partitions + runs.",
+)
 def jump_release_sensor(context: dg.SensorEvaluationContext, store: MoaStore, s3: S3Resource):
     from moa_core.data.sources.s3 import S3Transfer
 
@@ -67,18 +74,31 @@ def jump_release_sensor(context: dg.SensorEvaluationContext, store: MoaStore, s3
     add = sorted({c.name for c in new} - have)
     context.log.info(f"manifest {manifest_uri} ETag {etag}: {len(candidates)} releases, {len(new)} new or changed")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=c.name, run_key=f"{c.name}:{c.version}",
-                                    tags={"moa/release": c.name, "moa/version": c.version[:60]}) for c in new],
+        run_requests=[
+            dg.RunRequest(
+                partition_key=c.name,
+                run_key=f"{c.name}:{c.version}",
+                tags={"moa/release": c.name, "moa/version": c.version[:60]},
+            )
+            for c in new
+        ],
         dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(DATASET_PARTITIONS_NAME, add)] if add else [],
         cursor=json.dumps({"manifest_etag": etag, "seen": seen}, sort_keys=True),
     )
 
 
-@dg.schedule(job=published_job, cron_schedule="0 4 * * 1", default_status=dg.DefaultScheduleStatus.STOPPED,
-             description="Weekly rerun of published_job for every gallery profile dataset (cached downloads: an "
-                         "unchanged release downloads nothing).")
+@dg.schedule(
+    job=published_job,
+    cron_schedule="0 4 * * 1",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Weekly rerun of published_job for every gallery profile dataset (cached downloads: an "
+    "unchanged release downloads nothing).",
+)
 def jump_rerun_schedule(context: dg.ScheduleEvaluationContext, store: MoaStore):
     entries = load_catalogue(store.root_path)
     when = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return [dg.RunRequest(partition_key=n, run_key=f"{n}:{when}")
-            for n, e in sorted(entries.items()) if e.kind == "profiles" and e.source == "gallery"]
+    return [
+        dg.RunRequest(partition_key=n, run_key=f"{n}:{when}")
+        for n, e in sorted(entries.items())
+        if e.kind == "profiles" and e.source == "gallery"
+    ]

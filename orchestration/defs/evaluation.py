@@ -1,12 +1,10 @@
 """Evaluation domain: the paper's analyses for MP, CP, CP published and the DP recipe on the same test wells."""
 
-
 import time
 
 import dagster as dg
 import pandas as pd
 
-from moa_core.evaluation.compare import common_test_wells, compare_holdout, compare_methods, compare_per_moa
 from moa_core.datasets import replicate_fraction
 from moa_core.splits import subsample_training
 from moa_core.storage import partition_table
@@ -18,13 +16,17 @@ from orchestration.resources import MoaStore
 GROUP = "evaluation"
 
 #: Method name -> (well-embedding table base name, whether it is per fraction).
-METHOD_TABLES = {"MP": ("mp_embeddings", True), "CP": ("cp_embeddings", False),
-                 "CP published": ("cp_published_embeddings", False),
-                 "DP recipe (trained here)": ("dp_embeddings", True)}
+METHOD_TABLES = {
+    "MP": ("mp_embeddings", True),
+    "CP": ("cp_embeddings", False),
+    "CP published": ("cp_published_embeddings", False),
+    "DP recipe (trained here)": ("dp_embeddings", True),
+}
 
 
-def available_methods(wh, ds: str, frac: str, tables: dict[str, tuple[str, bool]] | None = None
-                      ) -> dict[str, pd.DataFrame]:
+def available_methods(
+    wh, ds: str, frac: str, tables: dict[str, tuple[str, bool]] | None = None
+) -> dict[str, pd.DataFrame]:
     """Every method of ``tables`` (default :data:`METHOD_TABLES`) whose embeddings exist for (dataset, fraction)."""
     out = {}
     for method, (base, per_fraction) in (tables or METHOD_TABLES).items():
@@ -49,12 +51,15 @@ def available_methods(wh, ds: str, frac: str, tables: dict[str, tuple[str, bool]
     ),
 )
 def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.evaluation.compare import common_test_wells, compare_methods, compare_per_moa
+
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
     wh = store.warehouse()
     # the fraction's own training split: logistic regression (and MP) see the same subsample
-    sp = subsample_training(wh.read_table(partition_table("splits", ds)), replicate_fraction(frac),
-                            seed=store.dataset(ds).split_seed)
+    sp = subsample_training(
+        wh.read_table(partition_table("splits", ds)), replicate_fraction(frac), seed=store.dataset(ds).split_seed
+    )
     tables = available_methods(wh, ds, frac)
     if not tables:
         raise dg.Failure(f"dataset {ds} fraction {frac}: no MP, CP or CP published embeddings to evaluate")
@@ -72,17 +77,31 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     per_moa_seconds = round(time.time() - t1, 2)
     where = {"dataset": ds, "fraction": frac}
     wh.replace_rows("evaluation_results", out, where)
-    for table, df in (("evaluation_per_moa", per.per_moa), ("evaluation_confusion", per.confusion),
-                      ("embedding_maps", per.maps)):
+    for table, df in (
+        ("evaluation_per_moa", per.per_moa),
+        ("evaluation_confusion", per.confusion),
+        ("embedding_maps", per.maps),
+    ):
         wh.replace_rows(table, df.assign(**where)[[*where, *df.columns]], where)
 
     headline = {}
     for (m, analysis, metric), v in out.groupby(["method", "analysis", "metric"])["value"].first().items():
-        if (analysis, metric) in {("knn", "best_f1"), ("latent", "f1"), ("intra_inter", "delta"),
-                                  ("logistic", "f1"), ("map_consistency", "mean_map")}:
+        if (analysis, metric) in {
+            ("knn", "best_f1"),
+            ("latent", "f1"),
+            ("intra_inter", "delta"),
+            ("logistic", "f1"),
+            ("map_consistency", "mean_map"),
+        }:
             headline[f"{m}_{analysis}_{metric}"] = float(v)
-    return dg.MaterializeResult(metadata={**headline, "rows": len(out), "seconds": round(time.time() - t0, 1),
-                                          "per_moa_seconds": per_moa_seconds})
+    return dg.MaterializeResult(
+        metadata={
+            **headline,
+            "rows": len(out),
+            "seconds": round(time.time() - t0, 1),
+            "per_moa_seconds": per_moa_seconds,
+        }
+    )
 
 
 @dg.asset(
@@ -93,6 +112,8 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     description="Held-out compound MOA prediction (individual and aggregated vote, top-k) for MP and CP.",
 )
 def holdout_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.evaluation.compare import compare_holdout
+
     ds = dataset_key(context)
     t0 = time.time()
     wh = store.warehouse()

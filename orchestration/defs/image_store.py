@@ -1,6 +1,5 @@
 """Image store domain: the dataset's fields decoded once into a zarr store the DataLoaders stream from."""
 
-
 import time
 
 import dagster as dg
@@ -8,7 +7,6 @@ import numpy as np
 
 from moa_core.data.locator import load_locator
 from moa_core.splits import SPLIT_COL
-from moa_core.store import ImageStore, build_image_store, channel_statistics
 from moa_core.storage import partition_table
 from orchestration.defs.ingest import raw_images, splits
 from orchestration.partitions import dataset_key, dataset_partitions
@@ -37,6 +35,8 @@ class ImageStoreConfig(dg.Config):
     ),
 )
 def image_store(context: dg.AssetExecutionContext, config: ImageStoreConfig, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.store import ImageStore, build_image_store, channel_statistics
+
     ds = dataset_key(context)
     entry = store.dataset(ds)
     t0 = time.time()
@@ -48,10 +48,16 @@ def image_store(context: dg.AssetExecutionContext, config: ImageStoreConfig, sto
     def progress(plate: str, done: int, total: int) -> None:
         context.log.info(f"image store: plate {plate} {done}/{total} fields ({time.time() - t0:.0f} s)")
 
-    rep = build_image_store(load_data, store.image_store_path(ds), root=load_locator(store.dataset_dir(ds)),
-                            resolution=resolution, expected_shape=shape,
-                            on_error="skip" if config.skip_unreadable else "fail",
-                            n_workers=config.workers or 2 * store.n_workers, progress=progress)
+    rep = build_image_store(
+        load_data,
+        store.image_store_path(ds),
+        root=load_locator(store.dataset_dir(ds)),
+        resolution=resolution,
+        expected_shape=shape,
+        on_error="skip" if config.skip_unreadable else "fail",
+        n_workers=config.workers or 2 * store.n_workers,
+        progress=progress,
+    )
     for p in rep.plates:
         context.log.info(f"image store: plate {p.plate} {p.status} ({p.n_fields} fields, {len(p.skipped)} skipped)")
     sp = wh.read_table(partition_table("splits", ds))
@@ -59,19 +65,21 @@ def image_store(context: dg.AssetExecutionContext, config: ImageStoreConfig, sto
     st = ImageStore(rep.path)
     train_fields = st.index().merge(train_wells, on=["Metadata_Plate", "Metadata_Well"])
     mean, sd = channel_statistics(st, train_fields)
-    raw_bytes = rep.n_fields * len(st.channels) * rep.resolution ** 2 * 2
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(rep.path)),
-        "fields": rep.n_fields,
-        "plates": len(rep.plates),
-        "plates_written": sum(p.status != "kept" for p in rep.plates),
-        "plates_kept": sum(p.status == "kept" for p in rep.plates),
-        "resolution": rep.resolution,
-        "bytes_on_disk": rep.bytes_on_disk,
-        "compression_ratio": round(raw_bytes / max(1, rep.bytes_on_disk), 2),
-        "skipped_fields": len(rep.skipped),
-        "skipped": dg.MetadataValue.json(rep.skipped[:50]),
-        "train_channel_mean": dg.MetadataValue.json(dict(zip(st.channels, np.round(mean, 6).tolist()))),
-        "train_channel_sd": dg.MetadataValue.json(dict(zip(st.channels, np.round(sd, 6).tolist()))),
-        "seconds": round(time.time() - t0, 1),
-    })
+    raw_bytes = rep.n_fields * len(st.channels) * rep.resolution**2 * 2
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(rep.path)),
+            "fields": rep.n_fields,
+            "plates": len(rep.plates),
+            "plates_written": sum(p.status != "kept" for p in rep.plates),
+            "plates_kept": sum(p.status == "kept" for p in rep.plates),
+            "resolution": rep.resolution,
+            "bytes_on_disk": rep.bytes_on_disk,
+            "compression_ratio": round(raw_bytes / max(1, rep.bytes_on_disk), 2),
+            "skipped_fields": len(rep.skipped),
+            "skipped": dg.MetadataValue.json(rep.skipped[:50]),
+            "train_channel_mean": dg.MetadataValue.json(dict(zip(st.channels, np.round(mean, 6).tolist()))),
+            "train_channel_sd": dg.MetadataValue.json(dict(zip(st.channels, np.round(sd, 6).tolist()))),
+            "seconds": round(time.time() - t0, 1),
+        }
+    )

@@ -1,6 +1,5 @@
 """Ingest domain: raw images (load_data) from any source, CellProfiler-style profiles per plate, splits."""
 
-
 import re
 import time
 from collections.abc import Iterator
@@ -14,9 +13,6 @@ from moa_core.data.design import load_cpjump1_design
 from moa_core.data.locator import load_locator, save_locator
 from moa_core.data.sources import open_image_source
 from moa_core.data.sources.annotations import well_annotations
-from moa_core.data.synthetic import render_dataset
-from moa_core.profiles.features import profile_plate, well_profiles
-from moa_core.profiles.normalize import clean_features, feature_columns, standardize_to_controls
 from moa_core.splits import SPLIT_COL, compound_holdout_split, well_holdout_split
 from moa_core.storage import atomic_directory, partition_table
 from orchestration.partitions import dataset_key, dataset_partitions
@@ -41,14 +37,20 @@ def _transfer(store: MoaStore, s3: S3Resource):
 
 
 def _render_synthetic(context: dg.AssetExecutionContext, store: MoaStore, entry) -> tuple[pd.DataFrame, dict]:
+    from moa_core.data.synthetic import render_dataset
+
     final = store.dataset_dir(entry.name)
     design = load_cpjump1_design(store.shared_path)
     with atomic_directory(final) as tmp:
-        _, wells = render_dataset(design, entry.synthetic, tmp, n_workers=store.n_workers,
-                                  progress=_progress(context, "rendered fields"))
-    return wells, {"image_size": entry.synthetic.image_size, "mean_cells_per_field": float(entry.synthetic.mean_cells),
-            "bytes_on_disk": int(sum(f.stat().st_size for f in final.rglob("*.tiff"))),
-            "spec": dg.MetadataValue.json(entry.synthetic.to_dict())}
+        _, wells = render_dataset(
+            design, entry.synthetic, tmp, n_workers=store.n_workers, progress=_progress(context, "rendered fields")
+        )
+    return wells, {
+        "image_size": entry.synthetic.image_size,
+        "mean_cells_per_field": float(entry.synthetic.mean_cells),
+        "bytes_on_disk": int(sum(f.stat().st_size for f in final.rglob("*.tiff"))),
+        "spec": dg.MetadataValue.json(entry.synthetic.to_dict()),
+    }
 
 
 def _download_images(context: dg.AssetExecutionContext, source, load_data: pd.DataFrame) -> dict:
@@ -84,9 +86,14 @@ def raw_images(context: dg.AssetExecutionContext, store: MoaStore, s3: S3Resourc
     wells = None
     if entry.kind == "synthetic":  # the renderer knows its wells (and their true latents)
         wells, meta = _render_synthetic(context, store, entry)
-    source = open_image_source(entry, cache_dir=store.cache_dir, root=store.dataset_dir(ds),
-                               transfer=_transfer(store, s3) if entry.source == "gallery" else None,
-                               endpoint_url=s3.endpoint_url, image_cache=store.download_images)
+    source = open_image_source(
+        entry,
+        cache_dir=store.cache_dir,
+        root=store.dataset_dir(ds),
+        transfer=_transfer(store, s3) if entry.source == "gallery" else None,
+        endpoint_url=s3.endpoint_url,
+        image_cache=store.download_images,
+    )
     plates = source.list_plates()
     load_data = pd.concat([source.read_load_data(p) for p in plates], ignore_index=True)
     context.log.info(f"{ds}: {len(plates)} plate(s), {len(load_data)} fields")
@@ -119,8 +126,11 @@ def _mapping_key(plate: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", plate)
 
 
-@dg.op(ins={"start": dg.In(dg.Nothing)}, out=dg.DynamicOut(str),
-       description="One output per plate of the dataset's load_data.")
+@dg.op(
+    ins={"start": dg.In(dg.Nothing)},
+    out=dg.DynamicOut(str),
+    description="One output per plate of the dataset's load_data.",
+)
 def cp_plates(context: dg.OpExecutionContext, store: MoaStore) -> Iterator[dg.DynamicOutput[str]]:
     ds = dataset_key(context)
     plates = sorted(store.warehouse().read_table(partition_table("load_data", ds))["Metadata_Plate"].unique())
@@ -130,20 +140,38 @@ def cp_plates(context: dg.OpExecutionContext, store: MoaStore) -> Iterator[dg.Dy
 
 @dg.op(description="Segment and measure one plate's fields; single cells streamed to the plate's parquet.")
 def cp_profile_plate(context: dg.OpExecutionContext, store: MoaStore, plate: str) -> dict:
+    from moa_core.profiles.features import profile_plate
+
     ds = dataset_key(context)
     entry = store.dataset(ds)
     ld = store.warehouse().read_table(partition_table("load_data", ds), {"Metadata_Plate": plate})
     shape = (entry.synthetic.image_size,) * 2 if entry.synthetic else None
     out = store.artifact_dir(ds) / "single_cells" / f"{plate}.parquet"
-    rep = profile_plate(ld, out, load_locator(store.dataset_dir(ds)), entry.features, n_workers=store.n_workers,
-                        expected_shape=shape, progress=_progress(context, f"plate {plate}: profiled fields"))
+    rep = profile_plate(
+        ld,
+        out,
+        load_locator(store.dataset_dir(ds)),
+        entry.features,
+        n_workers=store.n_workers,
+        expected_shape=shape,
+        progress=_progress(context, f"plate {plate}: profiled fields"),
+    )
     context.log.info(f"plate {plate}: {rep.cells} cells in {rep.fields} fields, {len(rep.flagged_fields)} flagged")
-    return {"plate": plate, "path": str(out), "cells": int(rep.cells), "fields": int(rep.fields),
-            "seconds": float(rep.seconds), "flagged": rep.flagged_fields.to_dict("records")}
+    return {
+        "plate": plate,
+        "path": str(out),
+        "cells": int(rep.cells),
+        "fields": int(rep.fields),
+        "seconds": float(rep.seconds),
+        "flagged": rep.flagged_fields.to_dict("records"),
+    }
 
 
 @dg.op(description="Well medians of every plate, joined to the well annotations, into the warehouse.")
 def cp_collect(context: dg.OpExecutionContext, store: MoaStore, plates: list[dict]) -> None:
+    from moa_core.profiles.features import well_profiles
+    from moa_core.profiles.normalize import feature_columns
+
     ds = dataset_key(context)
     t0 = time.time()
     wh = store.warehouse()
@@ -153,23 +181,32 @@ def cp_collect(context: dg.OpExecutionContext, store: MoaStore, plates: list[dic
     wh.replace_table(partition_table("cp_profiles", ds), prof, partition={"dataset": ds})
     qc = pd.DataFrame(flagged, columns=["Metadata_Plate", "Metadata_Well", "Metadata_Site", "reason"])
     qc.insert(0, "dataset", ds)
-    qc = qc.astype({"dataset": "string", "Metadata_Plate": "string", "Metadata_Well": "string",
-                    "Metadata_Site": "int64", "reason": "string"})  # typed even when empty
+    qc = qc.astype(
+        {
+            "dataset": "string",
+            "Metadata_Plate": "string",
+            "Metadata_Well": "string",
+            "Metadata_Site": "int64",
+            "reason": "string",
+        }
+    )  # typed even when empty
     wh.replace_rows("field_qc", qc, {"dataset": ds}, allow_empty=True)
-    context.add_output_metadata({
-        "plates": len(plates),
-        "wells": len(prof),
-        "cells": int(sum(p["cells"] for p in plates)),
-        "fields": int(sum(p["fields"] for p in plates)),
-        "flagged_fields": len(flagged),
-        "features": len(feature_columns(prof)),
-        "median_cells_per_well": float(prof["Metadata_Count_Cells"].median()),
-        "wells_without_cells": int(len(wells) - len(prof)),
-        "single_cells_dir": dg.MetadataValue.path(str(store.artifact_dir(ds) / "single_cells")),
-        "feature_config": dg.MetadataValue.json(store.dataset(ds).features.to_dict()),
-        "seconds_per_plate": dg.MetadataValue.json({p["plate"]: round(p["seconds"], 1) for p in plates}),
-        "seconds": round(sum(p["seconds"] for p in plates) + time.time() - t0, 1),
-    })
+    context.add_output_metadata(
+        {
+            "plates": len(plates),
+            "wells": len(prof),
+            "cells": int(sum(p["cells"] for p in plates)),
+            "fields": int(sum(p["fields"] for p in plates)),
+            "flagged_fields": len(flagged),
+            "features": len(feature_columns(prof)),
+            "median_cells_per_well": float(prof["Metadata_Count_Cells"].median()),
+            "wells_without_cells": int(len(wells) - len(prof)),
+            "single_cells_dir": dg.MetadataValue.path(str(store.artifact_dir(ds) / "single_cells")),
+            "feature_config": dg.MetadataValue.json(store.dataset(ds).features.to_dict()),
+            "seconds_per_plate": dg.MetadataValue.json({p["plate"]: round(p["seconds"], 1) for p in plates}),
+            "seconds": round(sum(p["seconds"] for p in plates) + time.time() - t0, 1),
+        }
+    )
 
 
 @dg.graph_asset(
@@ -194,6 +231,8 @@ def cp_profiles(raw_images):
     description="CP well embeddings: invalid features dropped, standardized per plate to DMSO wells.",
 )
 def cp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.profiles.normalize import clean_features, feature_columns, standardize_to_controls
+
     ds = dataset_key(context)
     t0 = time.time()
     wh = store.warehouse()
@@ -268,6 +307,8 @@ def splits_cover_every_class(context: dg.AssetCheckExecutionContext, store: MoaS
 
 @dg.asset_check(asset=cp_embeddings, description="CP embeddings are finite and DMSO wells are centred per plate.")
 def cp_embeddings_standardized(context: dg.AssetCheckExecutionContext, store: MoaStore) -> dg.AssetCheckResult:
+    from moa_core.profiles.normalize import feature_columns
+
     ds = dataset_key(context)
     df = store.warehouse().read_table(partition_table("cp_embeddings", ds))
     feats = feature_columns(df)

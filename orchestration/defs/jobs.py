@@ -8,7 +8,7 @@ ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.groups("ingest"),
     description="Raw images -> CP profiles (per plate) -> CP embeddings, the train/val/test splits and the "
-                "preprocessed image store, for one dataset.",
+    "preprocessed image store, for one dataset.",
 )
 published_job = dg.define_asset_job(
     "published_job",
@@ -19,13 +19,13 @@ train_eval_job = dg.define_asset_job(
     "train_eval_job",
     selection=dg.AssetSelection.assets("mp_checkpoint", "mp_embeddings", "evaluation_results", "retrieval_index"),
     description="Train MOAProfiler, embed, evaluate MP vs CP (and CP published, DP recipe) and build the retrieval "
-                "indexes, for one (dataset, fraction).",
+    "indexes, for one (dataset, fraction).",
 )
 dp_recipe_job = dg.define_asset_job(
     "dp_recipe_job",
     selection=dg.AssetSelection.assets("dp_checkpoint", "dp_embeddings"),
     description="DP recipe (trained here): single-cell crops -> EfficientNet-B0 on compound identity -> well "
-                "embeddings, for one (dataset, fraction); evaluation_results scores it beside MP and CP.",
+    "embeddings, for one (dataset, fraction); evaluation_results scores it beside MP and CP.",
 )
 holdout_job = dg.define_asset_job(
     "holdout_job",
@@ -41,7 +41,7 @@ phenoca_job = dg.define_asset_job(
     "phenoca_job",
     selection=dg.AssetSelection.assets("phenoca_results"),
     description="The Pheno-CA model zoo at one data scale (dataset x fraction); backfill over fractions builds the "
-                "scaling study.",
+    "scaling study.",
 )
 scaling_job = dg.define_asset_job(
     "scaling_job",
@@ -52,7 +52,7 @@ retrieval_job = dg.define_asset_job(
     "retrieval_job",
     selection=dg.AssetSelection.assets("retrieval_index"),
     description="(Re)build the MOA-retrieval indexes of one (dataset, fraction) from the embeddings it has (e.g. "
-                "after phenoca_results added IBP embeddings, or published_job CP published ones).",
+    "after phenoca_results added IBP embeddings, or published_job CP published ones).",
 )
 publish_job = dg.define_asset_job(
     "publish_job",

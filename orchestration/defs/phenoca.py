@@ -1,6 +1,5 @@
 """Pheno-CA domain: study inputs per dataset, the model zoo per (dataset, data scale), scaling laws per dataset."""
 
-
 import dataclasses
 import time
 
@@ -9,8 +8,6 @@ import numpy as np
 import pandas as pd
 
 from moa_core.datasets import FRACTIONS, data_scale
-from moa_core.phenoca.profiles import as_study_table
-from moa_core.scaling.studies import fit_curves, fraction_points, phenoca_points
 from moa_core.splits import SPLIT_COL, subsample_training
 from moa_core.storage import partition_table, write_parquet_atomic
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
@@ -32,6 +29,7 @@ class StudyOverrides(dg.Config):
     splits: list[str] | None = None
     device: str | None = None
     max_minutes: float | None = None
+    num_threads: int | None = None  # torch threads of this run (speed only: results replay within rounding)
 
     def apply(self, base):
         vals = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.model_dump().items() if v is not None}
@@ -44,6 +42,8 @@ def _inputs_path(store: MoaStore, ds: str):
 
 def _study_source(context: dg.AssetExecutionContext, store: MoaStore, ds: str) -> tuple[pd.DataFrame, str]:
     """The dataset's well-level profiles in the study schema, and where they came from."""
+    from moa_core.phenoca.profiles import as_study_table
+
     entry = store.dataset(ds)
     wh = store.warehouse()
     if entry.kind == "synthetic_profiles":
@@ -55,8 +55,10 @@ def _study_source(context: dg.AssetExecutionContext, store: MoaStore, ds: str) -
     elif entry.phenoca_representation == "MP":
         # MP was trained on MoA labels of this dataset's own split: Pheno-CA's test wells and novel compounds
         # would have been its training data
-        raise dg.Failure(f"dataset {ds}: Pheno-CA on MP embeddings would test on wells MP was trained on (its "
-                         f"splits differ); use phenoca_representation = 'CP'")
+        raise dg.Failure(
+            f"dataset {ds}: Pheno-CA on MP embeddings would test on wells MP was trained on (its "
+            f"splits differ); use phenoca_representation = 'CP'"
+        )
     else:
         table = partition_table("cp_embeddings", ds)
     if not wh.has_table(table):
@@ -82,12 +84,17 @@ def phenoca_profiles(context: dg.AssetExecutionContext, store: MoaStore) -> dg.M
     kinds = df["Metadata_pert_type"].value_counts().to_dict()
     comp = df[df["Metadata_pert_type"].eq("compound")]
     meta = {
-        "path": dg.MetadataValue.path(str(path)), "source": origin, "wells": len(df), "features": len(feats),
-        "plates": int(df["Metadata_Plate"].nunique()), "sources": int(df["Metadata_Source"].nunique()),
+        "path": dg.MetadataValue.path(str(path)),
+        "source": origin,
+        "wells": len(df),
+        "features": len(feats),
+        "plates": int(df["Metadata_Plate"].nunique()),
+        "sources": int(df["Metadata_Source"].nunique()),
         "annotated_compounds": int(comp.loc[~comp["Metadata_is_ood"], "Metadata_JCP2022"].nunique()),
         "ood_compounds": int(comp.loc[comp["Metadata_is_ood"], "Metadata_JCP2022"].nunique()),
         "crispr_genes": int(df.loc[df["Metadata_pert_type"].eq("crispr"), "Metadata_gene"].nunique()),
-        "moas": int(comp["Metadata_moa"].nunique()), "targets": int(comp["Metadata_target"].nunique()),
+        "moas": int(comp["Metadata_moa"].nunique()),
+        "targets": int(comp["Metadata_target"].nunique()),
         "wells_by_type": dg.MetadataValue.json({str(k): int(v) for k, v in kinds.items()}),
         "seconds": round(time.time() - t0, 1),
     }
@@ -116,24 +123,33 @@ def phenoca_results(context: dg.AssetExecutionContext, config: StudyOverrides, s
     ood_share, rep_share = data_scale(frac)
     cfg = config.apply(store.dataset(ds).phenoca)
     profiles = pd.read_parquet(path)
-    res = run_study(profiles, ood_share=ood_share, replicate_share=rep_share, config=cfg,
-                    log=lambda msg: context.log.info(msg))
+    res = run_study(
+        profiles, ood_share=ood_share, replicate_share=rep_share, config=cfg, log=lambda msg: context.log.info(msg)
+    )
     table = res.table
     table.insert(0, "fraction", frac)
     table.insert(0, "dataset", ds)
     wh = store.warehouse()
     wh.replace_rows("phenoca_results", table, {"dataset": ds, "fraction": frac})
     if res.embeddings is not None:  # the IBP encoder's well embeddings: the explorer's "IBP" method
-        wh.replace_table(partition_table("ibp_embeddings", ds, frac), res.embeddings,
-                         partition={"dataset": ds, "fraction": frac})
-    meta = {"rows": len(table), "models": int(table["model"].nunique()), "ood_share": ood_share,
-            "replicate_share": rep_share, "seconds": round(time.time() - t0, 1),
-            **{k: v for k, v in res.summary.items()}}
+        wh.replace_table(
+            partition_table("ibp_embeddings", ds, frac), res.embeddings, partition={"dataset": ds, "fraction": frac}
+        )
+    meta = {
+        "rows": len(table),
+        "models": int(table["model"].nunique()),
+        "ood_share": ood_share,
+        "replicate_share": rep_share,
+        "seconds": round(time.time() - t0, 1),
+        **{k: v for k, v in res.summary.items()},
+    }
     return dg.MaterializeResult(metadata=meta)
 
 
 def _mp_fraction_points(store: MoaStore, ds: str) -> pd.DataFrame:
     """MOAProfiler's replicate-fraction curve of an image dataset (x = training wells of each fraction)."""
+    from moa_core.scaling.studies import fraction_points
+
     wh = store.warehouse()
     if not wh.has_table("evaluation_results") or not wh.has_table(partition_table("splits", ds)):
         return pd.DataFrame()
@@ -159,6 +175,8 @@ def _mp_fraction_points(store: MoaStore, ds: str) -> pd.DataFrame:
     ),
 )
 def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.scaling.studies import fit_curves, phenoca_points
+
     ds = dataset_key(context)
     t0 = time.time()
     wh = store.warehouse()
@@ -166,11 +184,16 @@ def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
     if wh.has_table("phenoca_results"):
         parts.append(phenoca_points(wh.read_table("phenoca_results", {"dataset": ds})))
     parts.append(_mp_fraction_points(store, ds))
-    points = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(not p.empty for p in parts) \
+    points = (
+        pd.concat([p for p in parts if not p.empty], ignore_index=True)
+        if any(not p.empty for p in parts)
         else pd.DataFrame()
+    )
     if points.empty:
-        raise dg.Failure(f"dataset {ds}: no phenoca_results and no replicate-fraction evaluation to fit; materialize "
-                         f"phenoca_results (profile datasets) or evaluation_results at several fractions")
+        raise dg.Failure(
+            f"dataset {ds}: no phenoca_results and no replicate-fraction evaluation to fit; materialize "
+            f"phenoca_results (profile datasets) or evaluation_results at several fractions"
+        )
     targets = {}
     mp = points[points["study"].eq("mp_fractions")]
     for task, g in mp.groupby("task"):  # MP's curve: how much data until MP meets CP's (flat) line?
@@ -183,13 +206,21 @@ def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
         df["dataset"] = ds
         wh.replace_rows(tbl, df, {"dataset": ds})
     best = laws[laws["rank"].eq(1)] if "rank" in laws else laws.head(0)
-    lines = [f"{r.study}/{r.task}/{r.family}: {r.form}, N needed {r.n_needed:.3g} "
-             f"[{r.n_needed_low:.3g}, {r.n_needed_high:.3g}] for {r.target:.3g}, P(reachable) {r.p_reachable:.2f}"
-             if bool(r.reliable) and np.isfinite(r.n_needed or np.nan) else
-             f"{r.study}/{r.task}/{r.family}: {r.form}: {r.reason or 'no finite N'}" for r in best.itertuples()]
+    lines = [
+        f"{r.study}/{r.task}/{r.family}: {r.form}, N needed {r.n_needed:.3g} "
+        f"[{r.n_needed_low:.3g}, {r.n_needed_high:.3g}] for {r.target:.3g}, P(reachable) {r.p_reachable:.2f}"
+        if bool(r.reliable) and np.isfinite(r.n_needed or np.nan)
+        else f"{r.study}/{r.task}/{r.family}: {r.form}: {r.reason or 'no finite N'}"
+        for r in best.itertuples()
+    ]
     for line in lines:
         context.log.info(line)
-    return dg.MaterializeResult(metadata={
-        "points": len(points), "curves": int(points.groupby(["study", "task", "family"]).ngroups),
-        "laws": len(laws), "best_forms": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
-        "seconds": round(time.time() - t0, 1)})
+    return dg.MaterializeResult(
+        metadata={
+            "points": len(points),
+            "curves": int(points.groupby(["study", "task", "family"]).ngroups),
+            "laws": len(laws),
+            "best_forms": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
+            "seconds": round(time.time() - t0, 1),
+        }
+    )

@@ -49,13 +49,23 @@ def _status(context: dg.AssetExecutionContext) -> tuple[pd.DataFrame, pd.DataFra
         mat = ev.asset_materialization if ev is not None else None
         pdef = adef.partitions_def
         done = set(instance.get_materialized_partitions(key)) if pdef is not None else set()
-        assets.append({"asset": name, "group": adef.group_names_by_key.get(key, ""),
-                       "partitioned_by": ("dataset x fraction" if isinstance(pdef, dg.MultiPartitionsDefinition)
-                                          else "dataset" if pdef is not None else "-"),
-                       "materialized_partitions": len(done) if pdef is not None else int(ev is not None),
-                       "latest_partition": (mat.partition if mat is not None else None),
-                       "latest_at": (pd.Timestamp(ev.timestamp, unit="s") if ev is not None else pd.NaT),
-                       "latest_run_id": (ev.run_id if ev is not None else None)})
+        assets.append(
+            {
+                "asset": name,
+                "group": adef.group_names_by_key.get(key, ""),
+                "partitioned_by": (
+                    "dataset x fraction"
+                    if isinstance(pdef, dg.MultiPartitionsDefinition)
+                    else "dataset"
+                    if pdef is not None
+                    else "-"
+                ),
+                "materialized_partitions": len(done) if pdef is not None else int(ev is not None),
+                "latest_partition": (mat.partition if mat is not None else None),
+                "latest_at": (pd.Timestamp(ev.timestamp, unit="s") if ev is not None else pd.NaT),
+                "latest_run_id": (ev.run_id if ev is not None else None),
+            }
+        )
         if pdef is None:
             continue
         if isinstance(pdef, dg.MultiPartitionsDefinition):
@@ -68,13 +78,21 @@ def _status(context: dg.AssetExecutionContext) -> tuple[pd.DataFrame, pd.DataFra
                 kinds = {_kind(f) for f in have}
                 for frac in fractions:
                     if _kind(frac) in kinds:
-                        parts.append({"asset": name, "dataset": ds, "fraction": frac,
-                                      "partition_key": f"{ds}|{frac}", "materialized": frac in have})
+                        parts.append(
+                            {
+                                "asset": name,
+                                "dataset": ds,
+                                "fraction": frac,
+                                "partition_key": f"{ds}|{frac}",
+                                "materialized": frac in have,
+                            }
+                        )
         else:
             for ds in sorted(str(k) for k in done):
                 parts.append({"asset": name, "dataset": ds, "fraction": "", "partition_key": ds, "materialized": True})
-    return pd.DataFrame(assets), pd.DataFrame(parts, columns=["asset", "dataset", "fraction", "partition_key",
-                                                               "materialized"])
+    return pd.DataFrame(assets), pd.DataFrame(
+        parts, columns=["asset", "dataset", "fraction", "partition_key", "materialized"]
+    )
 
 
 def _datasets(store: MoaStore, names: list[str]) -> pd.DataFrame:
@@ -85,9 +103,19 @@ def _datasets(store: MoaStore, names: list[str]) -> pd.DataFrame:
         except Exception as exc:  # noqa: BLE001 - a dataset removed from the catalogue since: say so
             rows.append({"dataset": n, "kind": None, "description": f"not in the catalogue any more ({exc})"})
             continue
-        rows.append({"dataset": n, "kind": e.kind, "description": e.description, "source": e.source,
-                     "project": e.project, "batch": e.batch, "release": e.release, "origin": e.origin,
-                     "has_images": e.has_images})
+        rows.append(
+            {
+                "dataset": n,
+                "kind": e.kind,
+                "description": e.description,
+                "source": e.source,
+                "project": e.project,
+                "batch": e.batch,
+                "release": e.release,
+                "origin": e.origin,
+                "has_images": e.has_images,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -96,7 +124,7 @@ def _datasets(store: MoaStore, names: list[str]) -> pd.DataFrame:
     deps=["evaluation_results", "holdout_results", "scaling_laws", "retrieval_index"],
     kinds={"duckdb"},
     description="Read-only copy of the warehouse for the dashboard (written to a temporary name, then renamed), "
-                "with the instance's materialization status of every asset and the datasets in use.",
+    "with the instance's materialization status of every asset and the datasets in use.",
 )
 def dashboard_snapshot(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
     t0 = time.time()
@@ -108,12 +136,28 @@ def dashboard_snapshot(context: dg.AssetExecutionContext, store: MoaStore) -> dg
         wh.replace_table("partition_status", parts)
     if in_use:
         wh.replace_table("datasets", _datasets(store, in_use))
-    wh.replace_table("publication", pd.DataFrame([{"published_at": pd.Timestamp.now(), "code_version": code_version(),
-                                                   "run_id": context.run.run_id, "data_dir": str(store.root_path)}]))
+    wh.replace_table(
+        "publication",
+        pd.DataFrame(
+            [
+                {
+                    "published_at": pd.Timestamp.now(),
+                    "code_version": code_version(),
+                    "run_id": context.run.run_id,
+                    "data_dir": str(store.root_path),
+                }
+            ]
+        ),
+    )
     path = wh.publish_snapshot(store.snapshot_path)
     missing = int((~parts["materialized"]).sum()) if not parts.empty else 0
     return dg.MaterializeResult(
-        metadata={"snapshot": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size,
-                  "datasets": len(in_use), "missing_partitions": missing, "code_version": code_version(),
-                  "seconds": round(time.time() - t0, 1)}
+        metadata={
+            "snapshot": dg.MetadataValue.path(str(path)),
+            "bytes": path.stat().st_size,
+            "datasets": len(in_use),
+            "missing_partitions": missing,
+            "code_version": code_version(),
+            "seconds": round(time.time() - t0, 1),
+        }
     )

@@ -13,7 +13,6 @@ For image datasets it also records where every field's images are
 store row), so the dashboard can show cells without re-deriving paths.
 """
 
-
 import re
 import shutil
 import time
@@ -27,10 +26,7 @@ from moa_core.data.design import cpjump1_identifiers
 from moa_core.data.load_data import channel_paths
 from moa_core.data.locator import load_locator
 from moa_core.errors import MoaInputError
-from moa_core.profiles.normalize import standardize_to_controls
 from moa_core.provenance import code_version
-from moa_core.retrieval import build_index, calibrate, compound_activity, save_index
-from moa_core.retrieval.index import is_control
 from moa_core.storage import partition_table
 from orchestration.defs.evaluation import METHOD_TABLES, available_methods
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions
@@ -40,8 +36,22 @@ GROUP = "retrieval"
 CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")
 #: Method -> (embedding table base name, per fraction).
 SOURCES = {**METHOD_TABLES, "IBP": ("ibp_embeddings", True)}
-INDEX_COLUMNS = ["dataset", "fraction", "method", "path", "build_id", "n_wells", "n_compounds", "dim",
-                 "knn_loco_precision", "latent_loco_precision", "n_calibration", "notes", "built_at", "code_version"]
+INDEX_COLUMNS = [
+    "dataset",
+    "fraction",
+    "method",
+    "path",
+    "build_id",
+    "n_wells",
+    "n_compounds",
+    "dim",
+    "knn_loco_precision",
+    "latent_loco_precision",
+    "n_calibration",
+    "notes",
+    "built_at",
+    "code_version",
+]
 
 
 def slug(method: str) -> str:
@@ -49,6 +59,9 @@ def slug(method: str) -> str:
 
 
 def _sources(store: MoaStore, ds: str, frac: str) -> dict[str, pd.DataFrame]:
+    from moa_core.profiles.normalize import standardize_to_controls
+    from moa_core.retrieval.index import is_control
+
     out = available_methods(store.warehouse(), ds, frac, SOURCES)
     phenoca_inputs = store.artifact_dir(ds) / "phenoca_profiles.parquet"
     if "CP" not in out and "CP published" not in out and phenoca_inputs.is_file():
@@ -98,8 +111,9 @@ def image_fields(store: MoaStore, ds: str) -> pd.DataFrame | None:
         from moa_core.store import ImageStore
 
         idx = ImageStore(sp).index()
-        out = out.drop(columns=["store_row"]).merge(idx, on=["Metadata_Plate", "Metadata_Well", "Metadata_Site"],
-                                                    how="left")
+        out = out.drop(columns=["store_row"]).merge(
+            idx, on=["Metadata_Plate", "Metadata_Well", "Metadata_Site"], how="left"
+        )
         out["store_row"] = out["store_row"].astype("Int64")
         out["store_path"] = str(sp.relative_to(store.root_path))
     return out
@@ -130,8 +144,14 @@ def _prune(store: MoaStore, folder: Path, keep: set[Path]) -> None:
 @dg.asset(
     partitions_def=dataset_fraction_partitions,
     group_name=GROUP,
-    deps=["mp_embeddings", "cp_embeddings", "dp_embeddings", "cp_published_embeddings", "phenoca_results",
-          "image_store"],
+    deps=[
+        "mp_embeddings",
+        "cp_embeddings",
+        "dp_embeddings",
+        "cp_published_embeddings",
+        "phenoca_results",
+        "image_store",
+    ],
     kinds={"numpy", "duckdb"},
     description=(
         "MOA-retrieval indexes of one (dataset, fraction): one per embedding method present (MP, CP, CP published, "
@@ -140,12 +160,16 @@ def _prune(store: MoaStore, folder: Path, keep: set[Path]) -> None:
     ),
 )
 def retrieval_index(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.retrieval import build_index, calibrate, compound_activity, save_index
+
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
     sources = _sources(store, ds, frac)
     if not sources:
-        raise dg.Failure(f"dataset {ds} fraction {frac}: no well embeddings to index; materialize mp_embeddings, "
-                         f"cp_embeddings, dp_embeddings, cp_published_embeddings or phenoca_results first")
+        raise dg.Failure(
+            f"dataset {ds} fraction {frac}: no well embeddings to index; materialize mp_embeddings, "
+            f"cp_embeddings, dp_embeddings, cp_published_embeddings or phenoca_results first"
+        )
     ids = _identifiers(store, ds)
     folder = store.root_path / "retrieval" / ds / frac
     cache = store.cache_dir / "copairs"
@@ -154,13 +178,25 @@ def retrieval_index(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Ma
         t1 = time.time()
         feats = [c for c in df.columns if not c.startswith("Metadata_")]
         try:
-            idx = build_index(df, feats, method=method, dataset=ds, fraction=frac, identifiers=ids,
-                              extra={"code_version": code_version()})
+            idx = build_index(
+                df,
+                feats,
+                method=method,
+                dataset=ds,
+                fraction=frac,
+                identifiers=ids,
+                extra={"code_version": code_version()},
+            )
         except MoaInputError as exc:
             raise dg.Failure(f"dataset {ds} fraction {frac} method {method}: {exc}") from exc
         w = idx.wells
-        act, notes = compound_activity(np.asarray(idx.vectors), w["compound"].to_numpy(),
-                                       w["Metadata_Plate"].to_numpy(), w["is_control"].to_numpy(bool), cache_dir=cache)
+        act, notes = compound_activity(
+            np.asarray(idx.vectors),
+            w["compound"].to_numpy(),
+            w["Metadata_Plate"].to_numpy(),
+            w["is_control"].to_numpy(bool),
+            cache_dir=cache,
+        )
         idx.compounds = idx.compounds.merge(act, on="compound", how="left")
         cal = calibrate(idx, k=5)
         idx.manifest["notes"] = notes
@@ -169,15 +205,30 @@ def retrieval_index(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Ma
         built.append(dest)
         knn_p = float(cal["knn_correct"].mean()) if len(cal) else float("nan")
         lat_p = float(cal["latent_correct"].mean()) if len(cal) else float("nan")
-        rows.append({"dataset": ds, "fraction": frac, "method": method, "path": str(dest.relative_to(store.root_path)),
-                     "build_id": idx.manifest["build_id"], "n_wells": idx.n_wells, "n_compounds": len(idx.compounds),
-                     "dim": idx.dim, "knn_loco_precision": knn_p, "latent_loco_precision": lat_p,
-                     "n_calibration": int(len(cal)), "notes": "; ".join(f"{k}: {v}" for k, v in notes.items()),
-                     "built_at": idx.manifest["built_at"], "code_version": code_version()})
+        rows.append(
+            {
+                "dataset": ds,
+                "fraction": frac,
+                "method": method,
+                "path": str(dest.relative_to(store.root_path)),
+                "build_id": idx.manifest["build_id"],
+                "n_wells": idx.n_wells,
+                "n_compounds": len(idx.compounds),
+                "dim": idx.dim,
+                "knn_loco_precision": knn_p,
+                "latent_loco_precision": lat_p,
+                "n_calibration": int(len(cal)),
+                "notes": "; ".join(f"{k}: {v}" for k, v in notes.items()),
+                "built_at": idx.manifest["built_at"],
+                "code_version": code_version(),
+            }
+        )
         meta[f"{slug(method)}_wells"] = idx.n_wells
         meta[f"{slug(method)}_seconds"] = round(time.time() - t1, 1)
-        context.log.info(f"{method}: {idx.n_wells} wells x {idx.dim} d, {len(idx.compounds)} perturbations; LOCO "
-                         f"k-NN {knn_p:.3f} latent {lat_p:.3f} ({len(cal)} compounds) in {time.time() - t1:.1f} s")
+        context.log.info(
+            f"{method}: {idx.n_wells} wells x {idx.dim} d, {len(idx.compounds)} perturbations; LOCO "
+            f"k-NN {knn_p:.3f} latent {lat_p:.3f} ({len(cal)} compounds) in {time.time() - t1:.1f} s"
+        )
     wh = store.warehouse()
     wh.replace_rows("retrieval_indexes", pd.DataFrame(rows, columns=INDEX_COLUMNS), {"dataset": ds, "fraction": frac})
     _prune(store, folder, keep=set(built))
@@ -185,12 +236,15 @@ def retrieval_index(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Ma
     if fields is not None and not fields.empty:
         wh.replace_table(partition_table("image_fields", ds), fields, partition={"dataset": ds})
         meta["image_fields"] = len(fields)
-    return dg.MaterializeResult(metadata={"methods": dg.MetadataValue.text(", ".join(sources)), **meta,
-                                          "seconds": round(time.time() - t0, 1)})
+    return dg.MaterializeResult(
+        metadata={"methods": dg.MetadataValue.text(", ".join(sources)), **meta, "seconds": round(time.time() - t0, 1)}
+    )
 
 
-@dg.asset_check(asset=retrieval_index, description="Every index of the partition opens with matching SHA-256 "
-                "hashes and answers a query.")
+@dg.asset_check(
+    asset=retrieval_index,
+    description="Every index of the partition opens with matching SHA-256 hashes and answers a query.",
+)
 def retrieval_index_answers(context: dg.AssetCheckExecutionContext, store: MoaStore) -> dg.AssetCheckResult:
     from moa_core.retrieval import load_index, neighbours
 
@@ -204,12 +258,17 @@ def retrieval_index_answers(context: dg.AssetCheckExecutionContext, store: MoaSt
             neighbours(idx, str(treat["compound"].iloc[0]), k=5)
         except Exception as exc:  # noqa: BLE001 - reported as the check's failure, with the index
             problems.append(f"{r.method}: {exc}")
-    return dg.AssetCheckResult(passed=not problems, metadata={"indexes": len(rows), "problems": dg.MetadataValue.text(
-        "; ".join(problems) or "none")})
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"indexes": len(rows), "problems": dg.MetadataValue.text("; ".join(problems) or "none")},
+    )
 
 
-@dg.asset_check(asset=retrieval_index, description="Warns when a method's leave-one-compound-out k-NN MOA "
-                "precision does not beat always guessing the most frequent MOA (a model that learned nothing).")
+@dg.asset_check(
+    asset=retrieval_index,
+    description="Warns when a method's leave-one-compound-out k-NN MOA "
+    "precision does not beat always guessing the most frequent MOA (a model that learned nothing).",
+)
 def retrieval_index_beats_majority(context: dg.AssetCheckExecutionContext, store: MoaStore) -> dg.AssetCheckResult:
     from moa_core.retrieval import load_index
 
@@ -224,5 +283,8 @@ def retrieval_index_beats_majority(context: dg.AssetCheckExecutionContext, store
         meta[f"{slug(r.method)}_majority_share"] = majority
         if np.isfinite(r.knn_loco_precision) and r.knn_loco_precision <= majority:
             weak.append(f"{r.method}: k-NN precision {r.knn_loco_precision:.3f} <= majority MOA {majority:.3f}")
-    return dg.AssetCheckResult(passed=not weak, severity=dg.AssetCheckSeverity.WARN,
-                               metadata={**meta, "weak": dg.MetadataValue.text("; ".join(weak) or "none")})
+    return dg.AssetCheckResult(
+        passed=not weak,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={**meta, "weak": dg.MetadataValue.text("; ".join(weak) or "none")},
+    )

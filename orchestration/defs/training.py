@@ -6,9 +6,10 @@ process, or ``torchrun`` with ``nproc_per_node`` processes), record the checkpoi
 in its warehouse row and check it before embedding.
 """
 
-
 import dataclasses
 import time
+import types
+import typing
 from pathlib import Path
 
 import dagster as dg
@@ -16,14 +17,9 @@ import numpy as np
 import pandas as pd
 
 from moa_core.datasets import replicate_fraction
-from moa_core.model.dp_recipe import CellCrops, cells_for_wells, embed_cells_by_well, load_pretrained_weights
-from moa_core.model.embed import embed_fields, median_per_well
-from moa_core.model.launch import TrainSpec, launch_training, write_fields
-from moa_core.model.loader import StoreFields
-from moa_core.model.train import TrainConfig, content_addressed, file_sha256, load_checkpoint, prune_checkpoints
-from moa_core.profiles.normalize import feature_columns, standardize_to_controls
+from moa_core.model.config import TrainConfig
+from moa_core.model.launch import TrainSpec
 from moa_core.splits import SPLIT_COL, subsample_training
-from moa_core.store import ImageStore
 from moa_core.storage import partition_table, write_parquet_atomic
 from orchestration.defs.image_store import image_store
 from orchestration.defs.ingest import compound_holdout_splits, cp_profiles, splits
@@ -35,41 +31,55 @@ KEYS = ["Metadata_Plate", "Metadata_Well"]
 FIELD_KEYS = KEYS + ["Metadata_Site"]
 
 
-class TrainOverrides(dg.Config):
-    """Overrides of the dataset's registered training config (from the launchpad); unset = the entry's value.
+def _override_fields(cls: type) -> dict[str, tuple[object, None]]:
+    """Every field of the dataclass ``cls`` as an optional Dagster config field (unset = ``None``).
 
-    Every :class:`~moa_core.model.train.TrainConfig` value, plus ``nproc_per_node``: more than
-    one launches ``torchrun --standalone`` (DDP; one process per GPU, or gloo on CPU).
+    Types come from the dataclass's own annotations (tuples become lists, Dagster's config has no
+    tuples), so a field added to :class:`~moa_core.model.config.TrainConfig` is a launchpad option
+    without being declared twice.
     """
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if typing.get_origin(t) in (types.UnionType, typing.Union):  # ``X | None``
+            t = args[0]
+        if typing.get_origin(t) is tuple:
+            t = list[typing.get_args(t)[0]]
+        out[f.name] = (t | None, None)
+    return out
 
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    dropout: float | None = None
-    milestones: list[float] | None = None
-    gamma: float | None = None
-    warmup_epochs: int | None = None
-    grad_clip_norm: float | None = None
-    input_size: int | None = None
-    crop_size: int | None = None
-    color_jitter: float | None = None
-    samples_per_epoch: int | None = None
-    seed: int | None = None
-    num_threads: int | None = None
-    num_workers: int | None = None
-    device: str | None = None
-    nproc_per_node: int = 1
 
-    def apply(self, base: TrainConfig) -> TrainConfig:
-        """``base`` with every set override (launch and weight options aside) replaced."""
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        vals = {k: v for k, v in self.model_dump().items() if v is not None and k in names}
-        if "milestones" in vals:
-            vals["milestones"] = tuple(vals["milestones"])
-        return dataclasses.replace(base, **vals)
+def _apply_overrides(self, base: TrainConfig) -> TrainConfig:
+    """``base`` with every set override (launch and weight options aside) replaced."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    vals = {k: v for k, v in self.model_dump().items() if v is not None and k in names}
+    if "milestones" in vals:
+        vals["milestones"] = tuple(vals["milestones"])
+    return dataclasses.replace(base, **vals)
+
+
+_OVERRIDES = _override_fields(TrainConfig)
+
+#: Overrides of the dataset's registered training config (from the launchpad); unset = the entry's value:
+#: every :class:`~moa_core.model.config.TrainConfig` field, plus ``nproc_per_node`` (more than one launches
+#: ``torchrun --standalone``: DDP, one process per GPU, or gloo on CPU).
+TrainOverrides = type(
+    "TrainOverrides",
+    (dg.Config,),
+    {
+        "__module__": __name__,
+        "__qualname__": "TrainOverrides",
+        "__doc__": "Overrides of the dataset's registered training config (from the launchpad); unset = the entry's "
+        "value. Every TrainConfig field, plus nproc_per_node: more than one launches torchrun "
+        "--standalone (DDP; one process per GPU, or gloo on CPU).",
+        "__annotations__": {**{k: t for k, (t, _) in _OVERRIDES.items()}, "nproc_per_node": int},
+        **{k: d for k, (_, d) in _OVERRIDES.items()},
+        "nproc_per_node": 1,
+        "apply": _apply_overrides,
+    },
+)
 
 
 class DPRecipeConfig(TrainOverrides):
@@ -89,25 +99,37 @@ def _fields_for(index: pd.DataFrame, wells: pd.DataFrame) -> pd.DataFrame:
 
 
 def _store_index(store: MoaStore, ds: str) -> tuple[Path, pd.DataFrame]:
+    from moa_core.store import ImageStore
+
     path = store.image_store_path(ds)
     return path, ImageStore(path).index()
 
 
 def _epoch_logger(context: dg.AssetExecutionContext, epochs: int):
     def on_epoch(rec: dict) -> None:
-        bal = f" well balanced acc (no DMSO) {rec['val_balanced_accuracy']:.3f}" if "val_balanced_accuracy" in rec else ""
+        bal = (
+            f" well balanced acc (no DMSO) {rec['val_balanced_accuracy']:.3f}" if "val_balanced_accuracy" in rec else ""
+        )
         context.log.info(
             f"epoch {rec['epoch']}/{epochs}: loss {rec['train_loss']:.3f} train acc {rec['train_accuracy']:.3f} "
             f"val acc {rec['val_accuracy']:.3f}{bal} lr {rec['lr']:.4f} ({rec['seconds']:.0f} s)"
         )
+
     return on_epoch
 
 
 def _run_training(context: dg.AssetExecutionContext, spec: TrainSpec, nproc: int, epochs: int) -> dict:
     """Launch, log, content-address the checkpoint; returns the metadata of the run."""
-    res = launch_training(spec, Path(spec.checkpoint).with_suffix(".spec.json"), nproc=nproc,
-                          on_epoch=_epoch_logger(context, epochs),
-                          on_line=lambda line: context.log.debug(line))
+    from moa_core.model.launch import launch_training
+    from moa_core.model.train import content_addressed
+
+    res = launch_training(
+        spec,
+        Path(spec.checkpoint).with_suffix(".spec.json"),
+        nproc=nproc,
+        on_epoch=_epoch_logger(context, epochs),
+        on_line=lambda line: context.log.debug(line),
+    )
     if res.resumed_from_epoch:
         context.log.info(f"resumed after epoch {res.resumed_from_epoch} from the previous attempt's saved state")
     for w in res.warnings:
@@ -120,8 +142,9 @@ def _run_training(context: dg.AssetExecutionContext, spec: TrainSpec, nproc: int
         "best_epoch": res.best_epoch,
         "epochs": len(res.history),
         "best_val_score": float(res.best_val_accuracy),
-        "selected_on": "well balanced accuracy, DMSO excluded" if spec.exclude_class is not None else
-                       "well balanced accuracy",
+        "selected_on": "well balanced accuracy, DMSO excluded"
+        if spec.exclude_class is not None
+        else "well balanced accuracy",
         "resumed_from_epoch": res.resumed_from_epoch,
         "warnings": "; ".join(res.warnings) or "none",
         "processes": nproc,
@@ -132,9 +155,18 @@ def _run_training(context: dg.AssetExecutionContext, spec: TrainSpec, nproc: int
     }, hist
 
 
-def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, overrides: TrainOverrides,
-           ckpt_path: Path, base: TrainConfig | None = None) -> tuple[dict, pd.DataFrame]:
+def _train(
+    context: dg.AssetExecutionContext,
+    store: MoaStore,
+    ds: str,
+    sp: pd.DataFrame,
+    overrides: TrainOverrides,
+    ckpt_path: Path,
+    base: TrainConfig | None = None,
+) -> tuple[dict, pd.DataFrame]:
     """Train MP on the ``train`` wells of ``sp``, select on ``val``; returns (metadata, history)."""
+    from moa_core.model.launch import write_fields
+
     cfg = overrides.apply(base or store.dataset(ds).train)
     t0 = time.time()
     store_path, index = _store_index(store, ds)
@@ -142,16 +174,26 @@ def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.D
     cls_index = {c: i for i, c in enumerate(classes)}
     tr = _fields_for(index, sp[sp[SPLIT_COL].eq("train")][KEYS + ["Metadata_moa"]])
     va = _fields_for(index, sp[sp[SPLIT_COL].eq("val")][KEYS + ["Metadata_moa"]])
-    context.log.info(f"{len(tr)} training and {len(va)} validation fields from the image store "
-                     f"({cfg.num_workers} DataLoader workers, {overrides.nproc_per_node} process(es))")
+    context.log.info(
+        f"{len(tr)} training and {len(va)} validation fields from the image store "
+        f"({cfg.num_workers} DataLoader workers, {overrides.nproc_per_node} process(es))"
+    )
     work = ckpt_path.parent / f".{ckpt_path.stem}"
     spec = TrainSpec(
         store=str(store_path),
-        train_fields=write_fields(tr[FIELD_KEYS].assign(label=tr["Metadata_moa"].map(cls_index)), work / "train.parquet"),
-        val_fields=write_fields(va[FIELD_KEYS].assign(label=va["Metadata_moa"].map(cls_index),
-                                                      group=va["Metadata_Plate"] + "/" + va["Metadata_Well"]),
-                                work / "val.parquet"),
-        classes=classes, config=cfg.to_dict(), checkpoint=str(ckpt_path), exclude_class=cls_index.get("DMSO"),
+        train_fields=write_fields(
+            tr[FIELD_KEYS].assign(label=tr["Metadata_moa"].map(cls_index)), work / "train.parquet"
+        ),
+        val_fields=write_fields(
+            va[FIELD_KEYS].assign(
+                label=va["Metadata_moa"].map(cls_index), group=va["Metadata_Plate"] + "/" + va["Metadata_Well"]
+            ),
+            work / "val.parquet",
+        ),
+        classes=classes,
+        config=cfg.to_dict(),
+        checkpoint=str(ckpt_path),
+        exclude_class=cls_index.get("DMSO"),
     )
     meta, hist = _run_training(context, spec, overrides.nproc_per_node, cfg.epochs)
     meta.update({"train_fields": len(tr), "val_fields": len(va), "seconds": round(time.time() - t0, 1)})
@@ -159,15 +201,23 @@ def _train(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.D
 
 
 def _standardized_wells(sp: pd.DataFrame, well: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    from moa_core.profiles.normalize import feature_columns, standardize_to_controls
+
     well = sp[[c for c in sp.columns if c.startswith("Metadata_")]].merge(well, on=KEYS, how="inner")
     std, zero_sd = standardize_to_controls(well, feature_columns(well), control_mask=well["Metadata_moa"].eq("DMSO"))
     return std, len(zero_sd)
 
 
-def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, row: pd.Series,
-           field_path: Path) -> tuple[pd.DataFrame, dict]:
+def _embed(
+    context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.DataFrame, row: pd.Series, field_path: Path
+) -> tuple[pd.DataFrame, dict]:
     """Embed every field of ``sp``'s wells from the image store with the checkpoint of warehouse ``row`` (hash
     checked first); write field predictions; return DMSO-standardized wells."""
+    from moa_core.model.embed import embed_fields, median_per_well
+    from moa_core.model.loader import StoreFields
+    from moa_core.model.train import load_checkpoint
+    from moa_core.profiles.normalize import feature_columns
+
     model, ckpt = load_checkpoint(row["checkpoint_path"], expected_sha256=row["sha256"])
     cfg = ckpt["config"]
     store_path, index = _store_index(store, ds)
@@ -175,9 +225,15 @@ def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.D
     context.log.info(f"embedding {len(fields)} fields from the image store")
     t0 = time.time()
     device = TrainConfig(device=cfg.get("device", "auto")).resolved_device()
-    feats, probs = embed_fields(model.to(device), StoreFields(store_path, fields), ckpt["channel_mean"],
-                                ckpt["channel_sd"], input_size=cfg["input_size"], device=device,
-                                num_workers=cfg.get("num_workers", 0))
+    feats, probs = embed_fields(
+        model.to(device),
+        StoreFields(store_path, fields),
+        ckpt["channel_mean"],
+        ckpt["channel_sd"],
+        input_size=cfg["input_size"],
+        device=device,
+        num_workers=cfg.get("num_workers", 0),
+    )
     secs = time.time() - t0
     field_df = fields[FIELD_KEYS].copy()
     field_df["Metadata_pred_moa"] = np.asarray(ckpt["classes"])[probs.argmax(1)]
@@ -197,12 +253,27 @@ def _embed(context: dg.AssetExecutionContext, store: MoaStore, ds: str, sp: pd.D
 
 def _record_checkpoint(store: MoaStore, ds: str, frac: str, model: str, meta: dict) -> None:
     """The checkpoint's row (path + SHA-256) in one transaction, then the superseded files go."""
-    row = pd.DataFrame([{
-        "dataset": ds, "fraction": frac, "model": model, "checkpoint_path": meta["checkpoint"].path,
-        "sha256": meta["sha256"], "best_epoch": meta["best_epoch"], "best_val_score": meta["best_val_score"],
-        "selected_on": meta["selected_on"], "warnings": meta["warnings"], "train_fields": meta["train_fields"],
-        "val_fields": meta["val_fields"], "classes": meta["classes"], "seconds": meta["seconds"],
-    }])
+    from moa_core.model.train import prune_checkpoints
+
+    row = pd.DataFrame(
+        [
+            {
+                "dataset": ds,
+                "fraction": frac,
+                "model": model,
+                "checkpoint_path": meta["checkpoint"].path,
+                "sha256": meta["sha256"],
+                "best_epoch": meta["best_epoch"],
+                "best_val_score": meta["best_val_score"],
+                "selected_on": meta["selected_on"],
+                "warnings": meta["warnings"],
+                "train_fields": meta["train_fields"],
+                "val_fields": meta["val_fields"],
+                "classes": meta["classes"],
+                "seconds": meta["seconds"],
+            }
+        ]
+    )
     store.warehouse().replace_rows("checkpoints", row, {"dataset": ds, "fraction": frac, "model": model})
     prune_checkpoints(meta["checkpoint"].path)
 
@@ -221,16 +292,22 @@ def _history_columns(store: MoaStore) -> list[str]:
 
 def _recorded_checkpoint(store: MoaStore, ds: str, frac: str, model: str) -> pd.Series:
     wh = store.warehouse()
-    ck = wh.read_table("checkpoints", {"dataset": ds, "fraction": frac, "model": model}) \
-        if wh.has_table("checkpoints") else pd.DataFrame()
+    ck = (
+        wh.read_table("checkpoints", {"dataset": ds, "fraction": frac, "model": model})
+        if wh.has_table("checkpoints")
+        else pd.DataFrame()
+    )
     if ck.empty:
         raise dg.Failure(f"no {model} checkpoint recorded for dataset {ds} fraction {frac}: materialize it first")
     return ck.iloc[0]
 
 
 def _fraction_splits(store: MoaStore, ds: str, frac: str) -> pd.DataFrame:
-    return subsample_training(store.warehouse().read_table(partition_table("splits", ds)), replicate_fraction(frac),
-                              seed=store.dataset(ds).split_seed)
+    return subsample_training(
+        store.warehouse().read_table(partition_table("splits", ds)),
+        replicate_fraction(frac),
+        seed=store.dataset(ds).split_seed,
+    )
 
 
 @dg.asset(
@@ -259,16 +336,23 @@ def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, sto
     deps=[mp_checkpoint],
     kinds={"pytorch", "duckdb"},
     description="MP embeddings: pooled 1280-d field features (batched, from the image store) -> well median -> "
-                "per-plate DMSO standardization; field-level class probabilities kept.",
+    "per-plate DMSO standardization; field-level class probabilities kept.",
 )
 def mp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
     sp = store.warehouse().read_table(partition_table("splits", ds))
-    std, meta = _embed(context, store, ds, sp, _recorded_checkpoint(store, ds, frac, "mp"),
-                       store.artifact_dir(ds, frac) / "mp_field_predictions.parquet")
-    store.warehouse().replace_table(partition_table("mp_embeddings", ds, frac), std,
-                                    partition={"dataset": ds, "fraction": frac})
+    std, meta = _embed(
+        context,
+        store,
+        ds,
+        sp,
+        _recorded_checkpoint(store, ds, frac, "mp"),
+        store.artifact_dir(ds, frac) / "mp_field_predictions.parquet",
+    )
+    store.warehouse().replace_table(
+        partition_table("mp_embeddings", ds, frac), std, partition={"dataset": ds, "fraction": frac}
+    )
     return dg.MaterializeResult(metadata={**meta, "seconds": round(time.time() - t0, 1)})
 
 
@@ -279,13 +363,21 @@ def mp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
     kinds={"pytorch"},
     description="A second EfficientNet-B0 trained with one compound per MOA held out (paper Fig. 4).",
 )
-def mp_holdout_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides,
-                          store: MoaStore) -> dg.MaterializeResult:
+def mp_holdout_checkpoint(
+    context: dg.AssetExecutionContext, config: TrainOverrides, store: MoaStore
+) -> dg.MaterializeResult:
     ds = dataset_key(context)
     sp = store.warehouse().read_table(partition_table("compound_holdout_splits", ds))
     entry = store.dataset(ds)
-    meta, hist = _train(context, store, ds, sp, config, store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt",
-                        base=entry.holdout_train or entry.train)
+    meta, hist = _train(
+        context,
+        store,
+        ds,
+        sp,
+        config,
+        store.artifact_dir(ds) / "mp_holdout_efficientnet_b0.pt",
+        base=entry.holdout_train or entry.train,
+    )
     _record_history(store, ds, "100", "mp_holdout", hist)
     _record_checkpoint(store, ds, "100", "mp_holdout", meta)
     return dg.MaterializeResult(metadata=meta)
@@ -303,8 +395,14 @@ def mp_holdout_embeddings(context: dg.AssetExecutionContext, store: MoaStore) ->
     t0 = time.time()
     wh = store.warehouse()
     sp = wh.read_table(partition_table("compound_holdout_splits", ds))
-    std, meta = _embed(context, store, ds, sp, _recorded_checkpoint(store, ds, "100", "mp_holdout"),
-                       store.artifact_dir(ds) / "mp_holdout_field_predictions.parquet")
+    std, meta = _embed(
+        context,
+        store,
+        ds,
+        sp,
+        _recorded_checkpoint(store, ds, "100", "mp_holdout"),
+        store.artifact_dir(ds) / "mp_holdout_field_predictions.parquet",
+    )
     wh.replace_table(partition_table("mp_holdout_embeddings", ds), std, partition={"dataset": ds})
     return dg.MaterializeResult(metadata={**meta, "seconds": round(time.time() - t0, 1)})
 
@@ -313,6 +411,9 @@ def mp_holdout_embeddings(context: dg.AssetExecutionContext, store: MoaStore) ->
 
 
 def _cells(context: dg.AssetExecutionContext, store: MoaStore, ds: str, wells: pd.DataFrame) -> pd.DataFrame:
+    from moa_core.model.dp_recipe import cells_for_wells
+    from moa_core.store import ImageStore
+
     sc_dir = store.artifact_dir(ds) / "single_cells"
     files = sorted(sc_dir.glob("*.parquet"))
     if not files:
@@ -329,8 +430,10 @@ def _cells(context: dg.AssetExecutionContext, store: MoaStore, ds: str, wells: p
     stored = ImageStore(store.image_store_path(ds)).index()[FIELD_KEYS]
     kept = cells.merge(stored, on=FIELD_KEYS, how="inner")
     if len(kept) < len(cells):  # fields skipped at store build time (recorded there)
-        context.log.warning(f"{len(cells) - len(kept)} cell(s) lie in fields that are not in the image store "
-                            f"(skipped at build time); left out")
+        context.log.warning(
+            f"{len(cells) - len(kept)} cell(s) lie in fields that are not in the image store "
+            f"(skipped at build time); left out"
+        )
     return kept.sort_values(FIELD_KEYS + ["Metadata_Nuclei_Location_Center_Y"]).reset_index(drop=True)
 
 
@@ -345,6 +448,10 @@ def _cells(context: dg.AssetExecutionContext, store: MoaStore, ds: str, wells: p
     ),
 )
 def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.model.dp_recipe import CellCrops, load_pretrained_weights
+    from moa_core.model.launch import write_fields
+    from moa_core.model.train import content_addressed, file_sha256
+
     ds, frac = dataset_fraction_keys(context)
     entry = store.dataset(ds)
     cfg = config.apply(entry.dp_train)
@@ -367,35 +474,72 @@ def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, sto
 
         src = CellCrops(store.image_store_path(ds), tr, crop)
         mean, sd = src.channel_stats()
-        save_checkpoint_atomic({"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
-                                "classes": [f"pretrained_{i}" for i in range(model.classifier[-1].out_features)],
-                                "channel_mean": mean, "channel_sd": sd, "config": cfg.to_dict(), "best_epoch": 0,
-                                "best_val_accuracy": float("nan"), "selection": "pretrained", "history": [],
-                                "in_channels": 5, "cell_crop": crop}, ckpt_path)
+        save_checkpoint_atomic(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "state_dict": model.state_dict(),
+                "classes": [f"pretrained_{i}" for i in range(model.classifier[-1].out_features)],
+                "channel_mean": mean,
+                "channel_sd": sd,
+                "config": cfg.to_dict(),
+                "best_epoch": 0,
+                "best_val_accuracy": float("nan"),
+                "selection": "pretrained",
+                "history": [],
+                "in_channels": 5,
+                "cell_crop": crop,
+            },
+            ckpt_path,
+        )
         sha = file_sha256(ckpt_path)
         final = content_addressed(ckpt_path, sha)
-        meta = {"checkpoint": dg.MetadataValue.path(str(final)), "sha256": sha, "best_epoch": 0, "epochs": 0,
-                "best_val_score": float("nan"), "selected_on": "pretrained weights (not trained here)",
-                "warnings": "none", "classes": int(model.classifier[-1].out_features),
-                "pretrained_weights": config.pretrained_weights}
+        meta = {
+            "checkpoint": dg.MetadataValue.path(str(final)),
+            "sha256": sha,
+            "best_epoch": 0,
+            "epochs": 0,
+            "best_val_score": float("nan"),
+            "selected_on": "pretrained weights (not trained here)",
+            "warnings": "none",
+            "classes": int(model.classifier[-1].out_features),
+            "pretrained_weights": config.pretrained_weights,
+        }
         if store.warehouse().has_table("training_history"):  # no learning curve: clear a previous run's
-            store.warehouse().replace_rows("training_history", pd.DataFrame(columns=_history_columns(store)),
-                                           {"dataset": ds, "fraction": frac, "model": "dp_recipe"}, allow_empty=True)
+            store.warehouse().replace_rows(
+                "training_history",
+                pd.DataFrame(columns=_history_columns(store)),
+                {"dataset": ds, "fraction": frac, "model": "dp_recipe"},
+                allow_empty=True,
+            )
     else:
         work = ckpt_path.parent / f".{ckpt_path.stem}"
         spec = TrainSpec(
-            store=str(store.image_store_path(ds)), source="cells", cell_crop=crop,
+            store=str(store.image_store_path(ds)),
+            source="cells",
+            cell_crop=crop,
             train_fields=write_fields(tr.assign(label=label(tr)), work / "train.parquet"),
-            val_fields=write_fields(va.assign(label=label(va), group=va["Metadata_Plate"] + "/" + va["Metadata_Well"]),
-                                    work / "val.parquet"),
-            classes=compounds, config=cfg.to_dict(), checkpoint=str(ckpt_path),
-            exclude_class=ci[dmso.iloc[0]] if len(dmso) else None, init_weights=config.pretrained_weights,
+            val_fields=write_fields(
+                va.assign(label=label(va), group=va["Metadata_Plate"] + "/" + va["Metadata_Well"]), work / "val.parquet"
+            ),
+            classes=compounds,
+            config=cfg.to_dict(),
+            checkpoint=str(ckpt_path),
+            exclude_class=ci[dmso.iloc[0]] if len(dmso) else None,
+            init_weights=config.pretrained_weights,
         )
         meta, hist = _run_training(context, spec, config.nproc_per_node, cfg.epochs)
         meta["selected_on"] = "well balanced compound accuracy, DMSO excluded"
         _record_history(store, ds, frac, "dp_recipe", hist)
-    meta.update({"train_fields": len(tr), "val_fields": len(va), "train_cells": len(tr), "val_cells": len(va),
-                 "cell_crop": crop, "seconds": round(time.time() - t0, 1)})
+    meta.update(
+        {
+            "train_fields": len(tr),
+            "val_fields": len(va),
+            "train_cells": len(tr),
+            "val_cells": len(va),
+            "cell_crop": crop,
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
     _record_checkpoint(store, ds, frac, "dp_recipe", meta)
     return dg.MaterializeResult(metadata=meta)
 
@@ -406,9 +550,13 @@ def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, sto
     deps=[dp_checkpoint],
     kinds={"pytorch", "duckdb"},
     description="DP recipe (trained here) embeddings: per-cell 1280-d features -> well mean -> per-plate DMSO "
-                "standardization.",
+    "standardization.",
 )
 def dp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.model.dp_recipe import embed_cells_by_well
+    from moa_core.model.train import load_checkpoint
+    from moa_core.profiles.normalize import feature_columns
+
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
     row = _recorded_checkpoint(store, ds, frac, "dp_recipe")
@@ -418,11 +566,27 @@ def dp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
     cells = _cells(context, store, ds, sp[KEYS])
     crop = int(ckpt.get("cell_crop") or store.dataset(ds).dp_cell_crop)
     device = TrainConfig(device=cfg.get("device", "auto")).resolved_device()
-    wells = embed_cells_by_well(model.to(device), store.image_store_path(ds), cells, crop, ckpt["channel_mean"],
-                                ckpt["channel_sd"], input_size=cfg["input_size"], device=device,
-                                num_workers=cfg.get("num_workers", 0))
+    wells = embed_cells_by_well(
+        model.to(device),
+        store.image_store_path(ds),
+        cells,
+        crop,
+        ckpt["channel_mean"],
+        ckpt["channel_sd"],
+        input_size=cfg["input_size"],
+        device=device,
+        num_workers=cfg.get("num_workers", 0),
+    )
     std, zero_sd = _standardized_wells(sp, wells)
-    store.warehouse().replace_table(partition_table("dp_embeddings", ds, frac), std,
-                                    partition={"dataset": ds, "fraction": frac})
-    return dg.MaterializeResult(metadata={"wells": len(std), "cells": len(cells), "dims": len(feature_columns(std)),
-                                          "dropped_zero_dmso_sd": zero_sd, "seconds": round(time.time() - t0, 1)})
+    store.warehouse().replace_table(
+        partition_table("dp_embeddings", ds, frac), std, partition={"dataset": ds, "fraction": frac}
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "wells": len(std),
+            "cells": len(cells),
+            "dims": len(feature_columns(std)),
+            "dropped_zero_dmso_sd": zero_sd,
+            "seconds": round(time.time() - t0, 1),
+        }
+    )

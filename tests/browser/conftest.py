@@ -57,8 +57,9 @@ def dashboard(chromium_path, mini_pipeline, screenshot_dir):
     data_dir = Path(store.root_path)
     assert (data_dir / "snapshot" / "warehouse.duckdb").is_file(), "the mini pipeline published no snapshot"
     env = dict(os.environ, MOA_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
-    with streamlit_server(APP, env=env, log_path=screenshot_dir / "streamlit.log", cwd=REPO,
-                          launcher="serve") as server:  # as the README starts it (the deep-link test: plain run)
+    with streamlit_server(
+        APP, env=env, log_path=screenshot_dir / "streamlit.log", cwd=REPO, launcher="serve"
+    ) as server:  # as the README starts it (the deep-link test: plain run)
         yield server
 
 

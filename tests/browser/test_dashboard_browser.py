@@ -18,87 +18,28 @@ must show (the attribute may still read ``notRunning`` before the rerun starts),
 
 from __future__ import annotations
 
-import ast
 import os
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from tests.support.browser import CONTENT_HEIGHT_JS, STATE_JS, open_page, wait_rendered  # noqa: F401
+from tests.support.browser import (  # noqa: F401
+    CONTENT_HEIGHT_JS,
+    STATE_JS,
+    NavPage,
+    full_page_screenshot,
+    nav_pages,
+    open_page,
+    problems,
+    wait_rendered,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "dashboard" / "app.py"
 
-ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|Page not found|No published snapshot|"
-                        r"disappeared while this page read it|Connection error|Is Streamlit still running")
-
-
-@dataclass(frozen=True)
-class NavPage:
-    title: str
-    url_path: str  # "" for the default page (Streamlit serves it at the app's root and ignores url_path)
-    file: str
-
-    @property
-    def path(self) -> str:
-        return "/" + self.url_path
-
-    @property
-    def slug(self) -> str:
-        return self.url_path or Path(self.file).stem
-
-
-def nav_pages(app: Path = APP) -> list[NavPage]:
-    """The pages of ``st.navigation`` in ``dashboard/app.py``, read from its ``st.Page(...)`` calls."""
-    pages = []
-    for node in ast.walk(ast.parse(app.read_text())):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Page"):
-            continue
-        kw = {k.arg: k.value for k in node.keywords}
-        consts = [n.value for n in ast.walk(node.args[0]) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-        file = next(c for c in reversed(consts) if c.endswith(".py"))
-        title = kw["title"].value if "title" in kw else Path(file).stem.replace("_", " ")
-        default = "default" in kw and kw["default"].value is True
-        url_path = kw["url_path"].value if "url_path" in kw else re.sub(r"^\d+_", "", Path(file).stem)
-        pages.append(NavPage(title=title, url_path="" if default else url_path, file=file))
-    return pages
-
-
-PAGES = nav_pages()
-
-
-
-def problems(page) -> list[str]:
-    """Exceptions, error boxes, 'page not found' dialogs and uncaught JS errors shown by the page."""
-    found = []
-    for sel in ('[data-testid="stException"]', '[data-testid="stAlertContentError"]'):
-        for el in page.locator(sel).all():
-            found.append(f"{sel}: {el.inner_text()[:800]}")
-    text = page.locator('[data-testid="stApp"]').inner_text()
-    found += [f"text on the page: {m.group(0)!r}" for m in ERROR_TEXT.finditer(text)]
-    found += [f"uncaught JS error: {e}" for e in page.errors]
-    return found
-
-
-def full_page_screenshot(page, path: Path) -> None:
-    """A screenshot of the whole content: grow the viewport to the content's height (Streamlit scrolls
-    inside its own container, so ``full_page`` alone shows one screen), let it re-lay out, then shoot."""
-    size = page.viewport_size
-    height = size["height"]
-    for _ in range(4):  # content drawn once on screen can grow the page: measure until it holds still
-        want = min(int(page.evaluate(CONTENT_HEIGHT_JS)) + 40, 16_000)
-        if want <= height:
-            break
-        height = want
-        page.set_viewport_size({"width": size["width"], "height": height})
-        page.wait_for_timeout(300)
-        wait_rendered(page)
-    page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size(size)
+PAGES = nav_pages(APP)
 
 
 def assert_app_navigation(page, current: NavPage | None = None) -> None:
@@ -108,7 +49,8 @@ def assert_app_navigation(page, current: NavPage | None = None) -> None:
     labels = [links.nth(i).get_by_test_id("stMarkdownContainer").inner_text().strip() for i in range(links.count())]
     assert labels == [p.title for p in PAGES], (
         f"the sidebar lists {labels}, not app.py's navigation {[p.title for p in PAGES]}: the page ran without "
-        "dashboard/app.py (Streamlit's automatic pages/ mode)")
+        "dashboard/app.py (Streamlit's automatic pages/ mode)"
+    )
     if current is not None:
         active = page.get_by_test_id("stSidebarNav").locator('[data-testid="stSidebarNavLink"][aria-current="page"]')
         assert active.count() == 1 and current.title in active.inner_text(), f"{current.title} is not the active page"
@@ -141,7 +83,6 @@ def test_page_renders_without_exception(nav, page, dashboard, screenshot_dir, re
     assert_app_navigation(page, current=nav)
 
 
-
 # ---- the Compound / MOA explorer: a retrieval query ---------------------------------------------------------
 
 # Rows of the accessible table that Streamlit's dataframe (glide-data-grid) keeps next to its canvas.
@@ -154,8 +95,9 @@ def table_rows(frame, timeout_ms: int = 15_000) -> list[list[str]]:
     """The rows (header first) of one ``st.dataframe``, read from the accessible table glide-data-grid
     keeps next to its canvas (filled once the grid is on screen)."""
     frame.scroll_into_view_if_needed()
-    frame.page.wait_for_function("(f) => f.querySelectorAll('table tr').length > 1", arg=frame.element_handle(),
-                                 polling=100, timeout=timeout_ms)
+    frame.page.wait_for_function(
+        "(f) => f.querySelectorAll('table tr').length > 1", arg=frame.element_handle(), polling=100, timeout=timeout_ms
+    )
     return frame.evaluate(TABLE_ROWS_JS)
 
 
@@ -168,15 +110,22 @@ def replicate_compound(data_dir: Path, dataset: str = "synthetic_cpjump1_mini") 
     from moa_core.retrieval import load_index
 
     with duckdb.connect(str(data_dir / "snapshot" / "warehouse.duckdb"), read_only=True) as con:
-        names = [r[0] for r in con.execute(
-            f"SELECT Metadata_pert_iname FROM wells__{dataset} "
-            "WHERE Metadata_pert_iname IS NOT NULL AND upper(Metadata_pert_iname) <> 'DMSO' "
-            "AND coalesce(Metadata_control_type, '') <> 'negcon' AND coalesce(Metadata_pert_type, 'trt') = 'trt' "
-            "GROUP BY 1 HAVING count(*) >= 2 AND count(DISTINCT Metadata_broad_sample) = 1 "
-            "ORDER BY lower(Metadata_pert_iname)").fetchall()]
+        names = [
+            r[0]
+            for r in con.execute(
+                f"SELECT Metadata_pert_iname FROM wells__{dataset} "
+                "WHERE Metadata_pert_iname IS NOT NULL AND upper(Metadata_pert_iname) <> 'DMSO' "
+                "AND coalesce(Metadata_control_type, '') <> 'negcon' AND coalesce(Metadata_pert_type, 'trt') = 'trt' "
+                "GROUP BY 1 HAVING count(*) >= 2 AND count(DISTINCT Metadata_broad_sample) = 1 "
+                "ORDER BY lower(Metadata_pert_iname)"
+            ).fetchall()
+        ]
         tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
-        paths = [r[0] for r in con.execute("SELECT path FROM retrieval_indexes WHERE dataset = ?", [dataset])
-                 .fetchall()] if "retrieval_indexes" in tables else []
+        paths = (
+            [r[0] for r in con.execute("SELECT path FROM retrieval_indexes WHERE dataset = ?", [dataset]).fetchall()]
+            if "retrieval_indexes" in tables
+            else []
+        )
     assert names, f"no compound with replicate wells in wells__{dataset}"
     for path in paths:
         comp = load_index(str(path if Path(path).is_absolute() else data_dir / path)).compounds
@@ -240,10 +189,15 @@ def test_explorer_retrieval_query(page, dashboard, explorer, query_compound, scr
     seconds = open_page(page, f"{dashboard.url}{explorer.path}?compound={quote(compound)}")
     checked_render(page, f"explorer ?compound={compound}", screenshot_dir / "explorer_query_link.png")
     rows = assert_retrieval_results(page, compound)
-    render_times["explorer_query_link"] = {"title": f"{explorer.title}: ?compound={compound}",
-                                           "path": f"{explorer.path}?compound={compound}", "seconds": round(seconds, 3)}
-    print(f"\nexplorer ?compound={compound}: rendered in {seconds:.2f} s; nearest: "
-          + ", ".join(f"{r[1]} ({r[2]})" for r in rows[1:4]))
+    render_times["explorer_query_link"] = {
+        "title": f"{explorer.title}: ?compound={compound}",
+        "path": f"{explorer.path}?compound={compound}",
+        "seconds": round(seconds, 3),
+    }
+    print(
+        f"\nexplorer ?compound={compound}: rendered in {seconds:.2f} s; nearest: "
+        + ", ".join(f"{r[1]} ({r[2]})" for r in rows[1:4])
+    )
 
     # 2. the search box: type the name, pick the first suggestion
     open_page(page, dashboard.url + explorer.path)
@@ -260,13 +214,16 @@ def test_explorer_retrieval_query(page, dashboard, explorer, query_compound, scr
     seconds = time.monotonic() - t0
     checked_render(page, f"explorer search box ({compound})", screenshot_dir / "explorer_query_searchbox.png")
     assert_retrieval_results(page, compound)
-    render_times["explorer_query_searchbox"] = {"title": f"{explorer.title}: search box {compound}",
-                                                "path": explorer.path, "seconds": round(seconds, 3)}
+    render_times["explorer_query_searchbox"] = {
+        "title": f"{explorer.title}: search box {compound}",
+        "path": explorer.path,
+        "seconds": round(seconds, 3),
+    }
     print(f"explorer search box {compound!r}: rendered in {seconds:.2f} s (from the first keystroke)")
 
     # 3. a partial identifier in the free-text search: a list of matches, the first one opened
     open_page(page, dashboard.url + explorer.path)
-    part = compound[:max(3, len(compound) - 2)]
+    part = compound[: max(3, len(compound) - 2)]
     field = main.get_by_test_id("stTextInput").locator("input")
     t0 = time.monotonic()
     field.fill(part)
@@ -278,8 +235,11 @@ def test_explorer_retrieval_query(page, dashboard, explorer, query_compound, scr
     matches = table_rows(main.locator('[data-testid="stDataFrame"]').first)
     assert any(compound in " ".join(r) for r in matches[1:]), f"{compound} not among the matches of {part!r}: {matches}"
     assert main.get_by_role("tab", name="Nearest compounds").is_visible()
-    render_times["explorer_query_text"] = {"title": f"{explorer.title}: text search {part!r}",
-                                           "path": explorer.path, "seconds": round(seconds, 3)}
+    render_times["explorer_query_text"] = {
+        "title": f"{explorer.title}: text search {part!r}",
+        "path": explorer.path,
+        "seconds": round(seconds, 3),
+    }
     print(f"explorer text search {part!r}: rendered in {seconds:.2f} s")
 
 

@@ -15,14 +15,23 @@ REPO = Path(__file__).resolve().parents[2]
 def _results() -> pd.DataFrame:
     frames = []
     for method, base in (("MP", 0.6), ("CP", 0.4)):
-        rows = [("knn", metric, float(k), base - 0.01 * k) for k in range(1, 30) for metric in ("f1", "precision", "recall")]
-        rows += [("knn", "best_f1", 1.0, base), ("latent", "f1", np.nan, base + 0.05),
-                 ("intra_inter", "intra_mean", np.nan, base / 2), ("intra_inter", "inter_mean", np.nan, 0.01),
-                 ("intra_inter", "delta", np.nan, base / 2 - 0.01)]
+        rows = [
+            ("knn", metric, float(k), base - 0.01 * k) for k in range(1, 30) for metric in ("f1", "precision", "recall")
+        ]
+        rows += [
+            ("knn", "best_f1", 1.0, base),
+            ("latent", "f1", np.nan, base + 0.05),
+            ("intra_inter", "intra_mean", np.nan, base / 2),
+            ("intra_inter", "inter_mean", np.nan, 0.01),
+            ("intra_inter", "delta", np.nan, base / 2 - 0.01),
+        ]
         rows += [("enrichment", "odds_ratio", round(float(p), 1), base * 10) for p in np.arange(98.0, 99.81, 0.2)]
         if method == "MP":
-            rows += [("classification", "accuracy", np.nan, 0.3), ("classification", "accuracy[edge]", np.nan, 0.2),
-                     ("classification", "accuracy_baseline[edge]", np.nan, 0.07)]
+            rows += [
+                ("classification", "accuracy", np.nan, 0.3),
+                ("classification", "accuracy[edge]", np.nan, 0.2),
+                ("classification", "accuracy_baseline[edge]", np.nan, 0.07),
+            ]
         df = pd.DataFrame(rows, columns=["analysis", "metric", "parameter", "value"])
         df["method"] = method
         frames.append(df)
@@ -49,25 +58,72 @@ def snapshot(tmp_path, monkeypatch):
     res = _results()
     res.insert(0, "fraction", "100")
     res.insert(0, "dataset", "synthetic_cpjump1")
-    res = res[["dataset", "fraction", "method", "analysis", "metric", "parameter", "value", "ci_low", "ci_high",
-               "p_value", "n"]]
+    res = res[
+        [
+            "dataset",
+            "fraction",
+            "method",
+            "analysis",
+            "metric",
+            "parameter",
+            "value",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "n",
+        ]
+    ]
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     wh.replace_rows("evaluation_results", res, {"dataset": "synthetic_cpjump1", "fraction": "100"})
     wh.replace_rows("holdout_results", _holdout(), {"dataset": "synthetic_cpjump1"})
     half = res.assign(fraction="50", value=res["value"] * 0.8)
     wh.replace_rows("evaluation_results", half, {"dataset": "synthetic_cpjump1", "fraction": "50"})
-    for model, frac, warn in (("mp", "100", "none"), ("mp", "50", "best epoch is the last (3): still improving"),
-                              ("dp_recipe", "100", "none")):
-        wh.replace_rows("checkpoints", pd.DataFrame([{
-            "dataset": "synthetic_cpjump1", "fraction": frac, "model": model, "checkpoint_path": "/x.pt",
-            "sha256": "0" * 64, "best_epoch": 2, "best_val_score": 0.4, "selected_on": "well balanced accuracy",
-            "warnings": warn, "train_fields": 100, "val_fields": 20, "classes": 17, "seconds": 9.0}]),
-            {"dataset": "synthetic_cpjump1", "fraction": frac, "model": model})
-        wh.replace_rows("training_history", pd.DataFrame({
-            "dataset": "synthetic_cpjump1", "fraction": frac, "model": model, "epoch": [1, 2, 3],
-            "train_loss": [2.8, 2.0, 1.5], "train_accuracy": [0.1, 0.4, 0.6], "val_accuracy": [0.1, 0.3, 0.3],
-            "lr": [1e-3] * 3, "seconds": [1.0, 2.0, 3.0], "val_balanced_accuracy": [0.1, 0.4, 0.35]}),
-            {"dataset": "synthetic_cpjump1", "fraction": frac, "model": model})
+    for model, frac, warn in (
+        ("mp", "100", "none"),
+        ("mp", "50", "best epoch is the last (3): still improving"),
+        ("dp_recipe", "100", "none"),
+    ):
+        wh.replace_rows(
+            "checkpoints",
+            pd.DataFrame(
+                [
+                    {
+                        "dataset": "synthetic_cpjump1",
+                        "fraction": frac,
+                        "model": model,
+                        "checkpoint_path": "/x.pt",
+                        "sha256": "0" * 64,
+                        "best_epoch": 2,
+                        "best_val_score": 0.4,
+                        "selected_on": "well balanced accuracy",
+                        "warnings": warn,
+                        "train_fields": 100,
+                        "val_fields": 20,
+                        "classes": 17,
+                        "seconds": 9.0,
+                    }
+                ]
+            ),
+            {"dataset": "synthetic_cpjump1", "fraction": frac, "model": model},
+        )
+        wh.replace_rows(
+            "training_history",
+            pd.DataFrame(
+                {
+                    "dataset": "synthetic_cpjump1",
+                    "fraction": frac,
+                    "model": model,
+                    "epoch": [1, 2, 3],
+                    "train_loss": [2.8, 2.0, 1.5],
+                    "train_accuracy": [0.1, 0.4, 0.6],
+                    "val_accuracy": [0.1, 0.3, 0.3],
+                    "lr": [1e-3] * 3,
+                    "seconds": [1.0, 2.0, 3.0],
+                    "val_balanced_accuracy": [0.1, 0.4, 0.35],
+                }
+            ),
+            {"dataset": "synthetic_cpjump1", "fraction": frac, "model": model},
+        )
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
     return tmp_path
@@ -123,10 +179,21 @@ def test_model_training_page_shows_curves_warnings_and_the_fraction_study(snapsh
 
 def test_model_training_page_without_models_says_what_to_run(tmp_path, monkeypatch):
     wh = Warehouse(tmp_path / "warehouse.duckdb")
-    wh.replace_rows("evaluation_results", pd.DataFrame({"dataset": ["d"], "fraction": ["100"], "method": ["CP"],
-                                                        "analysis": ["knn"], "metric": ["best_f1"],
-                                                        "parameter": [1.0], "value": [0.5]}),
-                    {"dataset": "d", "fraction": "100"})
+    wh.replace_rows(
+        "evaluation_results",
+        pd.DataFrame(
+            {
+                "dataset": ["d"],
+                "fraction": ["100"],
+                "method": ["CP"],
+                "analysis": ["knn"],
+                "metric": ["best_f1"],
+                "parameter": [1.0],
+                "value": [0.5],
+            }
+        ),
+        {"dataset": "d", "fraction": "100"},
+    )
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
     at = AppTest.from_file(str(REPO / "dashboard" / "views" / "model_training.py"), default_timeout=60).run()

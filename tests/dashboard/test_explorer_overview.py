@@ -42,8 +42,9 @@ def _prediction(at, rule: str) -> str:
 
 
 def _texts(at) -> str:
-    return " ".join(str(x.value) for kind in (at.markdown, at.caption, at.warning, at.info, at.error, at.subheader)
-                    for x in kind)
+    return " ".join(
+        str(x.value) for kind in (at.markdown, at.caption, at.warning, at.info, at.error, at.subheader) for x in kind
+    )
 
 
 def test_query_by_name_shows_neighbours_predictions_enrichment_and_cells(toy):
@@ -120,8 +121,11 @@ def test_snapshot_without_indexes_and_missing_snapshot_say_what_to_run(tmp_path,
         assert not at.exception and "No published snapshot" in at.warning[0].value
         assert "orchestration.demo" in at.warning[0].value
     wh = Warehouse(tmp_path / "warehouse.duckdb")
-    wh.replace_rows("evaluation_results", pd.DataFrame({"dataset": ["d"], "fraction": ["100"], "method": ["CP"]}),
-                    {"dataset": "d", "fraction": "100"})
+    wh.replace_rows(
+        "evaluation_results",
+        pd.DataFrame({"dataset": ["d"], "fraction": ["100"], "method": ["CP"]}),
+        {"dataset": "d", "fraction": "100"},
+    )
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
     at = AppTest.from_file(EXPLORER, default_timeout=60).run()
     assert not at.exception and "no retrieval index" in at.warning[0].value
@@ -175,11 +179,22 @@ def test_overview_lists_tables_and_health(toy):
 def test_numbers_have_three_significant_figures_and_p_values_scientific_notation():
     from dashboard.style import display_frame, pval, sig3, with_ci
 
-    assert [sig3(v) for v in (0.99999999, 0.553, 35.1234, 1020.4, 0.000123, 12345678, 0.0, None)] == \
-        ["1.00", "0.553", "35.1", "1020", "0.000123", "1.23e+07", "0", "\u2013"]
+    assert [sig3(v) for v in (0.99999999, 0.553, 35.1234, 1020.4, 0.000123, 12345678, 0.0, None)] == [
+        "1.00",
+        "0.553",
+        "35.1",
+        "1020",
+        "0.000123",
+        "1.23e+07",
+        "0",
+        "\u2013",
+    ]
     assert pval(5e-15) == "5.00e-15" and with_ci(0.553, 0.43, 0.69) == "0.553 [0.430, 0.690]"
-    out = display_frame(pd.DataFrame({"p_value": [5e-15], "value": [0.12345], "note": [None],
-                                      "when": pd.to_datetime(["2026-12-01 17:49:37.7"])}))
+    out = display_frame(
+        pd.DataFrame(
+            {"p_value": [5e-15], "value": [0.12345], "note": [None], "when": pd.to_datetime(["2026-12-01 17:49:37.7"])}
+        )
+    )
     assert out.iloc[0].tolist() == ["5.00e-15", "0.123", "\u2013", "2026-12-01 17:49:37"]
     assert list(out.columns) == ["p", "value", "note", "when"]
 
@@ -192,17 +207,33 @@ def test_a_jump_sized_list_is_searched_not_shipped_whole(tmp_path, monkeypatch):
 
     rng = np.random.default_rng(0)
     n = 6000
-    df = pd.DataFrame({"Metadata_Plate": [f"P{i % 20}" for i in range(2 * n)],
-                       "Metadata_Well": [f"W{i}" for i in range(2 * n)],
-                       "Metadata_JCP2022": [f"JCP2022_{i // 2:06d}" for i in range(2 * n)],
-                       "Metadata_moa": [f"moa_{(i // 2) % 30}" for i in range(2 * n)]})
+    df = pd.DataFrame(
+        {
+            "Metadata_Plate": [f"P{i % 20}" for i in range(2 * n)],
+            "Metadata_Well": [f"W{i}" for i in range(2 * n)],
+            "Metadata_JCP2022": [f"JCP2022_{i // 2:06d}" for i in range(2 * n)],
+            "Metadata_moa": [f"moa_{(i // 2) % 30}" for i in range(2 * n)],
+        }
+    )
     feats = pd.DataFrame(rng.normal(size=(2 * n, 8)), columns=[f"f{i}" for i in range(8)])
     idx = build_index(pd.concat([df, feats], axis=1), list(feats.columns), method="CP", dataset="big")
     save_index(idx, tmp_path / "retrieval" / "big")
     wh = Warehouse(tmp_path / "warehouse.duckdb")
-    wh.replace_rows("retrieval_indexes", pd.DataFrame([{"dataset": "big", "fraction": "100", "method": "CP",
-                                                        "path": "retrieval/big", "build_id": idx.manifest["build_id"]}]),
-                    {"dataset": "big", "fraction": "100"})
+    wh.replace_rows(
+        "retrieval_indexes",
+        pd.DataFrame(
+            [
+                {
+                    "dataset": "big",
+                    "fraction": "100",
+                    "method": "CP",
+                    "path": "retrieval/big",
+                    "build_id": idx.manifest["build_id"],
+                }
+            ]
+        ),
+        {"dataset": "big", "fraction": "100"},
+    )
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
     at = _explorer()

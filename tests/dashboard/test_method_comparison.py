@@ -51,8 +51,9 @@ def _results(fraction: str, scale: float = 1.0) -> pd.DataFrame:
         for p in np.arange(98.0, 99.81, 0.2):
             ci = (b * 5, b * 20) if np.isclose(p, 99.0) else (np.nan, np.nan)
             rows.append((method, "enrichment", "odds_ratio", round(float(p), 1), b * 10, *ci, 1e-6))
-    df = pd.DataFrame(rows, columns=["method", "analysis", "metric", "parameter", "value", "ci_low", "ci_high",
-                                     "p_value"])
+    df = pd.DataFrame(
+        rows, columns=["method", "analysis", "metric", "parameter", "value", "ci_low", "ci_high", "p_value"]
+    )
     df["n"] = 8.0
     df.loc[df["analysis"] == "groups", "n"] = np.nan  # a missing n must render as an en dash
     df.insert(0, "fraction", fraction)
@@ -79,8 +80,17 @@ def _per_moa_tables(fraction: str) -> dict[str, pd.DataFrame]:
         for analysis in ("knn", "latent"):
             for moa, n in MOAS.items():
                 perfect = method == "MP"  # MP: diagonal confusion, F1 = 1; CP: one moa_c well voted moa_a
-                per.append((method, analysis, moa, n, 1.0 if perfect else 0.5, 1.0 if perfect else 0.75,
-                            1.0 if perfect else 0.6))
+                per.append(
+                    (
+                        method,
+                        analysis,
+                        moa,
+                        n,
+                        1.0 if perfect else 0.5,
+                        1.0 if perfect else 0.75,
+                        1.0 if perfect else 0.6,
+                    )
+                )
                 if perfect or moa != "moa_c":
                     conf.append((method, analysis, moa, moa, n))
                 else:
@@ -88,23 +98,41 @@ def _per_moa_tables(fraction: str) -> dict[str, pd.DataFrame]:
         w = 0
         for moa, n in MOAS.items():
             for i in range(n):
-                maps.append((method, f"P{i % 2}", f"A{w:02d}", f"cpd_{moa}_{i % 2}", moa, float(w), float(-w),
-                             0.5, 0.2))
+                maps.append(
+                    (method, f"P{i % 2}", f"A{w:02d}", f"cpd_{moa}_{i % 2}", moa, float(w), float(-w), 0.5, 0.2)
+                )
                 w += 1
     where = {"dataset": DS, "fraction": fraction}
     per_df = pd.DataFrame(per, columns=["method", "analysis", "moa", "n", "precision", "recall", "f1"])
     conf_df = pd.DataFrame(conf, columns=["method", "analysis", "true_moa", "predicted_moa", "count"])
-    map_df = pd.DataFrame(maps, columns=["method", "Metadata_Plate", "Metadata_Well", "Metadata_pert_iname",
-                                         "Metadata_moa", "pc1", "pc2", "explained_1", "explained_2"])
-    return {name: df.assign(**where)[[*where, *df.columns]] for name, df in
-            (("evaluation_per_moa", per_df), ("evaluation_confusion", conf_df), ("embedding_maps", map_df))}
+    map_df = pd.DataFrame(
+        maps,
+        columns=[
+            "method",
+            "Metadata_Plate",
+            "Metadata_Well",
+            "Metadata_pert_iname",
+            "Metadata_moa",
+            "pc1",
+            "pc2",
+            "explained_1",
+            "explained_2",
+        ],
+    )
+    return {
+        name: df.assign(**where)[[*where, *df.columns]]
+        for name, df in (("evaluation_per_moa", per_df), ("evaluation_confusion", conf_df), ("embedding_maps", map_df))
+    }
 
 
 def _publish(tmp_path: Path, *, new_tables: bool = True, scale: float = 1.0) -> None:
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     for frac in ("100", "50"):
-        wh.replace_rows("evaluation_results", _results(frac, scale if frac == "100" else 0.8 * scale),
-                        {"dataset": DS, "fraction": frac})
+        wh.replace_rows(
+            "evaluation_results",
+            _results(frac, scale if frac == "100" else 0.8 * scale),
+            {"dataset": DS, "fraction": frac},
+        )
     wh.replace_rows("holdout_results", _holdout(), {"dataset": DS})
     if new_tables:  # only fraction 100 has them: fraction 50 plays an older partition
         for name, df in _per_moa_tables("100").items():
@@ -125,8 +153,15 @@ def _run() -> AppTest:
     return at
 
 
-SECTIONS = ["Enrichment and k-NN curves", "Held-out compounds", "Replicate fractions",
-            "Pair groups and field classification", "Per MOA and confusion", "Embedding map", "All results"]
+SECTIONS = [
+    "Enrichment and k-NN curves",
+    "Held-out compounds",
+    "Replicate fractions",
+    "Pair groups and field classification",
+    "Per MOA and confusion",
+    "Embedding map",
+    "All results",
+]
 
 
 def _show(at: AppTest, section: str) -> AppTest:
@@ -202,8 +237,13 @@ def test_held_out_plot_uses_method_colours_and_grey_dashed_random(snapshot):
     at = _show(_run(), "Held-out compounds")
     traces = _chart(at, "held-out compounds")["data"]
     names = [t["name"] for t in traces]
-    assert {"MP, individual vote", "MP, aggregated vote", "CP, individual vote", "CP, aggregated vote",
-            "random"} <= set(names)
+    assert {
+        "MP, individual vote",
+        "MP, aggregated vote",
+        "CP, individual vote",
+        "CP, aggregated vote",
+        "random",
+    } <= set(names)
     for t in traces:
         if t["name"] == "random":
             assert t["line"]["color"] == method_color("random") and t["line"]["dash"] == "dash"
@@ -231,8 +271,13 @@ def test_curves_have_bands_chance_lines_and_method_colours(snapshot):
     assert mp["error_y"]["array"] is not None  # CI stored at the 99th percentile only: error bar there
     groups = _chart(_show(at, "Pair groups and field classification"), "pair group")["data"]
     assert {t["marker"]["color"] for t in groups} == {method_color("MP"), method_color("CP")}
-    assert set(_values(groups[0]["x"]).tolist()) == {"same compound (replicates)", "different compound, same MOA", "different MOA",
-                                   "intra-MOA mean PCC", "inter-MOA mean PCC"}
+    assert set(_values(groups[0]["x"]).tolist()) == {
+        "same compound (replicates)",
+        "different compound, same MOA",
+        "different MOA",
+        "intra-MOA mean PCC",
+        "inter-MOA mean PCC",
+    }
     frac = _chart(_show(at, "Replicate fractions"), "share of training replicates")["data"]
     assert {t["name"] for t in frac if t.get("fill") == "tonexty"} == {"MP 95% CI", "CP 95% CI"}
     assert any("Shaded: 95% bootstrap CI" in c.value for c in at.caption)
@@ -289,8 +334,11 @@ def test_methods_picker_and_a_new_snapshot_is_never_served_stale(snapshot, monke
     at.multiselect[0].set_value(["CP"]).run()
     assert not at.exception
     assert list(at.dataframe[0].value.columns) == ["metric", "CP", "chance"]
-    assert {t["name"] for t in _chart(at, "k-NN MOA prediction")["data"]} <= {"CP", "CP: best k, 95% CI",
-                                                                               "chance (random guess)"}
+    assert {t["name"] for t in _chart(at, "k-NN MOA prediction")["data"]} <= {
+        "CP",
+        "CP: best k, 95% CI",
+        "chance (random guess)",
+    }
     _publish(snapshot, scale=0.5)  # republish with other values: the cached reads are keyed on the snapshot
     at2 = _run()
     assert at2.dataframe[0].value.set_index("metric").loc["k-NN best weighted F1", "MP"].startswith("0.300")
@@ -299,7 +347,8 @@ def test_methods_picker_and_a_new_snapshot_is_never_served_stale(snapshot, monke
 def test_labels_for_metrics_and_analyses():
     assert cq.metric_label("diff_compound_same_moa_mean") == "different compound, same MOA"
     assert cq.metric_label("mean_diff_same_compound_vs_diff_compound_same_moa") == (
-        "mean difference: same compound vs different compound, same MOA")
+        "mean difference: same compound vs different compound, same MOA"
+    )
     assert cq.analysis_label("knn") == "k-NN vote"
     assert cq.prevalence_f1([2, 2, 4]) == pytest.approx(0.375)
     assert cq.prevalence_f1([5, 5, 5, 5]) == pytest.approx(0.25)

@@ -25,7 +25,7 @@ def _points() -> pd.DataFrame:
     for family, (a_inf, amp, alpha) in LAWS.items():
         for run in range(3):
             for n in SIZES:
-                rows.append(("moa_top10", family, n, a_inf - amp * n ** -alpha + rng.normal(0, 0.004), str(run)))
+                rows.append(("moa_top10", family, n, a_inf - amp * n**-alpha + rng.normal(0, 0.004), str(run)))
                 if family == "IBP":
                     rows.append(("target_top10", family, n, 0.3 + rng.normal(0, 0.01), str(run)))  # flat
     for n in SIZES[:2]:  # only two sizes
@@ -60,11 +60,45 @@ def _phenoca() -> pd.DataFrame:
             for model, shift in (("d1_w128", 0.03), ("d3_w256", 0.0)):
                 for split, sdrop in (("replicate", 0.0), ("novel", 0.2)):
                     v = top - shift - sdrop - (0.1 if frac != "100" else 0.0)
-                    rows.append((DATASET, frac, model, sup, probe, "moa", split, "top10", v, v - 0.03, v + 0.03,
-                                 4 * n_cpd, n_cpd, 50, "{}"))
-    return pd.DataFrame(rows, columns=["dataset", "fraction", "model", "supervision", "probe", "task", "split",
-                                       "metric", "value", "ci_low", "ci_high", "n_train_wells", "n_train_compounds",
-                                       "n_ood_compounds", "params"])
+                    rows.append(
+                        (
+                            DATASET,
+                            frac,
+                            model,
+                            sup,
+                            probe,
+                            "moa",
+                            split,
+                            "top10",
+                            v,
+                            v - 0.03,
+                            v + 0.03,
+                            4 * n_cpd,
+                            n_cpd,
+                            50,
+                            "{}",
+                        )
+                    )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "dataset",
+            "fraction",
+            "model",
+            "supervision",
+            "probe",
+            "task",
+            "split",
+            "metric",
+            "value",
+            "ci_low",
+            "ci_high",
+            "n_train_wells",
+            "n_train_compounds",
+            "n_ood_compounds",
+            "params",
+        ],
+    )
 
 
 def _publish(tmp_path, monkeypatch, tables: dict[str, pd.DataFrame]) -> None:
@@ -121,8 +155,9 @@ def test_page_renders_points_curves_and_ranked_forms(snapshot):
     chosen = at.multiselect(key="forms").value
     assert len(chosen) == 2
     forms = _frame(at, "Rank (back-test)")
-    assert set(forms["Law"]) == {sq.form_label(f) for f in ("linear", "log_linear", "power_floor", "m4",
-                                                             "broken_power")}
+    assert set(forms["Law"]) == {
+        sq.form_label(f) for f in ("linear", "log_linear", "power_floor", "m4", "broken_power")
+    }
     for family in LAWS:
         ranks = forms[forms["Model family"] == family]["Rank (back-test)"].tolist()
         assert sorted(ranks) == ["1", "2", "3", "4", "5"]
@@ -160,7 +195,8 @@ def test_target_slider_changes_n_needed_and_cost(snapshot):
     at.number_input(key="cost").set_value(200.0).run()
     doubled = _row(_frame(at, "N needed [95% CI]"), "IBP", "power_floor")
     assert _n_needed(doubled["Cost [95% CI]"].replace("$", "")) == pytest.approx(
-        2 * _n_needed(high["Cost [95% CI]"].replace("$", "")), rel=0.02)
+        2 * _n_needed(high["Cost [95% CI]"].replace("$", "")), rel=0.02
+    )
 
 
 def test_target_above_the_asymptote_is_unreachable(snapshot):
@@ -173,8 +209,9 @@ def test_target_above_the_asymptote_is_unreachable(snapshot):
     assert row["N needed [95% CI]"] == "unreachable"
     assert float(row["P(reachable)"].rstrip("%")) < 10
     forms = _frame(at, "Rank (back-test)")
-    reason = forms[(forms["Model family"] == "task-supervised")
-                   & (forms["Law"] == sq.form_label("power_floor"))]["Reason"].iloc[0]
+    reason = forms[(forms["Model family"] == "task-supervised") & (forms["Law"] == sq.form_label("power_floor"))][
+        "Reason"
+    ].iloc[0]
     assert "unreachable" in reason
     assert row["Beyond 3\u00d7 observed?"] == "\u2013" and row["Cost [95% CI]"] == "\u2013"
     # the log-linear law (no asymptote) "reaches" it, but far past the data: flagged
@@ -227,8 +264,9 @@ def test_missing_snapshot_and_tables_name_what_to_run(tmp_path, monkeypatch):
     assert "No published snapshot" in at.warning[0].value and "phenoca_job" in at.warning[0].value
     # a snapshot without any scaling table
     wh = Warehouse(tmp_path / "warehouse.duckdb")
-    wh.replace_rows("evaluation_results", pd.DataFrame({"dataset": ["d"], "fraction": ["100"], "value": [0.5]}),
-                    {"dataset": "d"})
+    wh.replace_rows(
+        "evaluation_results", pd.DataFrame({"dataset": ["d"], "fraction": ["100"], "value": [0.5]}), {"dataset": "d"}
+    )
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
     at = _run()
     assert "phenoca_results" in at.warning[0].value and "scaling_laws" in at.warning[0].value
@@ -255,27 +293,49 @@ def test_live_readoff_matches_fit_scaling_laws_with_a_target(tables):
 
 def test_helpers_format_and_reduce():
     assert [sq.sig(x) for x in (0.52345, 1137.1, 52345, 3.25e6, 3.25e8 * 1.0, np.nan, np.inf)] == [
-        "0.523", "1,140", "52,300", "3.25M", "325M", "\u2013", "\u221e"]
+        "0.523",
+        "1,140",
+        "52,300",
+        "3.25M",
+        "325M",
+        "\u2013",
+        "\u221e",
+    ]
     assert sq.sig(0.72) == "0.720" and sq.sig(3.3e6) == "3.30M" and sq.count(50.0) == "50"
     assert sq.sig_ci(1137, 1025, np.inf) == "1,140 [1,020, \u221e]"
     assert sq.sig_ci(4.04e9, 1.51e9, np.inf, prefix="$") == "$4.04B [$1.51B, \u221e]"
     assert sq.sig(3.34e292) == "3.34e+292"
     assert sq._sentence("log_linear has no asymptote; back-test of 'm4' failed") == (
-        "The log-linear law has no asymptote; back-test of M4 failed")
+        "The log-linear law has no asymptote; back-test of M4 failed"
+    )
     assert sq.task_label("moa_top10") == sq.task_label("moa", "top10") == "MoA top-10 accuracy"
     opts = [("discovery", "auc"), ("moa", "top10"), ("target", "top10")]
     assert opts[sq.matching_option(opts, "moa_top10_novel")] == ("moa", "top10")
     assert opts[sq.matching_option(opts, "discovery_auc")] == ("discovery", "auc")
     assert sq.matching_split(["replicate", "novel"], "moa_top10_novel") == 1
     assert sq.family_label("none") == "profiles (CP)"
-    zoo = pd.DataFrame({"family": "IBP", "n": [1, 1, 2, 2, 3, 3], "metric": [0.1, 0.3, 0.2, 0.5, 0.4, 0.6],
-                        "run": "0", "model_size": [1.0, 2.0] * 3})
+    zoo = pd.DataFrame(
+        {
+            "family": "IBP",
+            "n": [1, 1, 2, 2, 3, 3],
+            "metric": [0.1, 0.3, 0.2, 0.5, 0.4, 0.6],
+            "run": "0",
+            "model_size": [1.0, 2.0] * 3,
+        }
+    )
     assert sq.mixes_model_sizes(zoo)
     assert sq.family_points(zoo, "IBP", "largest")["metric"].tolist() == [0.3, 0.5, 0.6]
     assert sq.family_points(zoo, "IBP", "best")["metric"].tolist() == [0.3, 0.5, 0.6]  # per size and seed
     # the pipeline's zoo: one run per model; the envelope is the best model per size (runs collapsed)
-    models = pd.DataFrame({"family": "IBP", "n": [1, 1, 1, 2, 2, 2, 3, 3, 3], "run": ["a", "b", "c"] * 3,
-                           "metric": [.1, .3, .2, .2, .4, .5, .4, .6, .5], "model_size": [1.0, 2.0, 3.0] * 3})
+    models = pd.DataFrame(
+        {
+            "family": "IBP",
+            "n": [1, 1, 1, 2, 2, 2, 3, 3, 3],
+            "run": ["a", "b", "c"] * 3,
+            "metric": [0.1, 0.3, 0.2, 0.2, 0.4, 0.5, 0.4, 0.6, 0.5],
+            "model_size": [1.0, 2.0, 3.0] * 3,
+        }
+    )
     env = sq.family_points(models, "IBP")
     assert list(env.columns) == ["n", "metric"] and env["metric"].tolist() == [0.3, 0.5, 0.6]
     assert sq.family_points(models, "IBP", "largest")["metric"].tolist() == [0.2, 0.5, 0.5]

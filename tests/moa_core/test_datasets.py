@@ -22,7 +22,12 @@ def test_shipped_catalogue_has_the_synthetic_default_and_the_papers_datasets():
     assert mini.synthetic.n_plates == 2 and mini.features.texture is False
     cpj = DATASETS["cpg0000_cpjump1_compound"]
     assert (cpj.kind, cpj.source, cpj.layout, cpj.project, cpj.source_name) == (
-        "images", "gallery", "cpg0000", "cpg0000-jump-pilot", "source_4")
+        "images",
+        "gallery",
+        "cpg0000",
+        "cpg0000-jump-pilot",
+        "source_4",
+    )
     assert cpj.stain_of_channel() == {1: "Mito", 2: "AGP", 3: "RNA", 4: "ER", 5: "DNA"}
     assert DATASETS["cpg0004_lincs_batch1"].stain_of_channel()[1] == "DNA"
     assert DATASETS["cpg0004_lincs_batch1_profiles"].dose_uM == 10.0
@@ -40,9 +45,20 @@ def test_user_toml_and_registered_entries_override_and_extend(tmp_path, monkeypa
     )
     monkeypatch.setenv("MOA_CATALOGUE", str(user))
     data = tmp_path / "data"
-    register_entry(data, "cpg0016_compound_v1.0", {
-        "kind": "profiles", "source": "gallery", "layout": "cpg0016", "project": "cpg0016-jump-assembled",
-        "source_name": "source_all", "batch": "v1.0", "release": "s3://b/k.parquet", "etag": "abc"})
+    register_entry(
+        data,
+        "cpg0016_compound_v1.0",
+        {
+            "kind": "profiles",
+            "source": "gallery",
+            "layout": "cpg0016",
+            "project": "cpg0016-jump-assembled",
+            "source_name": "source_all",
+            "batch": "v1.0",
+            "release": "s3://b/k.parquet",
+            "etag": "abc",
+        },
+    )
     cat = load_catalogue(data)
     mine = cat["my_plates"]
     assert mine.path == str(tmp_path / "plates") and mine.sites == (1, 2) and mine.train.epochs == 3
@@ -58,15 +74,18 @@ def test_invalid_names_are_refused(name):
         validate_name(name)
 
 
-@pytest.mark.parametrize("raw, match", [
-    ({"kind": "movies"}, "kind must be one of"),
-    ({"kind": "images", "source": "ftp"}, "source must be one of"),
-    ({"kind": "images", "source": "gallery", "layout": "cpg0000"}, "needs 'project'"),
-    ({"kind": "images", "source": "local", "layout": "local"}, "needs 'path'"),
-    ({"kind": "images", "source": "local", "path": "x", "plates": ["P1", " "]}, "blank"),
-    ({"kind": "synthetic", "synthetic": {"n_plate": 2}}, r"unknown synthetic option\(s\) \['n_plate'\]"),
-    ({"kind": "synthetic", "colour": "red"}, r"unknown key\(s\) \['colour'\]"),
-])
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        ({"kind": "movies"}, "kind must be one of"),
+        ({"kind": "images", "source": "ftp"}, "source must be one of"),
+        ({"kind": "images", "source": "gallery", "layout": "cpg0000"}, "needs 'project'"),
+        ({"kind": "images", "source": "local", "layout": "local"}, "needs 'path'"),
+        ({"kind": "images", "source": "local", "path": "x", "plates": ["P1", " "]}, "blank"),
+        ({"kind": "synthetic", "synthetic": {"n_plate": 2}}, r"unknown synthetic option\(s\) \['n_plate'\]"),
+        ({"kind": "synthetic", "colour": "red"}, r"unknown key\(s\) \['colour'\]"),
+    ],
+)
 def test_bad_entries_name_the_dataset_and_key(raw, match):
     with pytest.raises(SchemaError, match=match):
         entry_from_dict("ds1", raw, origin="test.toml")

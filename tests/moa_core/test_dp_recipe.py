@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from moa_core.errors import SchemaError
-from moa_core.model.dp_recipe import (CENTRE_X, CENTRE_Y, CellCrops, aggregate_cells, crop_window,
-                                      load_pretrained_weights)
+from moa_core.model.dp_recipe import (
+    CENTRE_X,
+    CENTRE_Y,
+    CellCrops,
+    aggregate_cells,
+    crop_window,
+    load_pretrained_weights,
+)
 from moa_core.model.network import build_model
 from moa_core.model.train import CheckpointError
 from moa_core.store import ImageStore, build_image_store

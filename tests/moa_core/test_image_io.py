@@ -22,7 +22,7 @@ def test_bad_images_name_the_file_and_context(tmp_path, problem):
     good = np.ones((32, 32), np.uint16)
     if problem == "truncated":
         write_tiff_atomic(p, good)
-        p.write_bytes(p.read_bytes()[: 50])
+        p.write_bytes(p.read_bytes()[:50])
     elif problem == "float":
         tifffile.imwrite(p, good.astype(np.float32))
     elif problem == "rgb":
@@ -129,8 +129,17 @@ def test_illumination_file_that_is_a_pickle_is_refused(tmp_path):
 def test_channel_map_mismatch_and_missing_channel_are_named():
     from moa_core.data.load_data import check_channel_map
 
-    ld = pd.DataFrame([{"Metadata_Plate": "P1", "Metadata_Well": "A01", **{
-        f"FileName_Orig{s}": f"r01c01f01p01-ch{n}sk1fk1fl1.tiff" for n, s in CHANNEL_MAPS["cpg0000"].items()}}])
+    ld = pd.DataFrame(
+        [
+            {
+                "Metadata_Plate": "P1",
+                "Metadata_Well": "A01",
+                **{
+                    f"FileName_Orig{s}": f"r01c01f01p01-ch{n}sk1fk1fl1.tiff" for n, s in CHANNEL_MAPS["cpg0000"].items()
+                },
+            }
+        ]
+    )
     check_channel_map(ld, CHANNEL_MAPS["cpg0000"])
     with pytest.raises(SchemaError, match=r"FileName_OrigDNA .* channel map puts DNA on ch1"):
         check_channel_map(ld, CHANNEL_MAPS["cpg0004"])

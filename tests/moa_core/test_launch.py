@@ -15,7 +15,9 @@ def store_and_fields(mini_dataset, tmp_path_factory):
     root, ld, wells, _ = mini_dataset
     path = tmp_path_factory.mktemp("launch") / "s.zarr"
     build_image_store(ld, path, root=root)
-    f = ld[KEYS].merge(wells[["Metadata_Plate", "Metadata_Well", "Metadata_moa"]], on=["Metadata_Plate", "Metadata_Well"])
+    f = ld[KEYS].merge(
+        wells[["Metadata_Plate", "Metadata_Well", "Metadata_moa"]], on=["Metadata_Plate", "Metadata_Well"]
+    )
     classes = sorted(f["Metadata_moa"].unique())
     f["label"] = f["Metadata_moa"].map({c: i for i, c in enumerate(classes)})
     f["group"] = f["Metadata_Plate"] + "/" + f["Metadata_Well"]
@@ -23,19 +25,35 @@ def store_and_fields(mini_dataset, tmp_path_factory):
 
 
 def _spec(tmp_path, store, fields, classes, **cfg):
-    config = {"epochs": 2, "batch_size": 8, "lr": 1e-3, "optimizer": "adamw", "input_size": 32, "device": "cpu",
-              "num_threads": 1, "samples_per_epoch": 32, **cfg}
+    config = {
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "optimizer": "adamw",
+        "input_size": 32,
+        "device": "cpu",
+        "num_threads": 1,
+        "samples_per_epoch": 32,
+        **cfg,
+    }
     tr, va = fields.iloc[::2], fields.iloc[1::2]
-    return TrainSpec(store=str(store), train_fields=write_fields(tr, tmp_path / "tr.parquet"),
-                     val_fields=write_fields(va, tmp_path / "va.parquet"), classes=classes, config=config,
-                     checkpoint=str(tmp_path / "c.pt"), exclude_class=classes.index("DMSO"))
+    return TrainSpec(
+        store=str(store),
+        train_fields=write_fields(tr, tmp_path / "tr.parquet"),
+        val_fields=write_fields(va, tmp_path / "va.parquet"),
+        classes=classes,
+        config=config,
+        checkpoint=str(tmp_path / "c.pt"),
+        exclude_class=classes.index("DMSO"),
+    )
 
 
 def test_one_process_entry_point_streams_from_the_store_with_workers(tmp_path, store_and_fields):
     store, fields, classes = store_and_fields
     seen = []
-    res = launch_training(_spec(tmp_path, store, fields, classes, num_workers=2), tmp_path / "spec.json",
-                          on_epoch=seen.append)
+    res = launch_training(
+        _spec(tmp_path, store, fields, classes, num_workers=2), tmp_path / "spec.json", on_epoch=seen.append
+    )
     assert [r["epoch"] for r in seen] == [1, 2] and res.sha256
     model, ckpt = load_checkpoint(res.checkpoint_path, expected_sha256=res.sha256)
     assert ckpt["world_size"] == 1 and ckpt["classes"] == classes
@@ -45,8 +63,9 @@ def test_ddp_launch_on_cpu_with_gloo_and_2_processes(tmp_path, store_and_fields)
     """torchrun --nproc_per_node 2 on the same entry point: one checkpoint, written by rank 0, with the history."""
     store, fields, classes = store_and_fields
     seen = []
-    res = launch_training(_spec(tmp_path, store, fields, classes), tmp_path / "spec.json", nproc=2,
-                          on_epoch=seen.append)
+    res = launch_training(
+        _spec(tmp_path, store, fields, classes), tmp_path / "spec.json", nproc=2, on_epoch=seen.append
+    )
     assert [r["epoch"] for r in seen] == [1, 2]  # rank 0's epoch lines reached the caller
     ckpt = safe_load(res.checkpoint_path, expected_format=CHECKPOINT_FORMAT, expected_sha256=res.sha256)
     assert ckpt["world_size"] == 2 and len(ckpt["history"]) == 2

@@ -37,11 +37,13 @@ def test_paper_config():
 def test_training_learns_a_separable_task_and_checkpoints(tmp_path):
     """Two classes differing in DNA brightness: the classifier must beat chance on validation."""
     g = torch.Generator().manual_seed(0)
+
     def make(n):
         y = torch.arange(n) % 2
         x = torch.rand((n, 5, 32, 32), generator=g) * 0.2
         x[:, 0] += y[:, None, None].float() * 0.5
         return x.half(), y.numpy()
+
     x_tr, y_tr = make(64)
     x_va, y_va = make(32)
     cfg = TrainConfig(epochs=6, batch_size=16, lr=0.05, input_size=32, num_threads=2, samples_per_epoch=256)
@@ -120,8 +122,9 @@ def test_resume_with_another_config_refuses_to_mix(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], cfg, tmp_path / "c.pt", on_epoch=stop)
     with pytest.raises(CheckpointError, match="another config or other data"):
-        train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], TrainConfig(**{**cfg.__dict__, "lr": 0.01}),
-                         tmp_path / "c.pt")
+        train_classifier(
+            x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], TrainConfig(**{**cfg.__dict__, "lr": 0.01}), tmp_path / "c.pt"
+        )
 
 
 def test_checkpoints_load_weights_only_and_refuse_code_or_a_wrong_hash(tmp_path):
@@ -161,28 +164,42 @@ def test_well_balanced_accuracy_excludes_controls_and_averages_fields():
     from moa_core.model.train import well_balanced_accuracy
 
     # 3 classes, class 0 = DMSO; wells w1..w5 with 2 fields each
-    probs = np.array([[.9, .05, .05], [.8, .1, .1],      # w1 DMSO, right
-                      [.1, .8, .1], [.1, .3, .6],        # w2 class 1: mean -> class 1
-                      [.1, .2, .7], [.2, .2, .6],        # w3 class 2, right
-                      [.7, .2, .1], [.6, .3, .1],        # w4 class 1, predicted DMSO
-                      [.1, .1, .8], [.1, .2, .7]])       # w5 class 2, right
+    probs = np.array(
+        [
+            [0.9, 0.05, 0.05],
+            [0.8, 0.1, 0.1],  # w1 DMSO, right
+            [0.1, 0.8, 0.1],
+            [0.1, 0.3, 0.6],  # w2 class 1: mean -> class 1
+            [0.1, 0.2, 0.7],
+            [0.2, 0.2, 0.6],  # w3 class 2, right
+            [0.7, 0.2, 0.1],
+            [0.6, 0.3, 0.1],  # w4 class 1, predicted DMSO
+            [0.1, 0.1, 0.8],
+            [0.1, 0.2, 0.7],
+        ]
+    )  # w5 class 2, right
     y = np.array([0, 0, 1, 1, 2, 2, 1, 1, 2, 2])
     g = np.array(["w1", "w1", "w2", "w2", "w3", "w3", "w4", "w4", "w5", "w5"])
     got = well_balanced_accuracy(probs, y, g, exclude_class=0)
     assert got == pytest.approx(balanced_accuracy_score([1, 2, 1, 2], [1, 2, 0, 2]))  # (0.5 + 1) / 2
-    assert well_balanced_accuracy(probs, y, g) == pytest.approx(balanced_accuracy_score([0, 1, 2, 1, 2], [0, 1, 2, 0, 2]))
+    assert well_balanced_accuracy(probs, y, g) == pytest.approx(
+        balanced_accuracy_score([0, 1, 2, 1, 2], [0, 1, 2, 0, 2])
+    )
 
 
 def test_random_crop_takes_native_pixels_and_training_accepts_crops_and_adamw(tmp_path):
     x = torch.arange(2 * 5 * 16 * 16, dtype=torch.float32).reshape(2, 5, 16, 16) / 4096
     ds = FieldDataset(x, np.array([0, 1]), crop_size=6, train=True)
-    d4 = lambda t: [torch.flip(torch.rot90(t, k, dims=(1, 2)), dims=(2,)) if f else torch.rot90(t, k, dims=(1, 2))
-                    for k in range(4) for f in (False, True)]
+    d4 = lambda t: [
+        torch.flip(torch.rot90(t, k, dims=(1, 2)), dims=(2,)) if f else torch.rot90(t, k, dims=(1, 2))
+        for k in range(4)
+        for f in (False, True)
+    ]
     for i in range(2):
         for seed in range(20):  # each crop is a contiguous window of its own sample (up to a dihedral view)
             c, _ = ds[(i, seed)]
             assert c.shape == (5, 6, 6)
-            windows = [x[i, :, y0:y0 + 6, x0:x0 + 6].half() for y0 in range(11) for x0 in range(11)]
+            windows = [x[i, :, y0 : y0 + 6, x0 : x0 + 6].half() for y0 in range(11) for x0 in range(11)]
             assert any(torch.equal(v, w) for v in d4(c) for w in windows)
     assert FieldDataset(x, np.array([0, 1]), crop_size=16, train=True)[(0, 1)][0].shape == (5, 16, 16)
     assert FieldDataset(x, input_size=8)[0][0].shape == (5, 8, 8)  # area-resized for validation/embedding
@@ -191,8 +208,9 @@ def test_random_crop_takes_native_pixels_and_training_accepts_crops_and_adamw(tm
     res = train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], cfg, tmp_path / "c.pt")
     assert res.checkpoint_path.is_file()
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
-        train_classifier(x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], TrainConfig(epochs=1, optimizer="lbfgs"),
-                         tmp_path / "d.pt")
+        train_classifier(
+            x_tr, y_tr, x_tr, y_tr, ["a", "b", "c"], TrainConfig(epochs=1, optimizer="lbfgs"), tmp_path / "d.pt"
+        )
 
 
 def test_training_draws_reach_all_8_dihedral_transforms():
@@ -239,3 +257,50 @@ def test_dihedral_embedding_averages_the_8_views():
     per_view = [embed_fields(m, v, mean, sd) for v in dihedral_views(xr)]
     np.testing.assert_allclose(f, np.mean([a for a, _ in per_view], axis=0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(p, np.mean([b for _, b in per_view], axis=0), rtol=1e-5, atol=1e-7)
+
+
+class _CountingSource:
+    """A disk-like field source (not TensorFields, so FieldDataset may cache it) that counts its reads."""
+
+    def __init__(self, n: int, side: int = 16):
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.rand(n, 5, side, side, generator=g)
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    channels = 5
+
+    def read(self, i: int) -> torch.Tensor:
+        self.reads += 1
+        return self.x[int(i)].clone()
+
+
+def test_field_cache_serves_the_same_items_and_reads_each_field_once():
+    from moa_core.model.loader import BalancedDistributedSampler, FieldDataset
+
+    labels = np.arange(12) % 3
+    sampler = BalancedDistributedSampler(labels, 40, seed=2)
+    cached_src, plain_src = _CountingSource(12), _CountingSource(12)
+    cached = FieldDataset(cached_src, labels, input_size=8, crop_size=6, train=True)
+    plain = FieldDataset(plain_src, labels, input_size=8, crop_size=6, train=True, cache_bytes=0)
+    for epoch in (1, 2):
+        sampler.set_epoch(epoch)
+        for key in sampler:
+            a, ya = cached[key]
+            b, yb = plain[key]
+            assert ya == yb and a.dtype == b.dtype == torch.float16 and torch.equal(a, b)
+    assert cached_src.reads == len({k for e in (1, 2) for k in _draws(sampler, e)}) <= 12
+    assert plain_src.reads == 80
+    # a budget smaller than the fields: no cache, every draw reads
+    small = _CountingSource(12)
+    over = FieldDataset(small, labels, input_size=8, cache_bytes=100)
+    for i in (0, 0, 1):
+        over[i]
+    assert small.reads == 3
+
+
+def _draws(sampler, epoch: int) -> set[int]:
+    sampler.set_epoch(epoch)
+    return {i for i, _ in sampler}

@@ -32,8 +32,12 @@ def test_measure_field_cellprofiler_columns(mini_dataset):
     assert {"Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_ObjectNumber"} <= set(sc.columns)
     feats = feature_columns(sc)
     assert any(c.startswith("Nuclei_AreaShape") or c.startswith("Nuclei_Area") for c in feats)
-    assert {"Cells_Intensity_MeanIntensity_ER", "Nuclei_Intensity_MeanIntensity_DNA",
-            "Cytoplasm_Intensity_MeanIntensity_Mito", "Cells_Correlation_Pearson_DNA_ER"} <= set(feats)
+    assert {
+        "Cells_Intensity_MeanIntensity_ER",
+        "Nuclei_Intensity_MeanIntensity_DNA",
+        "Cytoplasm_Intensity_MeanIntensity_Mito",
+        "Cells_Correlation_Pearson_DNA_ER",
+    } <= set(feats)
     assert not any(c.startswith("Nuclei_Correlation") for c in feats)  # colocalization on whole cells only
     assert not any("Center_" in c or "Location_" in c for c in feats)
     prof = aggregate_wells(sc)
@@ -51,9 +55,16 @@ def _plates():
     rows = []
     for p in ("P1", "P2"):
         for i in range(8):
-            rows.append({"Metadata_Plate": p, "Metadata_Well": f"A{i + 1:02d}",
-                         "Metadata_moa": "DMSO" if i < 4 else "x",
-                         "f1": rng.normal(5 if p == "P1" else 9, 2), "f2": rng.normal(0, 1), "const": 1.0})
+            rows.append(
+                {
+                    "Metadata_Plate": p,
+                    "Metadata_Well": f"A{i + 1:02d}",
+                    "Metadata_moa": "DMSO" if i < 4 else "x",
+                    "f1": rng.normal(5 if p == "P1" else 9, 2),
+                    "f2": rng.normal(0, 1),
+                    "const": 1.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -63,11 +74,17 @@ def test_standardize_matches_pycytominer_per_plate():
     df = _plates()
     ours, dropped = standardize_to_controls(df, ["f1", "f2"], control_mask=df["Metadata_moa"].eq("DMSO"))
     assert dropped == []
-    for p, grp in df.groupby("Metadata_Plate"):
-        ref = normalize(grp, features=["f1", "f2"], meta_features=["Metadata_Plate", "Metadata_Well", "Metadata_moa"],
-                        samples="Metadata_moa == 'DMSO'", method="standardize")
-        np.testing.assert_allclose(ours.loc[grp.index, ["f1", "f2"]].to_numpy(), ref[["f1", "f2"]].to_numpy(),
-                                   rtol=1e-5, atol=1e-5)
+    for _p, grp in df.groupby("Metadata_Plate"):
+        ref = normalize(
+            grp,
+            features=["f1", "f2"],
+            meta_features=["Metadata_Plate", "Metadata_Well", "Metadata_moa"],
+            samples="Metadata_moa == 'DMSO'",
+            method="standardize",
+        )
+        np.testing.assert_allclose(
+            ours.loc[grp.index, ["f1", "f2"]].to_numpy(), ref[["f1", "f2"]].to_numpy(), rtol=1e-5, atol=1e-5
+        )
     dmso = ours[df["Metadata_moa"].eq("DMSO")]
     assert np.allclose(dmso.groupby("Metadata_Plate")[["f1", "f2"]].mean(), 0, atol=1e-5)
 
@@ -90,8 +107,9 @@ def test_standardize_bad_input():
 # ---- feature hygiene for real plates ----------------------------------------------------------
 def _plate_frame(n=40, seed=0):
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"Metadata_Plate": ["P1"] * (n // 2) + ["P2"] * (n // 2),
-                       "Metadata_Well": [f"W{i:02d}" for i in range(n)]})
+    df = pd.DataFrame(
+        {"Metadata_Plate": ["P1"] * (n // 2) + ["P2"] * (n // 2), "Metadata_Well": [f"W{i:02d}" for i in range(n)]}
+    )
     for j in range(6):
         df[f"Cells_f{j}"] = rng.normal(size=n)
     return df
@@ -138,8 +156,11 @@ def test_na_cutoff_matches_pycytominer_drop_na_columns():
 def test_empty_or_failed_stain_fields_yield_no_nuclei_and_a_flag(kind):
     rng = np.random.default_rng(1)
     shape = (5, 256, 256)
-    field = {"blank": np.zeros(shape), "constant": np.full(shape, 300.0),
-             "noise": rng.normal(300, 20, shape)}[kind].clip(0, 65535).astype(np.uint16)
+    field = (
+        {"blank": np.zeros(shape), "constant": np.full(shape, 300.0), "noise": rng.normal(300, 20, shape)}[kind]
+        .clip(0, 65535)
+        .astype(np.uint16)
+    )
     seg = segment_field(field)
     assert seg.n_objects == 0 and seg.flag and "contrast" in seg.flag
 
@@ -186,8 +207,9 @@ def test_profile_plate_streams_the_same_cells_and_flags_empty_fields(mini_datase
     for ch in ("DNA", "ER", "RNA", "AGP", "Mito"):
         write_tiff_atomic(copy / r0[f"PathName_Orig{ch}"] / r0[f"FileName_Orig{ch}"], np.zeros((128, 128), np.uint16))
     rep2 = profile_plate(one, tmp_path / "q.parquet", copy, cfg)
-    assert rep2.flagged_fields[["Metadata_Well", "Metadata_Site"]].values.tolist() == [[r0["Metadata_Well"],
-                                                                                      r0["Metadata_Site"]]]
+    assert rep2.flagged_fields[["Metadata_Well", "Metadata_Site"]].values.tolist() == [
+        [r0["Metadata_Well"], r0["Metadata_Site"]]
+    ]
     assert "contrast" in rep2.flagged_fields["reason"].iloc[0]
 
 
@@ -203,3 +225,38 @@ def test_profile_plate_failure_leaves_no_file(mini_dataset, tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="exactly one plate"):
         profile_plate(ld, tmp_path / "p.parquet", root)
+
+
+def test_profile_plate_with_workers_gives_the_same_cells_in_order(mini_dataset, tmp_path):
+    """Two worker processes (one BLAS thread each, a few fields in flight) write exactly the cells of one
+    process, in load_data order; a failing field in a worker still fails the plate and leaves no file."""
+    from moa_core.errors import ImageReadError
+    from moa_core.profiles.features import profile_plate
+
+    root, ld, _, _ = mini_dataset
+    one = ld[ld["Metadata_Plate"].eq(ld["Metadata_Plate"].iloc[0])].head(9).reset_index(drop=True)
+    cfg = FeatureConfig(texture=False)
+    profile_plate(one, tmp_path / "serial.parquet", root, cfg, chunk_fields=4)
+    rep = profile_plate(one, tmp_path / "pool.parquet", root, cfg, n_workers=2, chunk_fields=4)
+    a, b = pd.read_parquet(tmp_path / "serial.parquet"), pd.read_parquet(tmp_path / "pool.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert rep.fields == 9 and rep.cells == len(b)
+    bad = one.copy()
+    bad.loc[7, "FileName_OrigDNA"] = "missing.tiff"
+    with pytest.raises(ImageReadError, match=rf"well {bad.loc[7, 'Metadata_Well']}"):
+        profile_plate(bad, tmp_path / "bad.parquet", root, cfg, n_workers=2, chunk_fields=4)
+    assert not (tmp_path / "bad.parquet").exists() and not list(tmp_path.glob(".bad.parquet*"))
+
+
+def test_field_workers_run_one_blas_thread_each():
+    from threadpoolctl import threadpool_info
+
+    from moa_core.profiles.features import field_pool
+
+    pool = field_pool(2)
+    try:
+        infos = pool.submit(threadpool_info).result()
+    finally:
+        pool.shutdown()
+    assert infos and all(i["num_threads"] == 1 for i in infos)
+    assert field_pool(1) is None

@@ -28,8 +28,14 @@ def lincs(shared_dir):
 def _lincs_canonical(lincs):
     df = read_profile_file(lincs / "SQ00015054_normalized_feature_select.csv.gz")
     ann = annotate_lincs(df, lincs / "repurposing_info_external_moa_map_resolved.tsv")
-    return to_canonical(ann, release="cpg0004/SQ00015054_normalized_feature_select", etag="e1",
-                        source_file="s3://x/y", source="broad", batch="b1")
+    return to_canonical(
+        ann,
+        release="cpg0004/SQ00015054_normalized_feature_select",
+        etag="e1",
+        source_file="s3://x/y",
+        source="broad",
+        batch="b1",
+    )
 
 
 def test_lincs_plate_to_canonical_schema(lincs):
@@ -61,8 +67,10 @@ def test_paper_filters_on_lincs_match_an_independent_count(lincs):
 
 def test_profile_suffix_levels():
     assert profile_suffix("SQ00015054_normalized_feature_select.csv.gz") == "normalized_feature_select"
-    assert profile_suffix("BR00116991_normalized_feature_select_negcon_batch.csv.gz") == \
-        "normalized_feature_select_negcon_batch"
+    assert (
+        profile_suffix("BR00116991_normalized_feature_select_negcon_batch.csv.gz")
+        == "normalized_feature_select_negcon_batch"
+    )
     assert profile_suffix("BR00116991.csv.gz") == ""
     assert profile_suffix("BR00117037.parquet") == ""
 
@@ -77,16 +85,20 @@ def test_real_cpg0016_per_plate_parquets(shared_dir):
         assert len(out) == len(c) and rep.wells_out == len(c)
 
 
-@pytest.mark.parametrize("problem, match", [
-    ("renamed", r"missing column 'Metadata_Well' \(did you mean 'Metadata_well'\?\)"),
-    ("blank", r"blank Metadata_Well in row 3"),
-    ("dup", r"duplicated Metadata_Plate P1 Metadata_Well A02"),
-    ("text", r"non-numeric feature column\(s\) \['Cells_x'\]"),
-    ("nofeat", r"no feature column"),
-])
+@pytest.mark.parametrize(
+    "problem, match",
+    [
+        ("renamed", r"missing column 'Metadata_Well' \(did you mean 'Metadata_well'\?\)"),
+        ("blank", r"blank Metadata_Well in row 3"),
+        ("dup", r"duplicated Metadata_Plate P1 Metadata_Well A02"),
+        ("text", r"non-numeric feature column\(s\) \['Cells_x'\]"),
+        ("nofeat", r"no feature column"),
+    ],
+)
 def test_bad_profile_files_name_the_file_and_column(tmp_path, problem, match):
-    df = pd.DataFrame({"Metadata_Plate": ["P1"] * 4, "Metadata_Well": ["A01", "A02", "A03", "A04"],
-                       "Cells_x": [1.0, 2.0, 3.0, 4.0]})
+    df = pd.DataFrame(
+        {"Metadata_Plate": ["P1"] * 4, "Metadata_Well": ["A01", "A02", "A03", "A04"], "Cells_x": [1.0, 2.0, 3.0, 4.0]}
+    )
     if problem == "renamed":
         df = df.rename(columns={"Metadata_Well": "Metadata_well"})
     elif problem == "blank":
@@ -119,16 +131,18 @@ def test_annotate_by_inchikey_with_jump_tables(shared_dir):
     the well and compound tables here are built from the real perturbation_control.csv and
     JUMP-Target-1 annotations, in JUMP's column names."""
     ctrl = pd.read_csv(shared_dir / "data" / "cpg0016" / "perturbation_control.csv")
-    ann = pd.read_csv(shared_dir / "data" / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv",
-                      sep="\t")
+    ann = pd.read_csv(
+        shared_dir / "data" / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv", sep="\t"
+    )
     amg = ann[ann["pert_iname"].eq("AMG900")].iloc[0]
     prof = read_profile_file(next((shared_dir / "data" / "cpg0016").glob("source_4/**/*.parquet")))
     wells = prof[["Metadata_Plate", "Metadata_Well"]].copy()
     dmso_id = ctrl.loc[ctrl["Metadata_Name"].eq("DMSO"), "Metadata_JCP2022"].iloc[0]
     amg_id = ctrl.loc[ctrl["Metadata_Name"].eq("AMG900"), "Metadata_JCP2022"].iloc[0]
     wells["Metadata_JCP2022"] = np.where(np.arange(len(wells)) % 2 == 0, dmso_id, amg_id)
-    compounds = pd.DataFrame({"Metadata_JCP2022": [dmso_id, amg_id],
-                              "Metadata_InChIKey": ["IAZDPXIOMUYVGZ-UHFFFAOYSA-N", amg["InChIKey"]]})
+    compounds = pd.DataFrame(
+        {"Metadata_JCP2022": [dmso_id, amg_id], "Metadata_InChIKey": ["IAZDPXIOMUYVGZ-UHFFFAOYSA-N", amg["InChIKey"]]}
+    )
     out = annotate_by_inchikey(prof, wells, compounds, ann, controls=ctrl)
     assert out.loc[out["Metadata_JCP2022"].eq(amg_id), "Metadata_moa"].eq(amg["moa_list"]).all()
     assert out.loc[out["Metadata_JCP2022"].eq(dmso_id), "Metadata_moa"].eq("DMSO").all()
@@ -166,7 +180,7 @@ def test_lincs_moas_come_from_the_repurposing_map(lincs):
 
 def test_non_finite_features_are_counted_and_the_worst_named(tmp_path, lincs):
     c = _lincs_canonical(lincs)
-    feats = c.columns[len(PUBLISHED_METADATA):]
+    feats = c.columns[len(PUBLISHED_METADATA) :]
     c.loc[:9, feats[3]] = np.nan
     c.loc[0, feats[5]] = np.inf
     meta = load_published_profiles(Warehouse(tmp_path / "w.duckdb"), "t", c, partition={})
@@ -181,14 +195,17 @@ def test_a_failed_load_keeps_the_previous_table(tmp_path, lincs):
     wh = Warehouse(tmp_path / "w.duckdb")
     load_published_profiles(wh, "published_profiles__x", c, partition={"dataset": "x"})
     with pytest.raises(SchemaError, match="Metadata_etag"):  # refused before any write
-        load_published_profiles(wh, "published_profiles__x", c.drop(columns=["Metadata_etag"]),
-                                partition={"dataset": "x"})
+        load_published_profiles(
+            wh, "published_profiles__x", c.drop(columns=["Metadata_etag"]), partition={"dataset": "x"}
+        )
     # fail midway: the new table is created inside the transaction, then the catalog row is
     # refused by a CHECK constraint planted on the warehouse's catalog table
     with wh.connect() as con:
         con.execute("DROP TABLE catalog")
-        con.execute("CREATE TABLE catalog (table_name VARCHAR, partition_key VARCHAR, "
-                    "n_rows BIGINT CHECK (n_rows < 100), n_columns INTEGER, written_at TIMESTAMP)")
+        con.execute(
+            "CREATE TABLE catalog (table_name VARCHAR, partition_key VARCHAR, "
+            "n_rows BIGINT CHECK (n_rows < 100), n_columns INTEGER, written_at TIMESTAMP)"
+        )
     half = c.iloc[:200].assign(Metadata_release="second")
     with pytest.raises(duckdb.ConstraintException):
         load_published_profiles(wh, "published_profiles__x", half, partition={"dataset": "x"})

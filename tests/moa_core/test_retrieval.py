@@ -9,9 +9,23 @@ from scipy.stats import hypergeom
 
 from moa_core.errors import SchemaError
 from moa_core.evaluation.map import phenotypic_activity, replicate_consistency
-from moa_core.retrieval import (IndexError_, build_index, calibrate, compound_activity, confidence, knn_vote,
-                                latent_assignment, load_index, moa_enrichment, neighbours, save_index, search,
-                                search_terms, suggest, wilson)
+from moa_core.retrieval import (
+    IndexError_,
+    build_index,
+    calibrate,
+    compound_activity,
+    confidence,
+    knn_vote,
+    latent_assignment,
+    load_index,
+    moa_enrichment,
+    neighbours,
+    save_index,
+    search,
+    search_terms,
+    suggest,
+    wilson,
+)
 from moa_core.retrieval.activity import average_precisions
 from moa_core.retrieval.index import is_control, unit_rows
 from tests.support.retrieval_data import toy_profiles
@@ -34,7 +48,7 @@ def test_well_vectors_give_pearson_and_compounds_are_contiguous(index):
     comp = index.compounds
     assert comp["n_wells"].sum() == index.n_wells == len(df)
     for r in range(len(comp)):
-        wells = index.wells.iloc[comp.at[r, "start"]:comp.at[r, "start"] + comp.at[r, "n_wells"]]
+        wells = index.wells.iloc[comp.at[r, "start"] : comp.at[r, "start"] + comp.at[r, "n_wells"]]
         assert set(wells["compound"]) == {comp.at[r, "compound"]}
     assert comp.set_index("compound").at["DMSO", "is_control"] and comp["is_control"].sum() == 1
 
@@ -112,8 +126,13 @@ def test_compound_activity_equals_copairs_end_to_end():
     df, feats = _profiles(seed=2, noise=1.2)
     idx = build_index(df, feats, method="CP", dataset="toy")
     w = idx.wells
-    act, notes = compound_activity(np.asarray(idx.vectors), w["compound"].to_numpy(), w["Metadata_Plate"].to_numpy(),
-                                   w["is_control"].to_numpy(bool), null_size=1000)
+    act, notes = compound_activity(
+        np.asarray(idx.vectors),
+        w["compound"].to_numpy(),
+        w["Metadata_Plate"].to_numpy(),
+        w["is_control"].to_numpy(bool),
+        null_size=1000,
+    )
     ref = phenotypic_activity(df, feats, null_size=1000).map.set_index("Metadata_broad_sample")
     got = act.set_index("compound").loc[ref.index]
     np.testing.assert_allclose(got["activity_map"], ref["mean_average_precision"], atol=1e-12)
@@ -127,8 +146,13 @@ def test_a_plate_without_dmso_is_named_and_gets_no_activity():
     df = df[~((df["Metadata_Plate"] == "P1") & (df["Metadata_broad_sample"] == "DMSO"))]
     idx = build_index(df, feats, method="CP", dataset="toy")
     w = idx.wells
-    act, notes = compound_activity(np.asarray(idx.vectors), w["compound"].to_numpy(), w["Metadata_Plate"].to_numpy(),
-                                   w["is_control"].to_numpy(bool), null_size=200)
+    act, notes = compound_activity(
+        np.asarray(idx.vectors),
+        w["compound"].to_numpy(),
+        w["Metadata_Plate"].to_numpy(),
+        w["is_control"].to_numpy(bool),
+        null_size=200,
+    )
     assert "P1" in notes["activity"] and act["activity_map"].notna().all()
 
 
@@ -171,8 +195,9 @@ def test_bad_input_names_plate_well_column():
 
 
 def test_search_by_every_identifier_and_suggestions(index):
-    ids = pd.DataFrame({"Metadata_broad_sample": ["BRD-K00000001-001-01-1"],
-                        "Metadata_InChIKey": ["BSYNRYMUTXBXSQ-UHFFFAOYSA-N"]})
+    ids = pd.DataFrame(
+        {"Metadata_broad_sample": ["BRD-K00000001-001-01-1"], "Metadata_InChIKey": ["BSYNRYMUTXBXSQ-UHFFFAOYSA-N"]}
+    )
     df, feats = _profiles()
     idx = build_index(df, feats, method="CP", dataset="toy", identifiers=ids)
     terms = search_terms(idx)

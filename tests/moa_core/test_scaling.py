@@ -45,22 +45,31 @@ CASES: dict[str, tuple[dict[str, float], float]] = {
 REL_TOL: dict[str, float] = {"linear": 0.02, "log_linear": 0.05, "power_floor": 0.05, "m4": 0.12, "broken_power": 0.1}
 
 
-def make_points(form: str, truth: dict[str, float], *, sd: float = 0.003, runs: int | None = 4, seed: int = 0,
-                sizes: np.ndarray = SIZES) -> pd.DataFrame:
+def make_points(
+    form: str,
+    truth: dict[str, float],
+    *,
+    sd: float = 0.003,
+    runs: int | None = 4,
+    seed: int = 0,
+    sizes: np.ndarray = SIZES,
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     mu = FORMS[form].predict(truth, sizes)
     if runs is None:
         return pd.DataFrame({"n": sizes, "metric": mu + rng.normal(0, sd, sizes.size)})
-    rows = [{"n": n, "metric": m + rng.normal(0, sd), "run": f"seed{r}"}
-            for r in range(runs) for n, m in zip(sizes, mu)]
+    rows = [
+        {"n": n, "metric": m + rng.normal(0, sd), "run": f"seed{r}"} for r in range(runs) for n, m in zip(sizes, mu)
+    ]
     return pd.DataFrame(rows)
 
 
 def curve_points(means: list[float], *, sd: float = 0.004, runs: int = 3, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     sizes = np.geomspace(1e4, 1e6, len(means))
-    return pd.DataFrame([{"n": n, "metric": m + rng.normal(0, sd), "run": r}
-                         for r in range(runs) for n, m in zip(sizes, means)])
+    return pd.DataFrame(
+        [{"n": n, "metric": m + rng.normal(0, sd), "run": r} for r in range(runs) for n, m in zip(sizes, means)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +130,9 @@ def test_validation_other_errors() -> None:
 
 
 def test_best_of_zoo_takes_max_over_model_sizes() -> None:
-    pts = pd.DataFrame({"n": [10, 10, 20, 20, 30, 30], "metric": [0.1, 0.3, 0.2, 0.25, 0.4, 0.35],
-                        "model_size": [1, 2, 1, 2, 1, 2]})
+    pts = pd.DataFrame(
+        {"n": [10, 10, 20, 20, 30, 30], "metric": [0.1, 0.3, 0.2, 0.25, 0.4, 0.35], "model_size": [1, 2, 1, 2, 1, 2]}
+    )
     out = best_of_zoo(pts)
     assert out["metric"].tolist() == [0.3, 0.25, 0.4]
     validate_points(out)  # one model family now
@@ -181,13 +191,22 @@ def test_batched_solver_matches_scipy_on_weighted_resample(saturating: pd.DataFr
     assert mode == "runs"
     lo, hi = form.raw_bounds(data.space)
     resid = data.residual_fn(form)
-    res = robust_lm(resid, np.repeat(fit.theta[None], 5, axis=0), weights=w, f_scale=fit.f_scale,
-                    lower=lo, upper=hi, max_iter=200)
+    res = robust_lm(
+        resid, np.repeat(fit.theta[None], 5, axis=0), weights=w, f_scale=fit.f_scale, lower=lo, upper=hi, max_iter=200
+    )
     for b in range(5):
         reps = w[b].astype(int)  # materialize the resample: repeated points, unit weights
         idx = np.repeat(np.arange(w.shape[1]), reps)
-        sol = least_squares(lambda t: resid(t[None])[0][idx], fit.theta, loss="soft_l1", f_scale=fit.f_scale,
-                            bounds=(lo, hi), xtol=1e-14, ftol=1e-14, gtol=1e-14)
+        sol = least_squares(
+            lambda t: resid(t[None])[0][idx],
+            fit.theta,
+            loss="soft_l1",
+            f_scale=fit.f_scale,
+            bounds=(lo, hi),
+            xtol=1e-14,
+            ftol=1e-14,
+            gtol=1e-14,
+        )
         ours = robust_cost(resid(res.theta[b : b + 1]), w[b : b + 1], fit.f_scale)[0]
         assert ours <= sol.cost * (1 + 1e-6) + 1e-14
         np.testing.assert_allclose(res.theta[b], sol.x, rtol=1e-4, atol=1e-5)
@@ -229,8 +248,17 @@ def test_bootstrap_fits_are_converged_optima(name: str) -> None:
     resid, jac = data.residual_fn(form), data.jacobian_fn(form)
     for b in range(boot.n_boot):
         idx = np.repeat(np.arange(data.n.size), boot.weights[b].astype(int))
-        sol = least_squares(lambda t: resid(t[None])[0][idx], fit.theta, jac=lambda t: jac(t[None])[0][idx],
-                            loss="soft_l1", f_scale=fit.f_scale, bounds=(lo, hi), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+        sol = least_squares(
+            lambda t: resid(t[None])[0][idx],
+            fit.theta,
+            jac=lambda t: jac(t[None])[0][idx],
+            loss="soft_l1",
+            f_scale=fit.f_scale,
+            bounds=(lo, hi),
+            xtol=1e-15,
+            ftol=1e-15,
+            gtol=1e-15,
+        )
         assert boot.cost[b] <= sol.cost * (1 + 1e-4) + 1e-12, (b, boot.cost[b], sol.cost)
 
 
@@ -334,8 +362,16 @@ def test_flat_points_give_no_reliable_extrapolation(runs: int | None) -> None:
     assert tab["flagged"].all()
     assert tab["reason"].str.contains("no reliable extrapolation").all()
     assert tab["reason"].str.contains("flat").all()
-    for col in ("n_needed", "n_needed_low", "n_needed_high", "p_reachable", "cost", "cost_low", "cost_high",
-                "extrapolation_factor"):
+    for col in (
+        "n_needed",
+        "n_needed_low",
+        "n_needed_high",
+        "p_reachable",
+        "cost",
+        "cost_low",
+        "cost_high",
+        "extrapolation_factor",
+    ):
         assert tab[col].isna().all(), col
 
 
@@ -415,8 +451,10 @@ def test_report_table_curves_and_determinism(saturating: pd.DataFrame) -> None:
     con = duckdb.connect()
     con.register("tab", tab)
     con.execute("CREATE TABLE scaling_laws AS SELECT * FROM tab")
-    got = con.execute("SELECT form, rank, CAST(json_extract(params, '$.a_inf') AS DOUBLE) FROM scaling_laws "
-                      "WHERE form = 'power_floor'").fetchone()
+    got = con.execute(
+        "SELECT form, rank, CAST(json_extract(params, '$.a_inf') AS DOUBLE) FROM scaling_laws "
+        "WHERE form = 'power_floor'"
+    ).fetchone()
     assert got[0] == "power_floor" and got[2] == pytest.approx(rep.results["power_floor"].fit.params["a_inf"])
     grid = np.geomspace(1e3, 1e7, 25)
     cur = rep.curves(grid)

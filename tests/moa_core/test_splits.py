@@ -4,22 +4,45 @@ import pytest
 
 from moa_core.errors import SchemaError
 from moa_core.splits import (
-    ELIGIBLE_COL, SPLIT_COL, compound_holdout_split, subsample_training, well_holdout_split,
+    ELIGIBLE_COL,
+    SPLIT_COL,
+    compound_holdout_split,
+    subsample_training,
+    well_holdout_split,
 )
 
 
 def _wells():
     rows = []
     k = 0
-    for moa, cpds in {"DMSO": ["DMSO"], "a": ["a1", "a2"], "b": ["b1", "b2", "b3"], "solo": ["s1"],
-                      "a|b": ["ab1"]}.items():
+    for moa, cpds in {
+        "DMSO": ["DMSO"],
+        "a": ["a1", "a2"],
+        "b": ["b1", "b2", "b3"],
+        "solo": ["s1"],
+        "a|b": ["ab1"],
+    }.items():
         for c in cpds:
             for rep in range(10 if moa == "DMSO" else 4):
                 k += 1
-                rows.append({"Metadata_Plate": f"P{rep % 2}", "Metadata_Well": f"W{k:03d}", "Metadata_moa": moa,
-                             "Metadata_broad_sample": c, "Metadata_single_moa": "|" not in moa})
-    rows.append({"Metadata_Plate": "P0", "Metadata_Well": "W999", "Metadata_moa": np.nan,
-                 "Metadata_broad_sample": "x", "Metadata_single_moa": False})
+                rows.append(
+                    {
+                        "Metadata_Plate": f"P{rep % 2}",
+                        "Metadata_Well": f"W{k:03d}",
+                        "Metadata_moa": moa,
+                        "Metadata_broad_sample": c,
+                        "Metadata_single_moa": "|" not in moa,
+                    }
+                )
+    rows.append(
+        {
+            "Metadata_Plate": "P0",
+            "Metadata_Well": "W999",
+            "Metadata_moa": np.nan,
+            "Metadata_broad_sample": "x",
+            "Metadata_single_moa": False,
+        }
+    )
     return pd.DataFrame(rows)
 
 

@@ -9,9 +9,15 @@ from moa_core.profiles.segmentation import segment_field
 def _render(z, size=256, seed=0, cells=None):
     spec = SyntheticSpec(image_size=size, cells_per_field=cells)
     m = PhenotypeModel(spec)
-    return render_field(z, size=size, mean_cells=spec.mean_cells, cell_noise=spec.cell_noise,
-                        plate_gain=m.plate_gain("P"), plate_background=m.plate_background("P"),
-                        rng=np.random.default_rng(seed))
+    return render_field(
+        z,
+        size=size,
+        mean_cells=spec.mean_cells,
+        cell_noise=spec.cell_noise,
+        plate_gain=m.plate_gain("P"),
+        plate_background=m.plate_background("P"),
+        rng=np.random.default_rng(seed),
+    )
 
 
 def test_files_named_and_listed_like_real_phenix_exports(mini_dataset):

@@ -14,8 +14,25 @@ SCALES = ("ood0", "ood10", "ood25", "100")
 ENTRY = f"""
 [datasets.{DS}]
 kind = "synthetic_profiles"
-profile_spec = {{ n_annotated_compounds = 120, n_ood_compounds = 300, n_moas = 20, n_targets = 15, n_crispr_genes = 10, n_features = 60, n_sources = 2, batches_per_source = 1 }}
-phenoca = {{ depths = [1], widths = [32], epochs = 2, probe_epochs = 3, n_boot = 20, num_threads = 2, invariance_weight = 0.5 }}
+
+[datasets.{DS}.profile_spec]
+n_annotated_compounds = 120
+n_ood_compounds = 300
+n_moas = 20
+n_targets = 15
+n_crispr_genes = 10
+n_features = 60
+n_sources = 2
+batches_per_source = 1
+
+[datasets.{DS}.phenoca]
+depths = [1]
+widths = [32]
+epochs = 2
+probe_epochs = 3
+n_boot = 20
+num_threads = 2
+invariance_weight = 0.5
 """
 
 
@@ -29,8 +46,9 @@ def materialized(tmp_path_factory):
     sync_dataset_partitions(instance, [DS])
     results = [defs.resolve_job_def("phenoca_inputs_job").execute_in_process(instance=instance, partition_key=DS)]
     for s in SCALES:
-        results.append(defs.resolve_job_def("phenoca_job").execute_in_process(instance=instance,
-                                                                              partition_key=multi_key(DS, s)))
+        results.append(
+            defs.resolve_job_def("phenoca_job").execute_in_process(instance=instance, partition_key=multi_key(DS, s))
+        )
     results.append(defs.resolve_job_def("scaling_job").execute_in_process(instance=instance, partition_key=DS))
     return store, results
 

@@ -24,10 +24,24 @@ def test_every_asset_materializes_with_metadata(materialized):
         for ev in r.get_asset_materialization_events():
             m = ev.event_specific_data.materialization
             mats[m.asset_key.to_user_string()] = m.metadata
-    assert set(mats) == {"raw_images", "cp_profiles", "cp_embeddings", "splits", "compound_holdout_splits",
-                         "image_store", "mp_checkpoint", "mp_embeddings", "evaluation_results",
-                         "mp_holdout_checkpoint", "mp_holdout_embeddings", "holdout_results", "dashboard_snapshot",
-                         "dp_checkpoint", "dp_embeddings", "retrieval_index"}
+    assert set(mats) == {
+        "raw_images",
+        "cp_profiles",
+        "cp_embeddings",
+        "splits",
+        "compound_holdout_splits",
+        "image_store",
+        "mp_checkpoint",
+        "mp_embeddings",
+        "evaluation_results",
+        "mp_holdout_checkpoint",
+        "mp_holdout_embeddings",
+        "holdout_results",
+        "dashboard_snapshot",
+        "dp_checkpoint",
+        "dp_embeddings",
+        "retrieval_index",
+    }
     assert mats["image_store"]["fields"].value == mats["raw_images"]["fields"].value
     assert mats["image_store"]["skipped_fields"].value == 0 and mats["image_store"]["bytes_on_disk"].value > 0
     assert "learning_curve" in mats["mp_checkpoint"] and mats["dp_checkpoint"]["train_cells"].value > 0
@@ -60,15 +74,22 @@ def test_warehouse_holds_mp_and_cp_for_the_same_test_wells(materialized):
 def test_rerun_replaces_partition_rows(materialized):
     store, instance, _ = materialized
     defs = build_definitions(store)
-    before = Warehouse(store.root_path / "warehouse.duckdb").read(
-        "SELECT count(*) AS n FROM evaluation_results")["n"].iloc[0]
+    before = (
+        Warehouse(store.root_path / "warehouse.duckdb")
+        .read("SELECT count(*) AS n FROM evaluation_results")["n"]
+        .iloc[0]
+    )
     r = defs.resolve_job_def("train_eval_job").execute_in_process(
-        instance=instance, partition_key=multi_key(DS, FRAC),
+        instance=instance,
+        partition_key=multi_key(DS, FRAC),
         asset_selection=[dg.AssetKey("evaluation_results")],
     )
     assert r.success
-    after = Warehouse(store.root_path / "warehouse.duckdb").read(
-        "SELECT count(*) AS n FROM evaluation_results")["n"].iloc[0]
+    after = (
+        Warehouse(store.root_path / "warehouse.duckdb")
+        .read("SELECT count(*) AS n FROM evaluation_results")["n"]
+        .iloc[0]
+    )
     assert before == after
 
 
@@ -81,8 +102,15 @@ def test_missing_image_fails_naming_the_file_and_keeps_tables(materialized, tmp_
     data = victim.read_bytes()
     victim.unlink()
     try:
-        r = build_definitions(store).resolve_job_def("ingest_job").execute_in_process(
-            instance=instance, partition_key=DS, asset_selection=[dg.AssetKey("cp_profiles")], raise_on_error=False,
+        r = (
+            build_definitions(store)
+            .resolve_job_def("ingest_job")
+            .execute_in_process(
+                instance=instance,
+                partition_key=DS,
+                asset_selection=[dg.AssetKey("cp_profiles")],
+                raise_on_error=False,
+            )
         )
         assert not r.success
         msg = " ".join(str(e.event_specific_data.error) for e in r.all_events if e.is_step_failure)
@@ -95,8 +123,11 @@ def test_missing_image_fails_naming_the_file_and_keeps_tables(materialized, tmp_
 
 def test_a_swapped_checkpoint_is_refused_by_its_hash(materialized):
     store, instance, _ = materialized
-    row = Warehouse(store.root_path / "warehouse.duckdb").read_table(
-        "checkpoints", {"dataset": DS, "fraction": FRAC, "model": "mp"}).iloc[0]
+    row = (
+        Warehouse(store.root_path / "warehouse.duckdb")
+        .read_table("checkpoints", {"dataset": DS, "fraction": FRAC, "model": "mp"})
+        .iloc[0]
+    )
     path = store.artifact_dir(DS, FRAC) / row["checkpoint_path"].rsplit("/", 1)[-1]
     assert path.is_file() and len(row["sha256"]) == 64 and row["sha256"][:12] in path.name
     # no resume file, no stale checkpoint
@@ -104,9 +135,16 @@ def test_a_swapped_checkpoint_is_refused_by_its_hash(materialized):
     original = path.read_bytes()
     try:
         path.write_bytes(original[:-10] + b"0123456789")  # planted or corrupted after the row was written
-        r = build_definitions(store).resolve_job_def("train_eval_job").execute_in_process(
-            instance=instance, partition_key=multi_key(DS, FRAC), asset_selection=[dg.AssetKey("mp_embeddings")],
-            raise_on_error=False)
+        r = (
+            build_definitions(store)
+            .resolve_job_def("train_eval_job")
+            .execute_in_process(
+                instance=instance,
+                partition_key=multi_key(DS, FRAC),
+                asset_selection=[dg.AssetKey("mp_embeddings")],
+                raise_on_error=False,
+            )
+        )
         assert not r.success
         msg = " ".join(str(e.event_specific_data.error) for e in r.all_events if e.is_step_failure)
         assert "its warehouse row records" in msg and path.name in msg
@@ -135,6 +173,7 @@ def test_retrieval_indexes_images_and_asset_status_are_published(materialized):
     assert len(fields) == len(ld) and fields["store_row"].notna().all()
     first = fields.iloc[0]
     from pathlib import Path as _P
+
     assert _P(first["path_DNA"]).is_file()
     status = wh.read_table("asset_status").set_index("asset")
     assert status.loc["retrieval_index", "materialized_partitions"] == 1
@@ -152,13 +191,19 @@ def test_index_rebuilds_keep_what_the_snapshot_names_and_remove_the_rest(materia
     store, instance, _ = materialized
     defs = build_definitions(store)
     folder = store.root_path / "retrieval" / DS / FRAC
-    snap = lambda: set(Warehouse(store.snapshot_path, read_only=True).read_table(  # noqa: E731
-        "retrieval_indexes", {"dataset": DS, "fraction": FRAC})["path"])
+    snap = lambda: set(
+        Warehouse(store.snapshot_path, read_only=True).read_table(  # noqa: E731
+            "retrieval_indexes", {"dataset": DS, "fraction": FRAC}
+        )["path"]
+    )
     published = snap()
     run = lambda job, key: defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)  # noqa: E731
     assert run("retrieval_job", multi_key(DS, FRAC)).success
-    second = set(Warehouse(store.root_path / "warehouse.duckdb").read_table(
-        "retrieval_indexes", {"dataset": DS, "fraction": FRAC})["path"])
+    second = set(
+        Warehouse(store.root_path / "warehouse.duckdb").read_table(
+            "retrieval_indexes", {"dataset": DS, "fraction": FRAC}
+        )["path"]
+    )
     assert second.isdisjoint(published)
     on_disk = {str(p.relative_to(store.root_path)) for p in folder.iterdir()}
     assert published | second == on_disk  # the published builds stay while the snapshot names them
@@ -166,6 +211,7 @@ def test_index_rebuilds_keep_what_the_snapshot_names_and_remove_the_rest(materia
     assert run("retrieval_job", multi_key(DS, FRAC)).success
     on_disk = {str(p.relative_to(store.root_path)) for p in folder.iterdir()}
     assert published.isdisjoint(on_disk) and second <= on_disk and len(on_disk) == 2 * len(second)
-    assert {p.split("/")[-1].rsplit("-", 2)[0] for p in on_disk} == {slug(m) for m in ("MP", "CP",
-                                                                                       "DP recipe (trained here)")}
+    assert {p.split("/")[-1].rsplit("-", 2)[0] for p in on_disk} == {
+        slug(m) for m in ("MP", "CP", "DP recipe (trained here)")
+    }
     assert run("publish_job", None).success

@@ -11,8 +11,8 @@ import pytest
 from moa_core.data.design import DESIGN_COLUMNS
 from moa_core.data.sources import LOAD_DATA_COLUMNS
 from moa_core.storage import Warehouse, partition_table
-from orchestration.defs.automation import jump_release_sensor
 from orchestration.definitions import build_definitions
+from orchestration.defs.automation import jump_release_sensor
 from orchestration.partitions import DATASET_PARTITIONS_NAME, sync_dataset_partitions
 from orchestration.resources import MoaStore, gallery_s3
 
@@ -70,17 +70,27 @@ def world(gallery, shared_dir, tmp_path_factory):
     store = MoaStore(root=str(root), shared_dir=str(shared_dir), n_workers=1)
     defs = build_definitions(store, s3_endpoint_url=endpoint)
     instance = dg.DagsterInstance.ephemeral()
-    sync_dataset_partitions(instance, ["fixture_cpjump1", "local_cpjump1", "synthetic_cpjump1_mini",
-                                       "cpg0004_lincs_batch1_profiles", "lincs_all_doses"])
+    sync_dataset_partitions(
+        instance,
+        [
+            "fixture_cpjump1",
+            "local_cpjump1",
+            "synthetic_cpjump1_mini",
+            "cpg0004_lincs_batch1_profiles",
+            "lincs_all_doses",
+        ],
+    )
     results = {}
     for ds in ("fixture_cpjump1", "local_cpjump1", "synthetic_cpjump1_mini"):
         results[ds] = defs.resolve_job_def("ingest_job").execute_in_process(
-            instance=instance, partition_key=ds,
-            asset_selection=[dg.AssetKey("raw_images"), dg.AssetKey("cp_profiles")])
+            instance=instance, partition_key=ds, asset_selection=[dg.AssetKey("raw_images"), dg.AssetKey("cp_profiles")]
+        )
     results["lincs"] = defs.resolve_job_def("published_job").execute_in_process(
-        instance=instance, partition_key="lincs_all_doses")
+        instance=instance, partition_key="lincs_all_doses"
+    )
     results["lincs_10uM"] = defs.resolve_job_def("published_job").execute_in_process(
-        instance=instance, partition_key="cpg0004_lincs_batch1_profiles", raise_on_error=False)
+        instance=instance, partition_key="cpg0004_lincs_batch1_profiles", raise_on_error=False
+    )
     return store, defs, instance, results, endpoint, client
 
 
@@ -88,11 +98,13 @@ def test_gallery_local_and_synthetic_materialize_to_the_same_schemas(world):
     store, _, _, results, _, _ = world
     assert all(r.success for k, r in results.items() if k != "lincs_10uM")
     wh = Warehouse(store.root_path / "warehouse.duckdb")
-    tables = {ds: {t: wh.read_table(partition_table(t, ds)) for t in ("load_data", "wells", "cp_profiles")}
-              for ds in ("fixture_cpjump1", "local_cpjump1", "synthetic_cpjump1_mini")}
+    tables = {
+        ds: {t: wh.read_table(partition_table(t, ds)) for t in ("load_data", "wells", "cp_profiles")}
+        for ds in ("fixture_cpjump1", "local_cpjump1", "synthetic_cpjump1_mini")
+    }
     for ds, t in tables.items():
         assert list(t["load_data"].columns) == LOAD_DATA_COLUMNS, ds
-        assert list(t["wells"].columns)[:len(DESIGN_COLUMNS)] == DESIGN_COLUMNS, ds
+        assert list(t["wells"].columns)[: len(DESIGN_COLUMNS)] == DESIGN_COLUMNS, ds
     g, loc = tables["fixture_cpjump1"], tables["local_cpjump1"]
     syn = tables["synthetic_cpjump1_mini"]["cp_profiles"]
     assert list(g["cp_profiles"].columns) == list(loc["cp_profiles"].columns) == list(syn.columns)
@@ -106,8 +118,10 @@ def test_gallery_local_and_synthetic_materialize_to_the_same_schemas(world):
 def test_raw_images_metadata_and_plates_fan_out(world):
     _, _, instance, results, _, _ = world
     r = results["fixture_cpjump1"]
-    mats = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
-            for e in r.get_asset_materialization_events()}
+    mats = {
+        e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization
+        for e in r.get_asset_materialization_events()
+    }
     assert mats["raw_images"].metadata["plates"].value == 2 and mats["raw_images"].metadata["fields"].value == 2
     assert mats["cp_profiles"].metadata["plates"].value == 2
     steps = {e.step_key for e in r.all_events if e.step_key}
@@ -136,8 +150,9 @@ def test_lincs_published_profiles_load_and_are_evaluated(world, shared_dir):
 
 def _sensor(world, cursor=None):
     store, _, instance, _, endpoint, _ = world
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                  resources={"store": store, "s3": gallery_s3(endpoint)})
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"store": store, "s3": gallery_s3(endpoint)}
+    )
     return jump_release_sensor(ctx)
 
 
@@ -165,9 +180,12 @@ def test_release_sensor_registers_new_releases_once(world, shared_dir):
     assert third.run_requests[0].run_key.endswith(manifest[2]["etag"]) and third.dynamic_partitions_requests == []
     # a new batch prefix -> a new partition and one run
     src = shared_dir / "data" / "cpg0016" / "source_4" / "workspace" / "profiles" / "2021_04_26_Batch1"
-    client.put_object(Bucket="cellpainting-gallery",
-                      Key="cpg0016-jump/source_4/workspace/profiles/2099_01_01_Batch99/BR00117037/BR00117037.parquet",
-                      Body=(src / "BR00117037" / "BR00117037.parquet").read_bytes(), ACL="public-read")
+    client.put_object(
+        Bucket="cellpainting-gallery",
+        Key="cpg0016-jump/source_4/workspace/profiles/2099_01_01_Batch99/BR00117037/BR00117037.parquet",
+        Body=(src / "BR00117037" / "BR00117037.parquet").read_bytes(),
+        ACL="public-read",
+    )
     fourth = _sensor(world, third.cursor)
     assert [r.partition_key for r in fourth.run_requests] == ["cpg0016_source_4_2099_01_01_Batch99"]
     assert list(fourth.dynamic_partitions_requests[0].partition_keys) == ["cpg0016_source_4_2099_01_01_Batch99"]
@@ -179,11 +197,12 @@ def test_registered_release_materializes_with_its_etag(world):
     if "cpg0016_compound_v1.0" not in instance.get_dynamic_partitions(DATASET_PARTITIONS_NAME):
         pytest.skip("runs after the sensor test")
     r = defs.resolve_job_def("published_job").execute_in_process(
-        instance=instance, partition_key="cpg0016_compound_v1.0",
-        asset_selection=[dg.AssetKey("published_profiles")])
+        instance=instance, partition_key="cpg0016_compound_v1.0", asset_selection=[dg.AssetKey("published_profiles")]
+    )
     assert r.success
     t = Warehouse(store.root_path / "warehouse.duckdb").read_table(
-        partition_table("published_profiles", "cpg0016_compound_v1.0"))
+        partition_table("published_profiles", "cpg0016_compound_v1.0")
+    )
     assert set(t["Metadata_Source"]) == {"source_4", "source_13"} and t["Metadata_etag"].nunique() == 1
 
 
@@ -194,7 +213,8 @@ def test_download_images_into_the_cache_then_rerun_downloads_nothing(world):
     metas = []
     for _ in range(2):
         r = defs.resolve_job_def("ingest_job").execute_in_process(
-            instance=instance, partition_key="fixture_cpjump1", asset_selection=[dg.AssetKey("raw_images")])
+            instance=instance, partition_key="fixture_cpjump1", asset_selection=[dg.AssetKey("raw_images")]
+        )
         assert r.success
         metas.append(r.get_asset_materialization_events()[0].event_specific_data.materialization.metadata)
     first, second = metas

@@ -11,8 +11,9 @@ MOAS = ["aurora kinase inhibitor", "HDAC inhibitor", "tubulin inhibitor"]
 CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")
 
 
-def toy_profiles(seed: int = 0, n_plates: int = 3, per_moa: int = 4, dim: int = 32, noise: float = 0.35
-                 ) -> tuple[pd.DataFrame, list[str]]:
+def toy_profiles(
+    seed: int = 0, n_plates: int = 3, per_moa: int = 4, dim: int = 32, noise: float = 0.35
+) -> tuple[pd.DataFrame, list[str]]:
     """3 MOAs x ``per_moa`` compounds, one well per compound per plate, 4 DMSO wells per plate. MOA 2's
     direction is minus MOA 0's, so MOA 0 and MOA 2 compounds are anti-correlated."""
     rng = np.random.default_rng(seed)
@@ -25,21 +26,44 @@ def toy_profiles(seed: int = 0, n_plates: int = 3, per_moa: int = 4, dim: int = 
             for c in range(per_moa):
                 own = np.random.default_rng(100 * m + c).normal(size=dim) * 0.3
                 X.append(dirs[m] + own + rng.normal(size=dim) * noise)
-                rows.append({"Metadata_Plate": plate, "Metadata_Well": f"A{m:02d}{c:02d}",
-                             "Metadata_broad_sample": f"BRD-K{m}{c:07d}-001-01-1", "Metadata_pert_iname": f"cpd{m}{c}",
-                             "Metadata_moa": moa, "Metadata_target": f"T{m}", "Metadata_pert_type": "trt"})
+                rows.append(
+                    {
+                        "Metadata_Plate": plate,
+                        "Metadata_Well": f"A{m:02d}{c:02d}",
+                        "Metadata_broad_sample": f"BRD-K{m}{c:07d}-001-01-1",
+                        "Metadata_pert_iname": f"cpd{m}{c}",
+                        "Metadata_moa": moa,
+                        "Metadata_target": f"T{m}",
+                        "Metadata_pert_type": "trt",
+                    }
+                )
         for d in range(4):
             X.append(rng.normal(size=dim) * noise)
-            rows.append({"Metadata_Plate": plate, "Metadata_Well": f"P{d:02d}", "Metadata_broad_sample": "DMSO",
-                         "Metadata_pert_iname": "DMSO", "Metadata_moa": "DMSO", "Metadata_target": None,
-                         "Metadata_pert_type": "control"})
+            rows.append(
+                {
+                    "Metadata_Plate": plate,
+                    "Metadata_Well": f"P{d:02d}",
+                    "Metadata_broad_sample": "DMSO",
+                    "Metadata_pert_iname": "DMSO",
+                    "Metadata_moa": "DMSO",
+                    "Metadata_target": None,
+                    "Metadata_pert_type": "control",
+                }
+            )
     df = pd.DataFrame(rows)
     feats = [f"f{i}" for i in range(dim)]
     return pd.concat([df, pd.DataFrame(np.array(X), columns=feats)], axis=1), feats
 
 
-def publish_toy_snapshot(root: Path, *, methods: tuple[str, ...] = ("MP", "CP"), dataset: str = "toy",
-                         fraction: str = "100", images: bool = True, missing_image_well: str | None = None) -> Path:
+def publish_toy_snapshot(
+    root: Path,
+    *,
+    methods: tuple[str, ...] = ("MP", "CP"),
+    dataset: str = "toy",
+    fraction: str = "100",
+    images: bool = True,
+    missing_image_well: str | None = None,
+) -> Path:
     """Build real retrieval indexes (``moa_core.retrieval``) for ``methods`` under ``root``, real 16-bit TIFF
     fields for every well (except ``missing_image_well``, recorded but absent), the warehouse tables the
     retrieval_index asset writes, and publish the snapshot. Returns the snapshot path."""
@@ -53,17 +77,35 @@ def publish_toy_snapshot(root: Path, *, methods: tuple[str, ...] = ("MP", "CP"),
         df, feats = toy_profiles(seed=i, noise=0.35 + 0.3 * i)
         idx = build_index(df, feats, method=method, dataset=dataset, fraction=fraction)
         w = idx.wells
-        act, _ = compound_activity(np.asarray(idx.vectors), w["compound"].to_numpy(), w["Metadata_Plate"].to_numpy(),
-                                   w["is_control"].to_numpy(bool), null_size=200)
+        act, _ = compound_activity(
+            np.asarray(idx.vectors),
+            w["compound"].to_numpy(),
+            w["Metadata_Plate"].to_numpy(),
+            w["is_control"].to_numpy(bool),
+            null_size=200,
+        )
         idx.compounds = idx.compounds.merge(act, on="compound", how="left")
         rel = Path("retrieval") / dataset / fraction / f"{method.lower()}-{idx.manifest['build_id']}"
         cal = calibrate(idx, k=5)
         save_index(idx, root / rel, tables={"calibration.parquet": cal})
-        rows.append({"dataset": dataset, "fraction": fraction, "method": method, "path": str(rel),
-                     "build_id": idx.manifest["build_id"], "n_wells": idx.n_wells, "n_compounds": len(idx.compounds),
-                     "dim": idx.dim, "knn_loco_precision": float(cal["knn_correct"].mean()),
-                     "latent_loco_precision": float(cal["latent_correct"].mean()), "n_calibration": len(cal),
-                     "notes": "", "built_at": idx.manifest["built_at"], "code_version": "test"})
+        rows.append(
+            {
+                "dataset": dataset,
+                "fraction": fraction,
+                "method": method,
+                "path": str(rel),
+                "build_id": idx.manifest["build_id"],
+                "n_wells": idx.n_wells,
+                "n_compounds": len(idx.compounds),
+                "dim": idx.dim,
+                "knn_loco_precision": float(cal["knn_correct"].mean()),
+                "latent_loco_precision": float(cal["latent_correct"].mean()),
+                "n_calibration": len(cal),
+                "notes": "",
+                "built_at": idx.manifest["built_at"],
+                "code_version": "test",
+            }
+        )
     wh.replace_rows("retrieval_indexes", pd.DataFrame(rows), {"dataset": dataset, "fraction": fraction})
     if images:
         df, _ = toy_profiles()

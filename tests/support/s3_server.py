@@ -63,8 +63,9 @@ class FaultRules:
     truncate: dict[str, int] = field(default_factory=dict)  # key substring -> remaining truncated bodies
 
 
-_ERROR_XML = ('<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{msg}</Message>'
-              '<Key>{key}</Key></Error>')
+_ERROR_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{msg}</Message><Key>{key}</Key></Error>'
+)
 
 
 class FaultProxy:
@@ -140,8 +141,13 @@ class FaultProxy:
                 self.end_headers()
                 sent = data[: len(data) // 2] if truncate else data
                 # logged before the reply goes out, so a client that has its answer sees the entry
-                proxy._record(self.command, key, self.headers.get("Range"), resp.status,
-                              0 if self.command == "HEAD" else len(sent))
+                proxy._record(
+                    self.command,
+                    key,
+                    self.headers.get("Range"),
+                    resp.status,
+                    0 if self.command == "HEAD" else len(sent),
+                )
                 if self.command != "HEAD":
                     self.wfile.write(sent)
                 if truncate:
@@ -192,7 +198,7 @@ def illumination_function(shape: tuple[int, int] = (1080, 1080), seed: int = 0) 
 
     Generated: the real ``_Illum*.npy`` files are not in shared/.
     """
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
     rng = np.random.default_rng(seed)
     cy, cx = shape[0] * rng.uniform(0.4, 0.6), shape[1] * rng.uniform(0.4, 0.6)
     g = np.exp(-(((yy - cy) / shape[0]) ** 2 + ((xx - cx) / shape[1]) ** 2) * 2.0)
@@ -240,8 +246,10 @@ def seed_gallery(client, shared_dir: Path) -> dict:
         _put(client, key, _table_bytes(pd.DataFrame([row]), ld_name))
         seeded["cpg0000"].append(key)
     lincs = data / "lincs" / "SQ00015054_normalized_feature_select.csv.gz"
-    key = ("cpg0004-lincs/broad/workspace/profiles/2016_04_01_a549_48hr_batch1/SQ00015054/"
-           "SQ00015054_normalized_feature_select.csv.gz")
+    key = (
+        "cpg0004-lincs/broad/workspace/profiles/2016_04_01_a549_48hr_batch1/SQ00015054/"
+        "SQ00015054_normalized_feature_select.csv.gz"
+    )
     _put(client, key, lincs.read_bytes())
     seeded["cpg0004"].append(key)
     per_plate = sorted((data / "cpg0016").glob("source_*/workspace/profiles/*/*/*.parquet"))

@@ -69,8 +69,15 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def streamlit_server(app: Path, *, env: dict[str, str], log_path: Path, cwd: Path,
-                     start_timeout_s: float = 90.0, launcher: str = "streamlit") -> Iterator[StreamlitServer]:
+def streamlit_server(
+    app: Path,
+    *,
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path,
+    start_timeout_s: float = 90.0,
+    launcher: str = "streamlit",
+) -> Iterator[StreamlitServer]:
     """Run ``streamlit run <app>`` headless on a free loopback port until the block exits.
 
     ``launcher="serve"`` starts it through ``python -m dashboard.serve`` (modules imported first).
@@ -79,25 +86,51 @@ def streamlit_server(app: Path, *, env: dict[str, str], log_path: Path, cwd: Pat
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    head = [sys.executable, "-m", "dashboard.serve"] if launcher == "serve" else \
-        [sys.executable, "-m", "streamlit", "run", str(app)]
-    cmd = [*head, "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--server.runOnSave", "false"]
+    head = (
+        [sys.executable, "-m", "dashboard.serve"]
+        if launcher == "serve"
+        else [sys.executable, "-m", "streamlit", "run", str(app)]
+    )
+    cmd = [
+        *head,
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+    ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     server = StreamlitServer(url=url, process=proc, log_path=log_path)
     try:
         deadline = time.monotonic() + start_timeout_s
         while not _healthy(url):
             if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode} before it was healthy; "
-                                   f"log {log_path}:\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"streamlit exited with {proc.returncode} before it was healthy; "
+                    f"log {log_path}:\n{server.log_tail()}"
+                )
             if time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit not healthy at {url} after {start_timeout_s:.0f} s; "
-                                   f"log {log_path}:\n{server.log_tail()}")
+                raise RuntimeError(
+                    f"streamlit not healthy at {url} after {start_timeout_s:.0f} s; "
+                    f"log {log_path}:\n{server.log_tail()}"
+                )
             time.sleep(0.2)
         yield server
     finally:

@@ -23,9 +23,15 @@ if TYPE_CHECKING:
 __all__ = ["LOAD_DATA_COLUMNS", "ImageSource", "canonical_load_data", "open_image_source", "to_wells_table"]
 
 
-def open_image_source(entry: DatasetEntry, *, cache_dir: Path, transfer: S3Transfer | None = None,
-                      endpoint_url: str | None = None, image_cache: bool = False,
-                      root: Path | None = None) -> ImageSource:
+def open_image_source(
+    entry: DatasetEntry,
+    *,
+    cache_dir: Path,
+    transfer: S3Transfer | None = None,
+    endpoint_url: str | None = None,
+    image_cache: bool = False,
+    root: Path | None = None,
+) -> ImageSource:
     """The :class:`ImageSource` of a catalogue entry.
 
     ``root`` is the rendered folder of a synthetic dataset; ``transfer`` (an
@@ -46,5 +52,6 @@ def open_image_source(entry: DatasetEntry, *, cache_dir: Path, transfer: S3Trans
         return LocalSource(entry)
     if transfer is None:
         raise ValueError(f"dataset {entry.name}: a gallery source needs an S3 transfer")
-    return GallerySource(entry, transfer, Path(cache_dir) / "gallery", endpoint_url=endpoint_url,
-                         image_cache=image_cache)
+    return GallerySource(
+        entry, transfer, Path(cache_dir) / "gallery", endpoint_url=endpoint_url, image_cache=image_cache
+    )

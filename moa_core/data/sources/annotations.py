@@ -52,9 +52,15 @@ def lincs_wells(profile_paths: list[Path], shared_dir: Path, dose_uM: float | No
     for p in profile_paths:
         prof = read_profile_file(p)
         meta = prof[[c for c in prof.columns if c.startswith("Metadata_")]]
-        parts.append(to_canonical(annotate_lincs(meta, _shared_file(shared_dir, "lincs",
-                                                 "repurposing_info_external_moa_map_resolved.tsv")),
-                                  release="cpg0004", source_file=str(p)))
+        parts.append(
+            to_canonical(
+                annotate_lincs(
+                    meta, _shared_file(shared_dir, "lincs", "repurposing_info_external_moa_map_resolved.tsv")
+                ),
+                release="cpg0004",
+                source_file=str(p),
+            )
+        )
     wells = pd.concat(parts, ignore_index=True)
     if dose_uM is not None:
         wells, _ = apply_paper_filters(wells, single_moa=False, dose_uM=dose_uM)
@@ -75,8 +81,9 @@ def cpg0016_wells(shared_dir: Path, metadata_dir: str | os.PathLike | None = Non
         )
     wells = read_table_file(need[0])
     compounds = read_table_file(need[1])
-    ann = pd.read_csv(_shared_file(shared_dir, "cpjump1", "JUMP-Target-1_compound_metadata_additional_annotations.tsv"),
-                      sep="\t")
+    ann = pd.read_csv(
+        _shared_file(shared_dir, "cpjump1", "JUMP-Target-1_compound_metadata_additional_annotations.tsv"), sep="\t"
+    )
     controls = pd.read_csv(_shared_file(shared_dir, "cpg0016", "perturbation_control.csv"))
     return annotate_by_inchikey(wells, wells, compounds, ann, controls=controls)
 
@@ -101,10 +108,14 @@ def well_annotations(entry: DatasetEntry, load_data: pd.DataFrame, shared_dir: P
         wells = read_table_file(p)
         where = str(p)
     else:
-        raise SchemaError(f"{where}: no annotations: set `annotations` to cpjump1, lincs, cpg0016 or a per-well "
-                          f"table (Metadata_Plate, Metadata_Well, Metadata_broad_sample, Metadata_moa)")
+        raise SchemaError(
+            f"{where}: no annotations: set `annotations` to cpjump1, lincs, cpg0016 or a per-well "
+            f"table (Metadata_Plate, Metadata_Well, Metadata_broad_sample, Metadata_moa)"
+        )
     out = to_wells_table(_restrict(wells, load_data), where)
     if out.empty:
-        raise SchemaError(f"{where}: none of the {load_data[KEYS].drop_duplicates().shape[0]} wells of the load_data "
-                          f"has an annotation")
+        raise SchemaError(
+            f"{where}: none of the {load_data[KEYS].drop_duplicates().shape[0]} wells of the load_data "
+            f"has an annotation"
+        )
     return out

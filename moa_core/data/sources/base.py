@@ -48,8 +48,9 @@ class ImageSource(Protocol):
     def locator(self) -> ImageLocator: ...
 
 
-def subset_fields(df: pd.DataFrame, wells: tuple[str, ...] = (), sites: tuple[int, ...] = (),
-                  source: str = "load_data") -> pd.DataFrame:
+def subset_fields(
+    df: pd.DataFrame, wells: tuple[str, ...] = (), sites: tuple[int, ...] = (), source: str = "load_data"
+) -> pd.DataFrame:
     """Keep the listed wells and sites (empty = all); an empty result is an error naming the subset."""
     out = df
     if wells:

@@ -31,8 +31,12 @@ if TYPE_CHECKING:  # the catalogue sits above the data layer; sources only read 
 
 #: load_data file names in order of preference (``_with_illum`` first when correcting).
 LOAD_DATA_NAMES: tuple[str, ...] = (
-    "load_data_with_illum.parquet", "load_data_with_illum.csv.gz", "load_data_with_illum.csv",
-    "load_data.parquet", "load_data.csv.gz", "load_data.csv",
+    "load_data_with_illum.parquet",
+    "load_data_with_illum.csv.gz",
+    "load_data_with_illum.csv",
+    "load_data.parquet",
+    "load_data.csv.gz",
+    "load_data.csv",
 )
 
 
@@ -90,8 +94,10 @@ class GallerySource:
         if self.entry.plates:
             missing = sorted(set(self.entry.plates) - set(found))
             if missing:
-                raise SourceError(f"s3://{self.bucket}/{prefix}: plate(s) {missing} not found; the batch has "
-                                  f"{len(found)} plates, e.g. {found[:5]}")
+                raise SourceError(
+                    f"s3://{self.bucket}/{prefix}: plate(s) {missing} not found; the batch has "
+                    f"{len(found)} plates, e.g. {found[:5]}"
+                )
             return list(self.entry.plates)
         return sorted(found)
 

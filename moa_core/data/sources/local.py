@@ -31,8 +31,14 @@ from moa_core.errors import SchemaError
 if TYPE_CHECKING:
     from moa_core.datasets import DatasetEntry
 
-_PATTERNS = ("load_data*.csv", "load_data*.csv.gz", "load_data*.parquet",
-             "load_data/*.csv", "load_data/*.csv.gz", "load_data/*.parquet")
+_PATTERNS = (
+    "load_data*.csv",
+    "load_data*.csv.gz",
+    "load_data*.parquet",
+    "load_data/*.csv",
+    "load_data/*.csv.gz",
+    "load_data/*.parquet",
+)
 
 
 @dataclass
@@ -69,8 +75,10 @@ class LocalSource:
             df = canonical_load_data(df, str(f))
             for plate, part in df.groupby("Metadata_Plate", sort=True):
                 if plate in self._tables:
-                    raise SchemaError(f"plate {plate} appears in two load_data files "
-                                      f"({self._tables[plate]['Metadata_load_data_file'].iloc[0]} and {f})")
+                    raise SchemaError(
+                        f"plate {plate} appears in two load_data files "
+                        f"({self._tables[plate]['Metadata_load_data_file'].iloc[0]} and {f})"
+                    )
                 self._tables[str(plate)] = part.reset_index(drop=True)
         return self._tables
 

@@ -48,8 +48,9 @@ def profile_objects(entry: DatasetEntry, transfer: S3Transfer) -> list[tuple[str
     return [(entry.bucket, profile_key(entry, p)) for p in plates]
 
 
-def fetch_profiles(entry: DatasetEntry, transfer: S3Transfer, cache_dir: Path,
-                   progress=None) -> tuple[list[ProfileFile], TransferStats]:
+def fetch_profiles(
+    entry: DatasetEntry, transfer: S3Transfer, cache_dir: Path, progress=None
+) -> tuple[list[ProfileFile], TransferStats]:
     """Download (cached by ETag) every profile file of a gallery entry."""
     objs = profile_objects(entry, transfer)
     infos = [transfer.head(b, k) for b, k in objs]
@@ -62,8 +63,11 @@ def fetch_profiles(entry: DatasetEntry, transfer: S3Transfer, cache_dir: Path,
 def local_profiles(entry: DatasetEntry) -> list[ProfileFile]:
     """Profile files of a local entry: ``entry.load_data`` names them, else every csv/csv.gz/parquet in ``path``."""
     root = Path(str(entry.path))
-    files = [root / f for f in entry.load_data] if entry.load_data else sorted(
-        p for pat in ("*.csv", "*.csv.gz", "*.parquet") for p in root.glob(pat))
+    files = (
+        [root / f for f in entry.load_data]
+        if entry.load_data
+        else sorted(p for pat in ("*.csv", "*.csv.gz", "*.parquet") for p in root.glob(pat))
+    )
     if not files:
         raise FileNotFoundError(f"dataset {entry.name}: no profile files in {root}")
     for f in files:
@@ -80,8 +84,9 @@ def _annotate(entry: DatasetEntry, df: pd.DataFrame, shared_dir: Path) -> tuple[
         tsv = data / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv"
         return pub.annotate_cpjump1(df, tsv), "JUMP-Target-1 moa_list"
     if entry.annotations == "lincs" or (entry.annotations is None and entry.layout == "cpg0004"):
-        return pub.annotate_lincs(df, data / "lincs" / "repurposing_info_external_moa_map_resolved.tsv"), \
-            "LINCS repurposing map"
+        return pub.annotate_lincs(
+            df, data / "lincs" / "repurposing_info_external_moa_map_resolved.tsv"
+        ), "LINCS repurposing map"
     if entry.annotations == "cpg0016" or (entry.annotations is None and entry.layout == "cpg0016"):
         meta = os.environ.get("MOA_JUMP_METADATA", "")
         if not meta:
@@ -108,12 +113,21 @@ def build_published_table(entry: DatasetEntry, files: list[ProfileFile], shared_
 
     parts = []
     release = entry.release or f"{entry.layout}/{entry.batch or entry.name}" + (
-        f"/{entry.profile_suffix}" if entry.profile_suffix else "")
+        f"/{entry.profile_suffix}" if entry.profile_suffix else ""
+    )
     for f in files:
         df = pub.read_profile_file(f.path)
         df, how = _annotate(entry, df, shared_dir)
-        parts.append(pub.to_canonical(df, release=release, etag=entry.etag or f.etag, source_file=f.source_file,
-                                      source=entry.source_name, batch=entry.batch))
+        parts.append(
+            pub.to_canonical(
+                df,
+                release=release,
+                etag=entry.etag or f.etag,
+                source_file=f.source_file,
+                source=entry.source_name,
+                batch=entry.batch,
+            )
+        )
     table = pd.concat(parts, ignore_index=True)
     table, report = pub.apply_paper_filters(table, single_moa=True, dose_uM=entry.dose_uM)
     return table, report, how

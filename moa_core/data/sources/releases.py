@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from moa_core.data.sources.s3 import S3Transfer, SourceError, parse_s3_uri
 from moa_core.errors import SchemaError
 
-DEFAULT_MANIFEST = ("s3://cellpainting-gallery/cpg0016-jump-assembled/source_all/workspace/"
-                    "profiles_assembled/profile_index.json")
+DEFAULT_MANIFEST = (
+    "s3://cellpainting-gallery/cpg0016-jump-assembled/source_all/workspace/profiles_assembled/profile_index.json"
+)
 DEFAULT_PROJECT = "cpg0016-jump"
 
 
@@ -62,17 +63,31 @@ def manifest_candidates(entries: list[dict]) -> list[ReleaseCandidate]:
         parts = key.split("/")
         version = parts[-2] if len(parts) >= 2 else "latest"
         name = _key_part(f"cpg0016_{e['subset']}_{version}")
-        out.append(ReleaseCandidate(name, str(e["etag"]), {
-            "kind": "profiles", "source": "gallery", "layout": "cpg0016", "bucket": bucket,
-            "project": parts[0], "source_name": parts[1] if len(parts) > 1 else "source_all",
-            "batch": version, "release": f"s3://{bucket}/{key}", "etag": str(e["etag"]), "annotations": "cpg0016",
-            "description": f"JUMP assembled release {e['subset']} {version} ({parts[-1]})",
-        }))
+        out.append(
+            ReleaseCandidate(
+                name,
+                str(e["etag"]),
+                {
+                    "kind": "profiles",
+                    "source": "gallery",
+                    "layout": "cpg0016",
+                    "bucket": bucket,
+                    "project": parts[0],
+                    "source_name": parts[1] if len(parts) > 1 else "source_all",
+                    "batch": version,
+                    "release": f"s3://{bucket}/{key}",
+                    "etag": str(e["etag"]),
+                    "annotations": "cpg0016",
+                    "description": f"JUMP assembled release {e['subset']} {version} ({parts[-1]})",
+                },
+            )
+        )
     return out
 
 
-def batch_candidates(transfer: S3Transfer, bucket: str = "cellpainting-gallery",
-                     project: str = DEFAULT_PROJECT) -> list[ReleaseCandidate]:
+def batch_candidates(
+    transfer: S3Transfer, bucket: str = "cellpainting-gallery", project: str = DEFAULT_PROJECT
+) -> list[ReleaseCandidate]:
     """One profile dataset per ``<project>/<source>/workspace/profiles/<batch>/`` prefix."""
     out = []
     for src in transfer.list_prefixes(bucket, f"{project}/"):
@@ -80,11 +95,23 @@ def batch_candidates(transfer: S3Transfer, bucket: str = "cellpainting-gallery",
         for b in transfer.list_prefixes(bucket, f"{project}/{source}/workspace/profiles/"):
             batch = b.rstrip("/").rsplit("/", 1)[-1]
             name = _key_part(f"{project.split('-')[0]}_{source}_{batch}")
-            out.append(ReleaseCandidate(name, b, {
-                "kind": "profiles", "source": "gallery", "layout": "cpg0016", "bucket": bucket, "project": project,
-                "source_name": source, "batch": batch, "annotations": "cpg0016",
-                "description": f"JUMP {project} {source} {batch} per-plate CellProfiler profiles",
-            }))
+            out.append(
+                ReleaseCandidate(
+                    name,
+                    b,
+                    {
+                        "kind": "profiles",
+                        "source": "gallery",
+                        "layout": "cpg0016",
+                        "bucket": bucket,
+                        "project": project,
+                        "source_name": source,
+                        "batch": batch,
+                        "annotations": "cpg0016",
+                        "description": f"JUMP {project} {source} {batch} per-plate CellProfiler profiles",
+                    },
+                )
+            )
     return out
 
 

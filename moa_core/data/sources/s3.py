@@ -32,8 +32,21 @@ from urllib.parse import urlparse
 from moa_core.errors import MoaInputError
 from moa_core.storage import write_json_atomic
 
-RETRY_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
-               "InternalError", "ServiceUnavailable", "503", "500", "502", "504", "429", "RequestTimeTooSkewed"}
+RETRY_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "503",
+    "500",
+    "502",
+    "504",
+    "429",
+    "RequestTimeTooSkewed",
+}
 NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
 DENIED = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled"}
 CHUNK = 1 << 20
@@ -65,8 +78,9 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     raise SourceError(f"not an S3 object URI: {uri!r} (expected s3://bucket/key)")
 
 
-def make_s3_client(endpoint_url: str | None = None, *, unsigned: bool = True, region: str = "us-east-1",
-                   max_pool_connections: int = 32):
+def make_s3_client(
+    endpoint_url: str | None = None, *, unsigned: bool = True, region: str = "us-east-1", max_pool_connections: int = 32
+):
     """A boto3 S3 client for notebooks: anonymous by default (the gallery is public).
 
     botocore's own retries are limited to one attempt: :class:`S3Transfer` retries.
@@ -75,10 +89,21 @@ def make_s3_client(endpoint_url: str | None = None, *, unsigned: bool = True, re
     from botocore import UNSIGNED
     from botocore.config import Config
 
-    cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=max_pool_connections,
-                 connect_timeout=10, read_timeout=60, **({"signature_version": UNSIGNED} if unsigned else {}))
-    kw = {} if unsigned else {"aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-                              "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing")}
+    cfg = Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=10,
+        read_timeout=60,
+        **({"signature_version": UNSIGNED} if unsigned else {}),
+    )
+    kw = (
+        {}
+        if unsigned
+        else {
+            "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+            "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        }
+    )
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=cfg, **kw)
 
 
@@ -110,9 +135,15 @@ class TransferStats:
         return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def as_metadata(self) -> dict:
-        return {"objects": self.objects, "bytes": self.bytes, "seconds": round(self.seconds, 2),
-                "MB_per_s": round(self.mb_per_s, 2), "cached_objects": self.cached, "retries": self.retries,
-                "failed": self.failed}
+        return {
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 2),
+            "MB_per_s": round(self.mb_per_s, 2),
+            "cached_objects": self.cached,
+            "retries": self.retries,
+            "failed": self.failed,
+        }
 
 
 def _code(exc: Exception) -> str:
@@ -162,7 +193,7 @@ class S3Transfer:
             if attempt + 1 < self.max_attempts:
                 with self._lock:
                     self.retries += 1
-                time.sleep(random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** attempt)))
+                time.sleep(random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2**attempt)))
         raise SourceError(f"{what}: failed after {self.max_attempts} attempts: {type(last).__name__}: {last}")
 
     # ---- metadata -------------------------------------------------------------------
@@ -186,7 +217,12 @@ class S3Transfer:
         out: list[str] = []
         token = None
         while True:
-            kw = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/", **({"ContinuationToken": token} if token else {})}
+            kw = {
+                "Bucket": bucket,
+                "Prefix": prefix,
+                "Delimiter": "/",
+                **({"ContinuationToken": token} if token else {}),
+            }
             r = self._call(f"s3://{bucket}/{prefix} (list)", lambda kw=kw: self.client.list_objects_v2(**kw))
             out += [p["Prefix"] for p in r.get("CommonPrefixes", [])]
             if not r.get("IsTruncated"):
@@ -194,8 +230,9 @@ class S3Transfer:
             token = r["NextContinuationToken"]
 
     # ---- reads ----------------------------------------------------------------------
-    def _get_stream(self, bucket: str, key: str, sink, *, start: int = 0, etag: str | None = None,
-                    learn: dict | None = None) -> int:
+    def _get_stream(
+        self, bucket: str, key: str, sink, *, start: int = 0, etag: str | None = None, learn: dict | None = None
+    ) -> int:
         """One GET (from byte ``start``) streamed into ``sink.write``; returns bytes written; checks length.
 
         ``learn`` receives the object's ``etag`` and total ``size`` from the response headers
@@ -299,8 +336,9 @@ class S3Transfer:
             if part.stat().st_size != known["size"]:
                 raise TruncatedObjectError(f"s3://{bucket}/{key}: {part.stat().st_size} of {known['size']} bytes")
             os.replace(part, dest)
-            write_json_atomic({"bucket": bucket, "key": key, "size": known["size"], "etag": known["etag"]},
-                              self._sidecar(dest))
+            write_json_atomic(
+                {"bucket": bucket, "key": key, "size": known["size"], "etag": known["etag"]}, self._sidecar(dest)
+            )
         except SourceError as exc:
             # a missing or forbidden object leaves nothing behind; an exhausted retry keeps
             # the .part (never at dest) so the next attempt resumes where this one stopped
@@ -311,8 +349,12 @@ class S3Transfer:
         part_meta.unlink(missing_ok=True)
         return True, moved
 
-    def download_many(self, items: Sequence[tuple[str, str, str | os.PathLike]], *,
-                      progress: Callable[[int, int, int], None] | None = None) -> TransferStats:
+    def download_many(
+        self,
+        items: Sequence[tuple[str, str, str | os.PathLike]],
+        *,
+        progress: Callable[[int, int, int], None] | None = None,
+    ) -> TransferStats:
         """Download ``(bucket, key, dest)`` items concurrently; the first failure is re-raised (named)."""
         stats = TransferStats()
         t0 = time.monotonic()

@@ -59,13 +59,25 @@ def make_synthetic(
             cpd_c = moa_c[m] * signal + rng.normal(size=n_features) * 0.5
             for r in range(wells_per_cpd):
                 X.append(cpd_c + rng.normal(size=n_features))
-                rows.append({"Metadata_moa": f"moa_{m}", "Metadata_broad_sample": f"cpd_{m}_{c}",
-                             "Metadata_Plate": f"P{r % n_plates}", "Metadata_Well": _well_name(w)})
+                rows.append(
+                    {
+                        "Metadata_moa": f"moa_{m}",
+                        "Metadata_broad_sample": f"cpd_{m}_{c}",
+                        "Metadata_Plate": f"P{r % n_plates}",
+                        "Metadata_Well": _well_name(w),
+                    }
+                )
                 w += 1
     for d in range(n_dmso):
         X.append(rng.normal(size=n_features))
-        rows.append({"Metadata_moa": None, "Metadata_broad_sample": "DMSO", "Metadata_Plate": f"P{d % n_plates}",
-                     "Metadata_Well": _well_name(w)})
+        rows.append(
+            {
+                "Metadata_moa": None,
+                "Metadata_broad_sample": "DMSO",
+                "Metadata_Plate": f"P{d % n_plates}",
+                "Metadata_Well": _well_name(w),
+            }
+        )
         w += 1
     df = pd.DataFrame(rows)
     df[feats] = np.asarray(X)

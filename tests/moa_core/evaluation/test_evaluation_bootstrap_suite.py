@@ -102,14 +102,28 @@ def test_suite_on_lincs(lincs_raw, lincs_features, tmp_path):
     t0 = time.perf_counter()
     with pytest.warns(UserWarning, match="skipped batch"):
         res = evaluate_embeddings(
-            lincs_raw, lincs_features, "CP", min_compounds_per_moa=1, map_null_size=100, map_cache_dir=tmp_path,
-            n_boot=50, n_boot_enrichment=20,
+            lincs_raw,
+            lincs_features,
+            "CP",
+            min_compounds_per_moa=1,
+            map_null_size=100,
+            map_cache_dir=tmp_path,
+            n_boot=50,
+            n_boot_enrichment=20,
         )
     elapsed = time.perf_counter() - t0
     df = res.results
     assert list(df.columns) == RESULT_COLUMNS
-    assert {"filtering", "enrichment", "intra_inter", "knn", "latent", "groups", "map_activity",
-            "map_consistency"} <= set(df["analysis"])
+    assert {
+        "filtering",
+        "enrichment",
+        "intra_inter",
+        "knn",
+        "latent",
+        "groups",
+        "map_activity",
+        "map_consistency",
+    } <= set(df["analysis"])
     assert "batch" in res.skipped and "logistic" in res.skipped  # single plate, no train_df
     n = res.filter_report["n_output"]
     assert n == 342
@@ -131,9 +145,17 @@ def test_suite_synthetic_everything(synthetic_factory, tmp_path):
     held_cpds = ["cpd_0_2", "cpd_1_2", "cpd_2_2", "cpd_3_2"]
     held = test[test["Metadata_broad_sample"].isin(held_cpds)]
     res = evaluate_embeddings(
-        test, feats, "MP", train_df=train[~train["Metadata_broad_sample"].isin(held_cpds)], heldout_df=held,
-        map_null_size=50, map_cache_dir=tmp_path, n_boot=20, n_boot_enrichment=10,
-        bootstrap_unit="compound", run_map=True,
+        test,
+        feats,
+        "MP",
+        train_df=train[~train["Metadata_broad_sample"].isin(held_cpds)],
+        heldout_df=held,
+        map_null_size=50,
+        map_cache_dir=tmp_path,
+        n_boot=20,
+        n_boot_enrichment=10,
+        bootstrap_unit="compound",
+        run_map=True,
     )
     assert res.skipped == {}
     analyses = set(res.results["analysis"])

@@ -22,8 +22,17 @@ from moa_core.evaluation import (
 
 @pytest.mark.parametrize(
     "well,edge",
-    [("A01", True), ("P24", True), ("A1", True), ("p13", True), ("B01", True), ("B24", True),
-     ("B02", False), ("H12", False), ("O23", False)],
+    [
+        ("A01", True),
+        ("P24", True),
+        ("A1", True),
+        ("p13", True),
+        ("B01", True),
+        ("B24", True),
+        ("B02", False),
+        ("H12", False),
+        ("O23", False),
+    ],
 )
 def test_is_edge_well_384(well, edge):
     assert is_edge_well(well) is edge
@@ -60,8 +69,13 @@ def test_classification_matches_sklearn_and_subsets():
     y = rng.choice(classes, size=n)
     P = rng.dirichlet(np.ones(5), size=n)
     wells = rng.choice(["A01", "B02", "C03", "P24", "H12", "A12"], size=n)
-    meta = pd.DataFrame({"Metadata_Well": wells, "Metadata_cell_line": rng.choice(["A549", "U2OS"], n),
-                         "Metadata_timepoint": rng.choice([24, 48], n)})
+    meta = pd.DataFrame(
+        {
+            "Metadata_Well": wells,
+            "Metadata_cell_line": rng.choice(["A549", "U2OS"], n),
+            "Metadata_timepoint": rng.choice([24, 48], n),
+        }
+    )
     r = classification_metrics(y, P, classes, meta)
     t = r.table.set_index("subset")
     keep = y != "DMSO"
@@ -99,15 +113,27 @@ def test_map_activity_equals_copairs(lincs_raw, lincs_features, tmp_path):
     ctl = pd.Index(np.flatnonzero(meta["Metadata_broad_sample"].to_numpy() == "DMSO"))
     meta = assign_reference_index(meta, ctl, reference_col="ref", default_value=-1)
     ap = average_precision(
-        meta, df[lincs_features].to_numpy(dtype=float),
-        pos_sameby=["Metadata_broad_sample", "ref"], pos_diffby=[],
-        neg_sameby=["Metadata_Plate"], neg_diffby=["Metadata_broad_sample", "ref"],
-        distance="correlation", progress_bar=False,
+        meta,
+        df[lincs_features].to_numpy(dtype=float),
+        pos_sameby=["Metadata_broad_sample", "ref"],
+        pos_diffby=[],
+        neg_sameby=["Metadata_Plate"],
+        neg_diffby=["Metadata_broad_sample", "ref"],
+        distance="correlation",
+        progress_bar=False,
     )
-    maps = mean_average_precision(ap, sameby=["Metadata_broad_sample"], null_size=200, threshold=0.05, seed=1,
-                                  progress_bar=False, cache_dir=tmp_path)
-    np.testing.assert_allclose(res.ap["average_precision"].to_numpy(), ap["average_precision"].to_numpy(),
-                               equal_nan=True)
+    maps = mean_average_precision(
+        ap,
+        sameby=["Metadata_broad_sample"],
+        null_size=200,
+        threshold=0.05,
+        seed=1,
+        progress_bar=False,
+        cache_dir=tmp_path,
+    )
+    np.testing.assert_allclose(
+        res.ap["average_precision"].to_numpy(), ap["average_precision"].to_numpy(), equal_nan=True
+    )
     a = res.map.set_index("Metadata_broad_sample").sort_index()
     b = maps.set_index("Metadata_broad_sample").sort_index()
     np.testing.assert_allclose(a["mean_average_precision"], b["mean_average_precision"])
@@ -123,12 +149,18 @@ def test_map_consistency_equals_copairs(lincs_raw, lincs_features, tmp_path):
     d = df[(df["Metadata_broad_sample"] != "DMSO") & df["Metadata_moa"].notna()]
     meta = d[["Metadata_moa", "Metadata_broad_sample"]].reset_index(drop=True).astype(str)
     ap = average_precision(
-        meta, d[lincs_features].to_numpy(dtype=float), pos_sameby=["Metadata_moa"],
-        pos_diffby=["Metadata_broad_sample"], neg_sameby=[], neg_diffby=["Metadata_moa"],
-        distance="correlation", progress_bar=False,
+        meta,
+        d[lincs_features].to_numpy(dtype=float),
+        pos_sameby=["Metadata_moa"],
+        pos_diffby=["Metadata_broad_sample"],
+        neg_sameby=[],
+        neg_diffby=["Metadata_moa"],
+        distance="correlation",
+        progress_bar=False,
     )
-    maps = mean_average_precision(ap, sameby=["Metadata_moa"], null_size=200, threshold=0.05, seed=2,
-                                  progress_bar=False, cache_dir=tmp_path)
+    maps = mean_average_precision(
+        ap, sameby=["Metadata_moa"], null_size=200, threshold=0.05, seed=2, progress_bar=False, cache_dir=tmp_path
+    )
     a = res.map.set_index("Metadata_moa").sort_index()
     b = maps.set_index("Metadata_moa").sort_index()
     assert list(a.index) == list(b.index)
@@ -140,9 +172,12 @@ def test_map_consistency_equals_copairs(lincs_raw, lincs_features, tmp_path):
 
 def test_map_compound_level_and_errors(lincs_raw, lincs_features, tmp_path):
     r = phenotypic_consistency(lincs_raw, lincs_features, level="compound", null_size=100, cache_dir=tmp_path)
-    assert len(r.ap) == lincs_raw.loc[
-        (lincs_raw["Metadata_broad_sample"] != "DMSO") & lincs_raw["Metadata_moa"].notna(), "Metadata_broad_sample"
-    ].nunique()
+    assert (
+        len(r.ap)
+        == lincs_raw.loc[
+            (lincs_raw["Metadata_broad_sample"] != "DMSO") & lincs_raw["Metadata_moa"].notna(), "Metadata_broad_sample"
+        ].nunique()
+    )
     no_ctl = lincs_raw[lincs_raw["Metadata_broad_sample"] != "DMSO"]
     with pytest.raises(ValueError, match="no control wells"):
         phenotypic_activity(no_ctl, lincs_features, null_size=10, cache_dir=tmp_path)

@@ -16,11 +16,12 @@ def _wells(seed=0):
             rows.append(("DMSO", "DMSO", plate, f"A{i + 1:02d}", rng.normal(0, 1, 16)))
         for moa in centers:
             for c in range(3):
-                for rep in range(2):
+                for _rep in range(2):
                     w = f"{'BCD'[c]}{len(rows):02d}"
                     rows.append((moa, f"{moa}_c{c}", plate, w, centers[moa] + rng.normal(0, 0.5, 16)))
-    meta = pd.DataFrame([r[:4] for r in rows], columns=["Metadata_moa", "Metadata_broad_sample", "Metadata_Plate",
-                                                       "Metadata_Well"])
+    meta = pd.DataFrame(
+        [r[:4] for r in rows], columns=["Metadata_moa", "Metadata_broad_sample", "Metadata_Plate", "Metadata_Well"]
+    )
     meta["Metadata_single_moa"] = True
     x = np.stack([r[4] for r in rows])
     return meta, x
@@ -35,14 +36,18 @@ def test_methods_share_the_same_test_wells():
     dropped = test_wells.iloc[0][["Metadata_Plate", "Metadata_Well"]]
     b = b[~((b["Metadata_Plate"] == dropped["Metadata_Plate"]) & (b["Metadata_Well"] == dropped["Metadata_Well"]))]
     common = common_test_wells(sp, {"A": a, "B": b})
-    assert len(common) == len(sp[(sp["Metadata_split"] == "test") & (sp["Metadata_eval_eligible"]
-                                                                      | sp["Metadata_moa"].eq("DMSO"))]) - 1
+    assert (
+        len(common)
+        == len(sp[(sp["Metadata_split"] == "test") & (sp["Metadata_eval_eligible"] | sp["Metadata_moa"].eq("DMSO"))])
+        - 1
+    )
     res = compare_methods({"A": a, "B": b}, sp, run_map=False, n_boot=10)
     n = res[(res["analysis"] == "knn") & (res["metric"] == "best_f1")].set_index("method")["n"]
     assert n["A"] == n["B"] == len(test_wells) - 1
     # PCC is invariant to feature order and scale: same wells -> identical k-NN curves
-    f1 = res[(res["analysis"] == "knn") & (res["metric"] == "f1")].pivot(index="parameter", columns="method",
-                                                                        values="value")
+    f1 = res[(res["analysis"] == "knn") & (res["metric"] == "f1")].pivot(
+        index="parameter", columns="method", values="value"
+    )
     np.testing.assert_allclose(f1["A"], f1["B"])
 
 

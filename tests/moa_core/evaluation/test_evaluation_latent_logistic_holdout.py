@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from moa_core.splits import choose_holdout_compounds
 from moa_core.evaluation import (
     class_latent_assignment,
     compound_holdout_eval,
@@ -15,6 +14,7 @@ from moa_core.evaluation import (
     leave_one_out_medians,
     logistic_regression_eval,
 )
+from moa_core.splits import choose_holdout_compounds
 
 
 def _pcc(a, b):
@@ -158,8 +158,11 @@ def _holdout_data():
         [
             # compound hA (true A): one clear A well, one well slightly closer to B -> 1-1 vote tie, mean PCC favours A
             {"Metadata_moa": "A", "Metadata_broad_sample": "hA", **dict(enumerate(base["A"] + 0.1))},
-            {"Metadata_moa": "A", "Metadata_broad_sample": "hA",
-             **dict(enumerate(0.45 * base["A"] + 0.55 * base["B"]))},
+            {
+                "Metadata_moa": "A",
+                "Metadata_broad_sample": "hA",
+                **dict(enumerate(0.45 * base["A"] + 0.55 * base["B"])),
+            },
             # compound hB (true B): wells clearly C -> wrong at top-1
             {"Metadata_moa": "B", "Metadata_broad_sample": "hB", **dict(enumerate(base["C"] + 0.2))},
             {"Metadata_moa": "B", "Metadata_broad_sample": "hB", **dict(enumerate(base["C"] - 0.1))},

@@ -111,9 +111,7 @@ def test_missing_and_non_numeric_feature_columns():
         pearson_similarity(df, [])
 
 
-@pytest.mark.parametrize(
-    "fn", [enrichment, intra_inter_moa, knn_curves, class_latent_assignment]
-)
+@pytest.mark.parametrize("fn", [enrichment, intra_inter_moa, knn_curves, class_latent_assignment])
 def test_single_moa_raises(fn):
     df, feats = _toy()
     df["Metadata_moa"] = "only"

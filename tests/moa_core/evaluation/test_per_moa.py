@@ -34,9 +34,15 @@ def _clusters(noise: float = 0.01, n_features: int = 32, seed: int = 0) -> tuple
     for m, moa in enumerate(MOAS):
         for c in range(2):
             for r in range(3):
-                rows.append({"Metadata_Plate": f"P{r % 2}", "Metadata_Well": f"{'ABC'[m]}{c * 3 + r + 1:02d}",
-                             "Metadata_broad_sample": f"{moa}_cpd{c}", "Metadata_pert_iname": f"{moa} {c}",
-                             "Metadata_moa": moa})
+                rows.append(
+                    {
+                        "Metadata_Plate": f"P{r % 2}",
+                        "Metadata_Well": f"{'ABC'[m]}{c * 3 + r + 1:02d}",
+                        "Metadata_broad_sample": f"{moa}_cpd{c}",
+                        "Metadata_pert_iname": f"{moa} {c}",
+                        "Metadata_moa": moa,
+                    }
+                )
                 X.append(centres[m] + noise * rng.normal(size=n_features))
     df = pd.DataFrame(rows)
     df[feats] = np.asarray(X)
@@ -137,8 +143,16 @@ def test_embedding_map_is_pca_of_the_rows():
         assert min(np.abs(col - scores[:, i]).max(), np.abs(col + scores[:, i]).max()) < 1e-8  # up to sign
         assert raw[f"explained_{i + 1}"].iloc[0] == pytest.approx(ref.explained_variance_ratio_[i])
     assert raw["Metadata_moa"].tolist() == df["Metadata_moa"].tolist()
-    assert list(raw.columns) == ["Metadata_Plate", "Metadata_Well", "Metadata_pert_iname", "Metadata_moa",
-                                 "pc1", "pc2", "explained_1", "explained_2"]
+    assert list(raw.columns) == [
+        "Metadata_Plate",
+        "Metadata_Well",
+        "Metadata_pert_iname",
+        "Metadata_moa",
+        "pc1",
+        "pc2",
+        "explained_1",
+        "explained_2",
+    ]
     # MOA clusters are separated on the first two components
     assert raw.groupby("Metadata_moa")["pc1"].std().max() < raw["pc1"].std() / 2
 
@@ -183,5 +197,6 @@ def test_compare_per_moa_uses_the_common_test_wells():
     assert out.maps.groupby("method").size().tolist() == [len(expected)] * 2
     for method in ("A", "B"):
         got = out.maps[out.maps["method"] == method][["Metadata_Plate", "Metadata_Well"]].reset_index(drop=True)
-        pd.testing.assert_frame_equal(got.astype(object), expected[["Metadata_Plate", "Metadata_Well"]]
-                                      .reset_index(drop=True).astype(object))
+        pd.testing.assert_frame_equal(
+            got.astype(object), expected[["Metadata_Plate", "Metadata_Well"]].reset_index(drop=True).astype(object)
+        )

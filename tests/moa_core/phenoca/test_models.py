@@ -140,8 +140,15 @@ def test_early_stopping_restores_best_validation_epoch_and_has_no_test_argument(
     assert -np.log(p[np.arange(len(yva)), yva]).mean() == pytest.approx(m.best_val_loss, rel=1e-4)
     assert losses[-1] > m.best_val_loss
     # selection on validation accuracy
-    ma = train_encoder(Xtr, ytr, Xva, yva, width=128, depth=2, config=_cfg(epochs=200, patience=6, lr=1e-3,
-                                                                          batch_size=32, select="val_accuracy"))
+    ma = train_encoder(
+        Xtr,
+        ytr,
+        Xva,
+        yva,
+        width=128,
+        depth=2,
+        config=_cfg(epochs=200, patience=6, lr=1e-3, batch_size=32, select="val_accuracy"),
+    )
     accs = [h["val_accuracy"] for h in ma.history]
     assert ma.best_epoch == int(np.argmax(accs)) and ma.best_val_accuracy == max(accs)
 
@@ -209,8 +216,18 @@ def test_invariance_loss_reduces_nuisance_predictability():
     cfg = _cfg(epochs=40, batch_size=128, patience=40)
     results = {}
     for w in (0.0, 1.0):
-        m = train_encoder(X[tr], y[tr], X[va], y[va], width=64, depth=2, config=cfg,
-                          nuisances={"source": s[tr]}, val_nuisances={"source": s[va]}, invariance_weight=w)
+        m = train_encoder(
+            X[tr],
+            y[tr],
+            X[va],
+            y[va],
+            width=64,
+            depth=2,
+            config=cfg,
+            nuisances={"source": s[tr]},
+            val_nuisances={"source": s[va]},
+            invariance_weight=w,
+        )
         fresh = fit_probe(m, X[va], s[va], X[te], s[te], _cfg(epochs=60, batch_size=128, patience=60), layers=1)
         results[w] = (m, m.history[-1]["val_nuisance_accuracy"]["source"], fresh.best_val_accuracy)
     (m0, head0, fresh0), (m1, head1, fresh1) = results[0.0], results[1.0]

@@ -35,9 +35,20 @@ from moa_core.phenoca.tasks import (
 from moa_core.profiles.normalize import standardize_to_controls
 
 SPEC = SyntheticProfileSpec(
-    n_annotated_compounds=150, n_ood_compounds=100, n_moas=45, n_targets=30, n_crispr_genes=10, n_novel_moas=10,
-    n_features=30, replicates_min=2, replicates_max=5, n_sources=1, batches_per_source=2, wells_per_plate=96,
-    dmso_per_plate=8, seed=11,
+    n_annotated_compounds=150,
+    n_ood_compounds=100,
+    n_moas=45,
+    n_targets=30,
+    n_crispr_genes=10,
+    n_novel_moas=10,
+    n_features=30,
+    replicates_min=2,
+    replicates_max=5,
+    n_sources=1,
+    batches_per_source=2,
+    wells_per_plate=96,
+    dmso_per_plate=8,
+    seed=11,
 )
 
 
@@ -58,6 +69,7 @@ def _by_compound(df: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------
 # Splits
 # ---------------------------------------------------------------------------------------
+
 
 def test_replicate_split_is_leak_free(prof):
     sp = replicate_split(prof, seed=1)
@@ -182,6 +194,7 @@ def test_split_input_errors(prof):
 # Preprocessing
 # ---------------------------------------------------------------------------------------
 
+
 def test_validate_profiles_errors_name_the_column(ds):
     df = ds.profiles
     assert validate_profiles(df) == ds.feature_cols
@@ -235,7 +248,7 @@ def test_robust_scaling_definition_and_whitening(ds):
     z = pre.scale_plates(df)
     exp = np.empty_like(z)
     x = df[feats].astype(np.float64)
-    for plate, idx in df.groupby("Metadata_Plate").indices.items():
+    for _plate, idx in df.groupby("Metadata_Plate").indices.items():
         t = x.iloc[idx[train[idx]]]
         med, iqr = t.median(), t.quantile(0.75) - t.quantile(0.25)
         exp[idx] = ((x.iloc[idx] - med) / (iqr + 0.01)).to_numpy()
@@ -249,8 +262,9 @@ def test_robust_scaling_definition_and_whitening(ds):
     only_train_elsewhere = train & (df["Metadata_Plate"] != last).to_numpy()
     with pytest.raises(NormalizationError, match=str(last)):
         fit_preprocessor(df, feats, only_train_elsewhere)
-    pre_sub = fit_preprocessor(df[df["Metadata_Plate"] != last], feats,
-                               train[(df["Metadata_Plate"] != last).to_numpy()])
+    pre_sub = fit_preprocessor(
+        df[df["Metadata_Plate"] != last], feats, train[(df["Metadata_Plate"] != last).to_numpy()]
+    )
     with pytest.raises(NormalizationError, match=str(last)):
         pre_sub.transform(df)
     with pytest.raises(SchemaError, match="boolean"):
@@ -277,6 +291,7 @@ def test_dmso_method_matches_project_standardization(ds):
 # ---------------------------------------------------------------------------------------
 # Tasks
 # ---------------------------------------------------------------------------------------
+
 
 def _brute_topk(scores: np.ndarray, y: np.ndarray, k: int) -> float:
     hits = 0
@@ -346,7 +361,7 @@ def _random_discovery_case(rng, n_cpd=40, n_genes=9, d=6, dup=True):
         comp[5] = comp[4]  # exact ties
         comp[12] = comp[4]
     targets: list = []
-    for j in range(n_cpd):
+    for _j in range(n_cpd):
         r = rng.random()
         if r < 0.2:
             targets.append(None)

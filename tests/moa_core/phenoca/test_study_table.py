@@ -9,17 +9,26 @@ from moa_core.phenoca.profiles import as_study_table
 
 
 def _table():
-    return pd.DataFrame({
-        "Metadata_Plate": ["P1"] * 5, "Metadata_Well": ["A01", "A02", "A03", "A04", "A05"],
-        "Metadata_Source": [None] * 5,
-        "Metadata_broad_sample": ["DMSO", "BRD-K11111111-001-01-1", "BRD-K11111111-003-02-5", "BRD-K22222222-001-01-1",
-                                  "BRD-K33333333-001-01-1"],
-        "Metadata_pert_type": ["control", "trt", "trt", "control", "trt"],
-        "Metadata_control_type": ["negcon", None, None, "poscon_diverse", None],
-        "Metadata_moa": ["DMSO", "HDAC inhibitor", "HDAC inhibitor", "Aurora kinase inhibitor", None],
-        "Metadata_target": [None, "HDAC1|HDAC2", "HDAC1|HDAC2", "AURKA", None],
-        "f1": [0.1, 0.2, 0.3, 0.4, 0.5], "f2": [1.0, 2.0, 3.0, 4.0, 5.0],
-    })
+    return pd.DataFrame(
+        {
+            "Metadata_Plate": ["P1"] * 5,
+            "Metadata_Well": ["A01", "A02", "A03", "A04", "A05"],
+            "Metadata_Source": [None] * 5,
+            "Metadata_broad_sample": [
+                "DMSO",
+                "BRD-K11111111-001-01-1",
+                "BRD-K11111111-003-02-5",
+                "BRD-K22222222-001-01-1",
+                "BRD-K33333333-001-01-1",
+            ],
+            "Metadata_pert_type": ["control", "trt", "trt", "control", "trt"],
+            "Metadata_control_type": ["negcon", None, None, "poscon_diverse", None],
+            "Metadata_moa": ["DMSO", "HDAC inhibitor", "HDAC inhibitor", "Aurora kinase inhibitor", None],
+            "Metadata_target": [None, "HDAC1|HDAC2", "HDAC1|HDAC2", "AURKA", None],
+            "f1": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "f2": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
 
 
 def test_controls_molecules_and_nuisances():

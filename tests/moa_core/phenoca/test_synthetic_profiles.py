@@ -34,16 +34,32 @@ SHARED = Path(os.environ.get("MOA_SHARED_DIR", str(REPO.parent / "shared")))
 LINCS_PLATE = SHARED / "data" / "lincs" / "SQ00015054_normalized_feature_select.csv.gz"
 
 SMALL = SyntheticProfileSpec(
-    n_annotated_compounds=300, n_ood_compounds=600, n_moas=120, n_targets=80, n_crispr_genes=20, n_novel_moas=50,
-    n_sources=2, batches_per_source=2, seed=3,
+    n_annotated_compounds=300,
+    n_ood_compounds=600,
+    n_moas=120,
+    n_targets=80,
+    n_crispr_genes=20,
+    n_novel_moas=50,
+    n_sources=2,
+    batches_per_source=2,
+    seed=3,
 )
 #: few, large MoA classes, for the classification checks
 FEW_CLASSES = SyntheticProfileSpec(
-    n_annotated_compounds=400, n_ood_compounds=0, n_moas=8, n_targets=8, n_crispr_genes=0, n_features=120,
-    n_sources=2, batches_per_source=2, seed=5,
+    n_annotated_compounds=400,
+    n_ood_compounds=0,
+    n_moas=8,
+    n_targets=8,
+    n_crispr_genes=0,
+    n_features=120,
+    n_sources=2,
+    batches_per_source=2,
+    seed=5,
 )
-FEATURE_RE = re.compile(r"^(Cells|Cytoplasm|Nuclei)_(AreaShape|Intensity|Texture|Granularity|RadialDistribution|"
-                        r"Correlation|Neighbors)_[A-Za-z0-9_]+$")
+FEATURE_RE = re.compile(
+    r"^(Cells|Cytoplasm|Nuclei)_(AreaShape|Intensity|Texture|Granularity|RadialDistribution|"
+    r"Correlation|Neighbors)_[A-Za-z0-9_]+$"
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +96,7 @@ def _annotated(df: pd.DataFrame) -> pd.DataFrame:
 
 # --- determinism ---------------------------------------------------------------------------
 
+
 def test_same_seed_identical_different_seed_different(small):
     again = generate_profiles(SMALL)
     pd.testing.assert_frame_equal(small.profiles, again.profiles)
@@ -97,6 +114,7 @@ def test_same_seed_identical_different_seed_different(small):
 
 
 # --- sizes and schema ----------------------------------------------------------------------
+
 
 def test_schema_and_sizes(small):
     p, spec = small.profiles, SMALL
@@ -163,6 +181,7 @@ def test_feature_names_fixed_and_cellprofiler_like():
 
 # --- classes and annotations ---------------------------------------------------------------
 
+
 def test_long_tailed_classes(small):
     ann = _annotated(small.perturbations)
     for col, n in (("Metadata_moa", SMALL.n_moas), ("Metadata_target", SMALL.n_targets)):
@@ -184,12 +203,16 @@ def test_ood_unannotated_and_controls(small):
     neg = _kind(p, "negcon")
     assert (neg["Metadata_broad_sample"] == NEGCON).all() and (neg["Metadata_moa"] == NEGCON).all()
     assert neg["Metadata_target"].isna().all() and not neg["Metadata_is_ood"].any()
-    assert (p.loc[p["Metadata_pert_type"] != "negcon", "Metadata_broad_sample"]
-            == p.loc[p["Metadata_pert_type"] != "negcon", "Metadata_JCP2022"]).all()
+    assert (
+        p.loc[p["Metadata_pert_type"] != "negcon", "Metadata_broad_sample"]
+        == p.loc[p["Metadata_pert_type"] != "negcon", "Metadata_JCP2022"]
+    ).all()
     # the hidden classes of OOD compounds stay in the perturbation table only
     per_ood = small.perturbations[small.perturbations["Metadata_is_ood"]]
     assert per_ood["hidden_moa"].notna().all()
-    assert per_ood["hidden_moa"].str.startswith("novel_").any() and (~per_ood["hidden_moa"].str.startswith("novel_")).any()
+    assert (
+        per_ood["hidden_moa"].str.startswith("novel_").any() and (~per_ood["hidden_moa"].str.startswith("novel_")).any()
+    )
 
 
 def test_every_plate_has_dmso_on_a_fixed_plate_map(small):
@@ -202,6 +225,7 @@ def test_every_plate_has_dmso_on_a_fixed_plate_map(small):
 
 
 # --- phenotype ---------------------------------------------------------------------------
+
 
 def _consensus(norm: pd.DataFrame, feats: list[str]) -> pd.DataFrame:
     cons = norm.groupby("Metadata_JCP2022")[feats].mean()
@@ -256,6 +280,7 @@ def test_robust_normalize_to_dmso(small, small_norm):
 
 # --- no giveaway -------------------------------------------------------------------------
 
+
 def _moa_accuracies(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[float, np.ndarray]:
     """Compound-held-out balanced accuracy: 5-NN (cosine) on the full profile; per-feature Gaussian NB."""
     from sklearn.metrics import balanced_accuracy_score
@@ -271,8 +296,10 @@ def _moa_accuracies(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[f
         var = np.stack([x[tr][y[tr] == c].var(0) for c in range(n_cls)]) + 1e-9
         ll = -0.5 * np.log(var)[None] - (x[te][:, None, :] - mu[None]) ** 2 / (2 * var[None])
         single[te] = ll.argmax(1)
-    return (balanced_accuracy_score(y, full),
-            np.array([balanced_accuracy_score(y, single[:, f]) for f in range(x.shape[1])]))
+    return (
+        balanced_accuracy_score(y, full),
+        np.array([balanced_accuracy_score(y, single[:, f]) for f in range(x.shape[1])]),
+    )
 
 
 def test_no_single_feature_predicts_moa():
@@ -301,9 +328,14 @@ def test_layout_and_ids_independent_of_classes(small):
     ann = _annotated(trt)
     top = ann["Metadata_moa"].value_counts().index[:5]
     big = ann[ann["Metadata_moa"].isin(top)]
-    for a, b, d in [("Metadata_moa", "Metadata_Source", big), ("Metadata_moa", "edge", big),
-                    ("Metadata_moa", "half", big), ("Metadata_is_ood", "edge", trt),
-                    ("Metadata_is_ood", "Metadata_Source", trt), ("Metadata_is_ood", "Metadata_Batch", trt)]:
+    for a, b, d in [
+        ("Metadata_moa", "Metadata_Source", big),
+        ("Metadata_moa", "edge", big),
+        ("Metadata_moa", "half", big),
+        ("Metadata_is_ood", "edge", trt),
+        ("Metadata_is_ood", "Metadata_Source", trt),
+        ("Metadata_is_ood", "Metadata_Batch", trt),
+    ]:
         pval = stats.chi2_contingency(pd.crosstab(d[a], d[b]))[1]
         assert pval > 1e-3, (a, b, pval)
     per = _kind(small.perturbations, "compound")
@@ -315,6 +347,7 @@ def test_layout_and_ids_independent_of_classes(small):
 
 
 # --- calibration -------------------------------------------------------------------------
+
 
 def _check_plausible(fig: dict[str, float]) -> None:
     assert all(np.isfinite(v) for v in fig.values()), fig

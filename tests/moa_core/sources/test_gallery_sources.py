@@ -26,8 +26,7 @@ def _cpjump1(**kw):
 def source(gallery, tmp_path_factory):
     endpoint, _, _ = gallery
     tr = S3Transfer(make_s3_client(endpoint))
-    return open_image_source(_cpjump1(), cache_dir=tmp_path_factory.mktemp("cache"), transfer=tr,
-                             endpoint_url=endpoint)
+    return open_image_source(_cpjump1(), cache_dir=tmp_path_factory.mktemp("cache"), transfer=tr, endpoint_url=endpoint)
 
 
 def test_gallery_lists_plates_from_per_plate_load_data_in_every_format(source):
@@ -49,8 +48,12 @@ def test_fields_read_straight_from_s3_with_illumination_correction(source, share
     f = read_field_from_row(raw_ld.iloc[0], CHANNELS, loc)
     assert f.shape == (5, 1080, 1080) and f.dtype == np.uint16
     # the same bytes as the real file on disk
-    disk = read_field_from_row({**raw_ld.iloc[0].to_dict(), **{
-        f"PathName_Orig{c}": str(shared_dir / "data" / "cpjump1" / "images" / "DMSO") for c in CHANNELS}})
+    disk = read_field_from_row(
+        {
+            **raw_ld.iloc[0].to_dict(),
+            **{f"PathName_Orig{c}": str(shared_dir / "data" / "cpjump1" / "images" / "DMSO") for c in CHANNELS},
+        }
+    )
     assert np.array_equal(f, disk)
     ill = source.read_load_data("BR00117012").iloc[0]
     corrected = read_field_from_row(ill, CHANNELS, loc)
@@ -66,24 +69,38 @@ def test_gallery_subsets_and_bad_plates(source, gallery, tmp_path):
     assert len(sub.read_load_data("BR00117010")) == 1
     with pytest.raises(SchemaError, match=r"no field matches wells=\['D14'\]"):
         sub.read_load_data("BR00117011")
-    bad = open_image_source(dataclasses.replace(_cpjump1(), plates=("BR99999999",)), cache_dir=tmp_path,
-                            transfer=tr, endpoint_url=endpoint)
+    bad = open_image_source(
+        dataclasses.replace(_cpjump1(), plates=("BR99999999",)), cache_dir=tmp_path, transfer=tr, endpoint_url=endpoint
+    )
     with pytest.raises(SourceError, match=r"plate\(s\) \['BR99999999'\] not found"):
         bad.list_plates()
 
 
 def test_cpg0016_load_data_pointing_at_missing_images_names_the_key(gallery, tmp_path):
     endpoint, _, _ = gallery
-    entry = entry_from_dict("cpg0016_s4_b12", {
-        "kind": "images", "source": "gallery", "layout": "cpg0016", "project": "cpg0016-jump",
-        "source_name": "source_4", "batch": "2021_08_23_Batch12", "annotations": "cpg0016"})
-    src = open_image_source(entry, cache_dir=tmp_path, transfer=S3Transfer(make_s3_client(endpoint)),
-                            endpoint_url=endpoint)
+    entry = entry_from_dict(
+        "cpg0016_s4_b12",
+        {
+            "kind": "images",
+            "source": "gallery",
+            "layout": "cpg0016",
+            "project": "cpg0016-jump",
+            "source_name": "source_4",
+            "batch": "2021_08_23_Batch12",
+            "annotations": "cpg0016",
+        },
+    )
+    src = open_image_source(
+        entry, cache_dir=tmp_path, transfer=S3Transfer(make_s3_client(endpoint)), endpoint_url=endpoint
+    )
     assert src.list_plates() == ["BR00126114"]
     ld = src.read_load_data("BR00126114")
     assert len(ld) == 2 and ld["FileName_IllumDNA"].iloc[0] == "BR00126114_IllumDNA.npy"
-    with pytest.raises((ImageReadError, SourceError), match=r"cellpainting-gallery/cpg0016-jump/source_4/images/"
-                                                            r"2021_08_23_Batch12/images/BR00126114__"):
+    with pytest.raises(
+        (ImageReadError, SourceError),
+        match=r"cellpainting-gallery/cpg0016-jump/source_4/images/"
+        r"2021_08_23_Batch12/images/BR00126114__",
+    ):
         read_field_from_row(ld.iloc[0], CHANNELS, src.locator())
 
 
@@ -99,14 +116,17 @@ def test_local_folder_gives_the_same_schema_as_the_gallery(source, shared_dir, t
             ld[f"PathName_Orig{c}"] = f"images/{plate}/"
         rows.append(ld.drop(columns=[c for c in ld.columns if "Illum" in c or c == "Metadata_load_data_file"]))
     pd.concat(rows).to_csv(folder / "load_data.csv", index=False)
-    entry = entry_from_dict("my_plates", {"kind": "images", "source": "local", "path": str(folder),
-                                          "annotations": "cpjump1"})
+    entry = entry_from_dict(
+        "my_plates", {"kind": "images", "source": "local", "path": str(folder), "annotations": "cpjump1"}
+    )
     local = open_image_source(entry, cache_dir=tmp_path)
     assert local.list_plates() == PLATES[:2]
     a, b = local.read_load_data(PLATES[0]), source.read_load_data(PLATES[0])
     assert list(a.columns) == list(b.columns) == LOAD_DATA_COLUMNS
-    assert np.array_equal(read_field_from_row(a.iloc[0], CHANNELS, local.locator()),
-                          read_field_from_row(b.iloc[0], CHANNELS, source.locator()))
+    assert np.array_equal(
+        read_field_from_row(a.iloc[0], CHANNELS, local.locator()),
+        read_field_from_row(b.iloc[0], CHANNELS, source.locator()),
+    )
     w_local = well_annotations(entry, a, shared_dir)
     w_gallery = well_annotations(_cpjump1(), b, shared_dir, source)
     pd.testing.assert_frame_equal(w_local, w_gallery)
@@ -118,9 +138,14 @@ def test_local_folder_bad_inputs(tmp_path):
     with pytest.raises(FileNotFoundError, match="folder not found"):
         open_image_source(entry, cache_dir=tmp_path).list_plates()
     (tmp_path / "f").mkdir()
-    pd.DataFrame({"Metadata_Plate": ["P1"], "Metadata_Well": [""], "Metadata_Site": [1],
-                  **{f"{k}Orig{c}": ["x"] for c in CHANNELS for k in ("FileName_", "PathName_")}}).to_csv(
-        tmp_path / "f" / "load_data.csv", index=False)
+    pd.DataFrame(
+        {
+            "Metadata_Plate": ["P1"],
+            "Metadata_Well": [""],
+            "Metadata_Site": [1],
+            **{f"{k}Orig{c}": ["x"] for c in CHANNELS for k in ("FileName_", "PathName_")},
+        }
+    ).to_csv(tmp_path / "f" / "load_data.csv", index=False)
     entry = entry_from_dict("x", {"kind": "images", "source": "local", "path": str(tmp_path / "f")})
     with pytest.raises(SchemaError, match=r"load_data.csv: blank Metadata_Well in row 0"):
         open_image_source(entry, cache_dir=tmp_path).list_plates()
@@ -130,8 +155,9 @@ def test_lincs_image_wells_come_from_the_plates_profile_metadata(gallery, shared
     """LINCS platemaps travel with its profiles: the image dataset's wells table is built from them (10 uM)."""
     endpoint, _, _ = gallery
     entry = dataclasses.replace(DATASETS["cpg0004_lincs_batch1"], profile_suffix="normalized_feature_select")
-    src = open_image_source(entry, cache_dir=tmp_path, transfer=S3Transfer(make_s3_client(endpoint)),
-                            endpoint_url=endpoint)
+    src = open_image_source(
+        entry, cache_dir=tmp_path, transfer=S3Transfer(make_s3_client(endpoint)), endpoint_url=endpoint
+    )
     raw = pd.read_csv(shared_dir / "data" / "lincs" / "SQ00015054_normalized_feature_select.csv.gz")
     ld = raw[["Metadata_Plate", "Metadata_Well"]].assign(Metadata_Site=1)
     wells = well_annotations(entry, ld, shared_dir, src)
@@ -149,22 +175,27 @@ def test_cpg0016_profiles_annotated_by_inchikey_through_jump_metadata(shared_dir
     src = next((shared_dir / "data" / "cpg0016").glob("source_4/**/BR00117037.parquet"))
     prof = pd.read_parquet(src)
     ctrl = pd.read_csv(shared_dir / "data" / "cpg0016" / "perturbation_control.csv")
-    ann = pd.read_csv(shared_dir / "data" / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv",
-                      sep="\t")
+    ann = pd.read_csv(
+        shared_dir / "data" / "cpjump1" / "JUMP-Target-1_compound_metadata_additional_annotations.tsv", sep="\t"
+    )
     dmso = ctrl.loc[ctrl["Metadata_Name"].eq("DMSO"), "Metadata_JCP2022"].iloc[0]
     amg = ctrl.loc[ctrl["Metadata_Name"].eq("AMG900"), "Metadata_JCP2022"].iloc[0]
     meta = tmp_path / "jump_metadata"
     meta.mkdir()
     wells = prof[["Metadata_Source", "Metadata_Plate", "Metadata_Well"]].assign(
-        Metadata_JCP2022=[dmso if i % 3 else amg for i in range(len(prof))])
+        Metadata_JCP2022=[dmso if i % 3 else amg for i in range(len(prof))]
+    )
     wells.to_csv(meta / "well.csv.gz", index=False)
-    pd.DataFrame({"Metadata_JCP2022": [amg], "Metadata_InChIKey": [
-        ann.loc[ann["pert_iname"].eq("AMG900"), "InChIKey"].iloc[0]]}).to_csv(meta / "compound.csv.gz", index=False)
+    pd.DataFrame(
+        {"Metadata_JCP2022": [amg], "Metadata_InChIKey": [ann.loc[ann["pert_iname"].eq("AMG900"), "InChIKey"].iloc[0]]}
+    ).to_csv(meta / "compound.csv.gz", index=False)
     monkeypatch.setenv("MOA_JUMP_METADATA", str(meta))
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / src.name).write_bytes(src.read_bytes())
-    entry = entry_from_dict("cpg0016_local", {"kind": "profiles", "source": "local", "layout": "cpg0016",
-                                              "path": str(tmp_path / "profiles")})
+    entry = entry_from_dict(
+        "cpg0016_local",
+        {"kind": "profiles", "source": "local", "layout": "cpg0016", "path": str(tmp_path / "profiles")},
+    )
     table, report, how = build_published_table(entry, local_profiles(entry), shared_dir)
     assert how.startswith("InChIKey") and len(table) == len(prof) == report.wells_out
     moa = table.set_index("Metadata_Well")["Metadata_moa"]

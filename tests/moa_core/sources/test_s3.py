@@ -46,7 +46,9 @@ def test_concurrent_download_then_cached_rerun(upstream, proxy, tmp_path):
     stats = tr.download_many(items)
     assert stats.objects == 6 and stats.cached == 0 and stats.bytes == sum(300_000 + i for i in range(6))
     for i in range(6):
-        assert (tmp_path / f"obj{i}.bin").read_bytes() == c.get_object(Bucket=BUCKET, Key=f"data/obj{i}.bin")["Body"].read()
+        assert (tmp_path / f"obj{i}.bin").read_bytes() == c.get_object(Bucket=BUCKET, Key=f"data/obj{i}.bin")[
+            "Body"
+        ].read()
     n_get = len([e for e in proxy.log if e[0] == "GET" and "/data/" in e[1]])
     again = tr.download_many(items)
     assert again.cached == 6 and again.bytes == 0
@@ -124,18 +126,31 @@ def test_list_prefixes_lists_batches_and_plates(gallery):
     endpoint, _, _ = gallery
     tr = S3Transfer(make_s3_client(endpoint))
     assert tr.list_prefixes("cellpainting-gallery", "cpg0016-jump/") == [
-        "cpg0016-jump/source_13/", "cpg0016-jump/source_4/"]
-    plates = tr.list_prefixes("cellpainting-gallery",
-                              "cpg0000-jump-pilot/source_4/workspace/load_data_csv/2020_11_04_CPJUMP1/")
-    assert [p.rstrip("/").rsplit("/", 1)[-1] for p in plates] == ["BR00117010", "BR00117011", "BR00117012",
-                                                                   "BR00117013"]
+        "cpg0016-jump/source_13/",
+        "cpg0016-jump/source_4/",
+    ]
+    plates = tr.list_prefixes(
+        "cellpainting-gallery", "cpg0000-jump-pilot/source_4/workspace/load_data_csv/2020_11_04_CPJUMP1/"
+    )
+    assert [p.rstrip("/").rsplit("/", 1)[-1] for p in plates] == [
+        "BR00117010",
+        "BR00117011",
+        "BR00117012",
+        "BR00117013",
+    ]
 
 
-@pytest.mark.parametrize("uri, expected", [
-    ("s3://cellpainting-gallery/a/b.tiff", ("cellpainting-gallery", "a/b.tiff")),
-    ("https://cellpainting-gallery.s3.amazonaws.com/cpg0016/x.parquet", ("cellpainting-gallery", "cpg0016/x.parquet")),
-    ("https://s3.amazonaws.com/cellpainting-gallery/k", ("cellpainting-gallery", "k")),
-])
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("s3://cellpainting-gallery/a/b.tiff", ("cellpainting-gallery", "a/b.tiff")),
+        (
+            "https://cellpainting-gallery.s3.amazonaws.com/cpg0016/x.parquet",
+            ("cellpainting-gallery", "cpg0016/x.parquet"),
+        ),
+        ("https://s3.amazonaws.com/cellpainting-gallery/k", ("cellpainting-gallery", "k")),
+    ],
+)
 def test_parse_s3_uri(uri, expected):
     assert parse_s3_uri(uri) == expected
 
