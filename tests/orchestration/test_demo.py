@@ -1,0 +1,147 @@
+"""The demo: its plan, its scheduler, its results file and the rendered results page."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestration.demo import Run, demo_plan, main, next_ready
+from orchestration.report import README_END, README_START, render_markdown, update_readme
+
+FRACTIONS = ["100", "50", "25"]
+SCALES = ["ood0", "ood10", "ood25", "100"]
+
+
+def test_plan_orders_every_run_after_what_it_needs():
+    plan = demo_plan("synthetic_cpjump1", FRACTIONS, "synthetic_jump_profiles_small", SCALES)
+    names = [r.name for r in plan]
+    assert len(names) == len(set(names)) == 15
+    pos = {n: i for i, n in enumerate(names)}
+    for r in plan:
+        assert all(pos[a] < pos[r.name] for a in r.after), r  # a run only waits for runs listed before it
+    by = {r.name: r for r in plan}
+    assert by["ingest_job:synthetic_cpjump1:100"].exclusive and sum(r.exclusive for r in plan) == 1
+    assert "dp_recipe_job:synthetic_cpjump1:100" in by["train_eval_job:synthetic_cpjump1:100"].after
+    assert set(by["publish_job:synthetic_cpjump1:100"].after) == set(names) - {"publish_job:synthetic_cpjump1:100"}
+    assert set(by["scaling_job:synthetic_cpjump1:100"].after) == {
+        f"train_eval_job:synthetic_cpjump1:{f}" for f in FRACTIONS
+    }
+    no_profiles = demo_plan("synthetic_cpjump1", ["100"], "", SCALES)
+    assert [r.job for r in no_profiles] == [
+        "ingest_job",
+        "dp_recipe_job",
+        "train_eval_job",
+        "holdout_job",
+        "scaling_job",
+        "publish_job",
+    ]
+
+
+def test_scheduler_runs_exclusive_runs_alone_and_waits_for_dependencies():
+    a, b = Run("a", "d", "1", exclusive=True), Run("b", "d", "1", ("a:d:1",))
+    c, d = Run("c", "d", "1"), Run("d", "d", "1", ("b:d:1", "c:d:1"))
+    pending = [a, b, c, d]
+    assert next_ready(pending, set(), []) is a  # nothing runs: the exclusive run may start
+    assert next_ready([b, c, d], set(), [a]) is None  # nothing beside it
+    assert next_ready([a, b, d], set(), [c]) is None  # an exclusive run waits until nothing runs
+    assert next_ready([b, c, d], {"a:d:1"}, []) is b
+    assert next_ready([c, d], {"a:d:1", "b:d:1"}, []) is c
+    assert next_ready([d], {"a:d:1", "b:d:1"}, [c]) is None
+    assert next_ready([d], {"a:d:1", "b:d:1", "c:d:1"}, []) is d
+
+
+def _results(total: float, seconds: float) -> dict:
+    return {
+        "run": {
+            "code_version": "0.1.0+gabc",
+            "finished_at": "2026-12-03T00:00:00Z",
+            "machine": {"cpu": "test CPU", "cores": 2, "memory_gib": 23.4, "python": "3.11", "torch": "2"},
+        },
+        "plan": {"dataset": "ds", "fractions": ["100"], "profiles": "", "scales": []},
+        "jobs": [{"job": "ingest_job", "dataset": "ds", "fraction": "100", "seconds": seconds}],
+        "assets": [{"asset": "raw_images", "partition": "", "job": "ingest_job", "seconds": seconds / 2}],
+        "seconds": {"startup": 1.0, "pipeline": total - 1, "total": total},
+        "headline_fraction": "100",
+        "headline": [
+            {
+                "fraction": "100",
+                "method": "MP",
+                "analysis": "knn",
+                "metric": "best_f1",
+                "parameter": 3.0,
+                "value": 0.3456,
+                "ci_low": 0.2,
+                "ci_high": 0.45,
+                "n": 66,
+                "label": "k-NN best weighted F1",
+            }
+        ],
+        "best_k": [{"fraction": "100", "method": "MP", "value": 3.0}],
+        "checkpoints": [],
+        "holdout": [],
+    }
+
+
+def test_results_page_gives_the_spread_of_several_runs(tmp_path):
+    page = render_markdown([_results(480.0, 180.0), _results(495.0, 190.0)])
+    assert "| `ingest_job` | 180–190 |" in page
+    assert "**480–495**" in page
+    assert "0.346 [0.20, 0.45] (k = 3)" in page
+    assert "0.1.0+gabc" in page and "test CPU" in page
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{README_START}\nold\n{README_END}\n\ntail\n")
+    from orchestration.report import render_readme_block
+
+    assert update_readme(readme, render_readme_block([_results(480.0, 180.0)]))
+    text = readme.read_text()
+    assert "old" not in text and "**480 s**" in text and text.endswith("tail\n")
+
+
+def test_report_command_refuses_what_is_not_a_results_file(tmp_path, capsys):
+    from orchestration.report import main as report_main
+
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"a": 1}))
+    with pytest.raises(SystemExit):
+        report_main([str(bad), "--out", str(tmp_path / "r.md")])
+    assert "not a demo results file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        report_main([str(tmp_path / "missing.json"), "--out", str(tmp_path / "r.md")])
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_results(480.0, 180.0)))
+    assert report_main([str(good), "--out", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text().startswith("# Demo results")
+
+
+@pytest.mark.slow
+def test_demo_on_the_mini_dataset_runs_every_job_on_two_workers(tmp_path, shared_dir, monkeypatch):
+    """The demo itself, end to end on the mini dataset: 2 spawned workers sharing one warehouse and one
+    Dagster instance; the results file it writes renders."""
+    monkeypatch.setenv("MOA_SHARED_DIR", str(shared_dir))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    out = tmp_path / "results.json"
+    rc = main(
+        [
+            "--dataset",
+            "synthetic_cpjump1_mini",
+            "--fractions",
+            "100",
+            "--profiles",
+            "",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--results",
+            str(out),
+            "--parallel",
+            "2",
+        ]
+    )
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert [j["job"] for j in res["jobs"]][0] == "ingest_job" and res["jobs"][-1]["job"] == "publish_job"
+    assert len({j["worker"] for j in res["jobs"]}) == 2  # both workers ran something
+    assert {h["method"] for h in res["headline"]} >= {"MP", "CP"}
+    assert res["run"]["machine"]["cores"] and res["seconds"]["total"] > 0
+    assert (tmp_path / "data" / "snapshot" / "warehouse.duckdb").is_file()
+    assert "# Demo results" in render_markdown([res])
