@@ -38,13 +38,26 @@ def prepare_instance(data_dir: Path):
     return instance
 
 
-def run_job(defs, instance, job: str, dataset: str | None, fraction: str = "100", run_config: dict | None = None):
-    """Execute ``job`` for its partition of ``dataset`` (and ``fraction``), with ``run_config``; returns the result."""
+def run_job(
+    defs,
+    instance,
+    job: str,
+    dataset: str | None,
+    fraction: str = "100",
+    run_config: dict | None = None,
+    asset_selection: list | None = None,
+):
+    """Execute ``job`` (or the ``asset_selection`` of its assets) for its partition of ``dataset`` (and
+    ``fraction``), with ``run_config``; returns the result."""
     from orchestration.partitions import multi_key
 
     key = None if job == "publish_job" else (multi_key(dataset, fraction) if job in FRACTION_JOBS else dataset)
     return defs.resolve_job_def(job).execute_in_process(
-        instance=instance, partition_key=key, raise_on_error=False, run_config=run_config
+        instance=instance,
+        partition_key=key,
+        raise_on_error=False,
+        run_config=run_config,
+        asset_selection=asset_selection,
     )
 
 

@@ -212,10 +212,11 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def _job_key(j: dict) -> str:
-    part = j["fraction"] if j["job"] in ("train_eval_job", "phenoca_job", "retrieval_job", "dp_recipe_job") else ""
+    part = j["fraction"] if j["job"] in ("train_eval_job", "phenoca_job", "retrieval_job") else ""
     ds = j["dataset"] if j["job"] in ("scaling_job", "phenoca_inputs_job", "retrieval_job") else ""
     extra = ", ".join(x for x in (ds, part) if x)
-    return f"{j['job']} ({extra})" if extra else j["job"]
+    job = f"{j['job']} [{j['label']}]" if j.get("label") else j["job"]
+    return f"{job} ({extra})" if extra else job
 
 
 def _seconds_by_key(runs: Sequence[dict], field: str, key) -> tuple[list[str], dict[str, list[float]]]:
