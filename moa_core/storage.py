@@ -85,7 +85,11 @@ class Warehouse:
             con.close()
 
     # ---- writes -------------------------------------------------------------------
-    def _register_catalog(self, con: duckdb.DuckDBPyConnection, table: str, partition: dict, df: pd.DataFrame) -> None:
+    def register_write(
+        self, con: duckdb.DuckDBPyConnection, table: str, partition: dict, n_rows: int, n_columns: int
+    ) -> None:
+        """Record a write of ``table`` in ``catalog`` inside the caller's transaction (for writers that
+        build a table in SQL, e.g. out of core, rather than from one DataFrame)."""
         from moa_core.provenance import code_version
 
         con.execute(
@@ -98,8 +102,11 @@ class Warehouse:
         con.execute(
             "INSERT INTO catalog (table_name, partition_key, n_rows, n_columns, written_at, code_version) "
             "VALUES (?, ?, ?, ?, now(), ?)",
-            [table, key, len(df), len(df.columns), code_version()],
+            [table, key, int(n_rows), int(n_columns), code_version()],
         )
+
+    def _register_catalog(self, con: duckdb.DuckDBPyConnection, table: str, partition: dict, df: pd.DataFrame) -> None:
+        self.register_write(con, table, partition, len(df), len(df.columns))
 
     def replace_table(self, table: str, df: pd.DataFrame, *, partition: dict | None = None) -> None:
         """Create or replace ``table`` with ``df`` in one transaction."""

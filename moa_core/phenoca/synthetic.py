@@ -366,21 +366,23 @@ class _PhenotypeMap:
         return v / np.sqrt(np.mean(v**2, axis=1, keepdims=True))
 
 
-def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDataset:
-    """Generate the ``synthetic_jump_profiles`` well-level table (see module docstring).
+def _perturbations(
+    spec: SyntheticProfileSpec,
+    r_cls: np.random.Generator,
+    r_eff: np.random.Generator,
+    r_lay: np.random.Generator,
+    r_ids: np.random.Generator,
+    target_names: Sequence[str] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The perturbations of the latent model: classes, latent effects, replicate counts, names and IDs.
 
-    Deterministic per ``spec`` (its ``seed`` included); vectorized numpy in float32 (the
-    default spec, ~100k wells x 454 features, takes a few seconds).
-
-    Raises
-    ------
-    ValueError
-        ``plates_per_batch`` too small for all replicate wells.
+    Returns ``(perturbations, latent, replicates)`` in perturbation order (0 = DMSO, then
+    annotated and OOD compounds, then CRISPR knockouts); ``perturbations`` holds the
+    per-perturbation metadata and the hidden ground truth of :class:`ProfileDataset`.
+    ``target_names`` (optional, at least ``n_targets`` names) replaces the synthetic
+    ``GENE0001``... target and gene symbols. Draws from the four streams in a fixed order, so
+    :func:`generate_profiles` and the JUMP-shaped release (:mod:`.jump_release`) share it.
     """
-    spec = spec or SyntheticProfileSpec()
-    r_cls, r_eff, r_net, r_lay, r_nuis, r_noise, r_ids = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(7)
-    )
     M, T, d = spec.n_moas, spec.n_targets, spec.latent_dim
     n_ann, n_ood, n_ko = spec.n_annotated_compounds, spec.n_ood_compounds, spec.n_crispr_genes
     n_nov = spec.n_novel_moas
@@ -433,6 +435,11 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     # --- names and IDs -----------------------------------------------------------------
     moa_names = np.array([f"moa_{i + 1:04d}" for i in r_ids.permutation(M)], dtype=object)
     tgt_names = np.array([f"GENE{i + 1:04d}" for i in r_ids.permutation(T)], dtype=object)
+    if target_names is not None:  # the same random assignment, other names
+        if len(target_names) < T:
+            raise ValueError(f"{len(target_names)} target names for {T} targets")
+        names = np.asarray(list(target_names), dtype=object)
+        tgt_names = names[[int(g[4:]) - 1 for g in tgt_names]]
     hid_moa_names = np.concatenate([moa_names, np.array([f"novel_moa_{i + 1:04d}" for i in range(n_nov)], object)])
     hid_tgt_names = np.concatenate([tgt_names, np.array([f"novel_target_{i + 1:04d}" for i in range(n_nov)], object)])
     cpd_numbers = np.arange(1, max(120_000, 2 * n_cpd))
@@ -477,6 +484,28 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
             "n_replicates": reps,
         }
     )
+
+    return perts, latent, reps
+
+
+def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDataset:
+    """Generate the ``synthetic_jump_profiles`` well-level table (see module docstring).
+
+    Deterministic per ``spec`` (its ``seed`` included); vectorized numpy in float32 (the
+    default spec, ~100k wells x 454 features, takes a few seconds).
+
+    Raises
+    ------
+    ValueError
+        ``plates_per_batch`` too small for all replicate wells.
+    """
+    spec = spec or SyntheticProfileSpec()
+    r_cls, r_eff, r_net, r_lay, r_nuis, r_noise, r_ids = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(7)
+    )
+    perts, latent, reps = _perturbations(spec, r_cls, r_eff, r_lay, r_ids)
+    n_pert = len(perts)
+    jcp = perts["Metadata_JCP2022"].to_numpy()
 
     # --- layout ------------------------------------------------------------------------
     n_rows, n_cols = PLATE_SHAPES[spec.wells_per_plate]
@@ -523,7 +552,7 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
 
     # --- phenotype ---------------------------------------------------------------------
     fmap = _PhenotypeMap(r_net, spec)
-    F = spec.n_features
+    F, d = spec.n_features, spec.latent_dim
     z = latent[w_pert] + spec.well_latent_noise * r_noise.standard_normal((n_w, d), dtype=np.float32)
     x = fmap(z)
     x += spec.feature_noise * r_noise.standard_normal((n_w, F), dtype=np.float32)
