@@ -66,8 +66,15 @@ def scaling_section() -> None:
     scaling_task = task
     fam_index = index[(index["study"] == study) & (index["task"] == task)]
     all_families = fam_index["family"].tolist()
+    # Widgets whose options or defaults depend on the dataset, study and task are keyed by them: a choice
+    # made for one curve must not carry over as an empty or invalid choice for another.
+    view_key = f"{dataset}:{study}:{task}"
     families = c3.multiselect(
-        "Model families", all_families, default=all_families, key="families", format_func=sq.family_label
+        "Model families",
+        all_families,
+        default=all_families,
+        key=f"families:{view_key}",
+        format_func=sq.family_label,
     )
     if not families:
         st.info("Pick at least one model family.")
@@ -112,14 +119,16 @@ def scaling_section() -> None:
         list(FORMS),
         default=sq.default_forms(reports),
         format_func=sq.form_label,
-        key="forms",
+        key=f"forms:{view_key}",
         help="Default: the two laws with the lowest back-test error.",
     )
 
     n_max = max(float(fp["n"].max()) for fp in fam_points.values())
     n_min = min(float(fp["n"].min()) for fp in fam_points.values())
     c1, c2, c3, c4 = st.columns(4)
-    target = c1.slider(f"Target {sq.task_label(task)}", 0.0, 1.0, sq.default_target(pts, stored), 0.01, key="target")
+    target = c1.slider(
+        f"Target {sq.task_label(task)}", 0.0, 1.0, sq.default_target(pts, stored), 0.01, key=f"target:{view_key}"
+    )
     budget = c2.number_input(
         "Data budget (\u00d7 the largest observed N)",
         min_value=1.0,

@@ -141,6 +141,13 @@ def _n_needed(cell: str) -> float:
     return float(head[:-1]) * scale if scale != 1.0 else float(head)
 
 
+def _keyed(widgets, name: str):
+    """The widget keyed ``name:<dataset>:<study>:<task>`` (the page keys a curve's choices by the curve)."""
+    found = [w for w in widgets if str(w.key).startswith(f"{name}:")]
+    assert len(found) == 1, [w.key for w in widgets]
+    return found[0]
+
+
 def _run() -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
@@ -151,8 +158,8 @@ def test_page_renders_points_curves_and_ranked_forms(snapshot):
     at = _run()
     assert at.selectbox(key="dataset").value == DATASET
     assert at.selectbox(key="task").value == "moa_top10"
-    assert set(at.multiselect(key="families").value) == set(LAWS)
-    chosen = at.multiselect(key="forms").value
+    assert set(_keyed(at.multiselect, "families").value) == set(LAWS)
+    chosen = _keyed(at.multiselect, "forms").value
     assert len(chosen) == 2
     forms = _frame(at, "Rank (back-test)")
     assert set(forms["Law"]) == {
@@ -178,13 +185,35 @@ def test_page_renders_points_curves_and_ranked_forms(snapshot):
         assert not {"n_needed", "backtest_error", "p_reachable", "family", "form"} & set(df.value.columns)
 
 
+def test_switching_the_dataset_resets_the_curve_choices_to_the_new_curves(tmp_path, monkeypatch, tables):
+    """A choice of families made for one dataset's curve does not carry over as an empty choice for another."""
+    other = {k: v.assign(dataset="other_profiles") for k, v in tables.items()}
+    only_ibp = other["scaling_points"]
+    other["scaling_points"] = only_ibp[only_ibp["family"] == "IBP"]
+    other["scaling_laws"] = other["scaling_laws"][other["scaling_laws"]["family"] == "IBP"]
+    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    for group in (tables, other):
+        for name, df in group.items():
+            wh.replace_rows(name, df, {"dataset": df["dataset"].iloc[0]})
+    wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
+    at = _run()
+    first = at.selectbox(key="dataset").value
+    _keyed(at.multiselect, "families").set_value(["task-supervised"] if first == DATASET else ["IBP"]).run()
+    at.selectbox(key="dataset").set_value("other_profiles" if first == DATASET else DATASET).run()
+    assert not at.exception
+    families = _keyed(at.multiselect, "families")
+    assert families.value and set(families.value) == set(families.options)
+    assert not any("Pick at least one model family" in i.value for i in at.info)
+
+
 def test_target_slider_changes_n_needed_and_cost(snapshot):
     at = _run()
-    at.multiselect(key="forms").set_value(["power_floor"])
-    at.slider(key="target").set_value(0.8).run()
+    _keyed(at.multiselect, "forms").set_value(["power_floor"])
+    _keyed(at.slider, "target").set_value(0.8).run()
     assert not at.exception
     low = _row(_frame(at, "N needed [95% CI]"), "IBP", "power_floor")
-    at.slider(key="target").set_value(0.88).run()
+    _keyed(at.slider, "target").set_value(0.88).run()
     assert not at.exception
     high = _row(_frame(at, "N needed [95% CI]"), "IBP", "power_floor")
     assert _n_needed(high["N needed [95% CI]"]) > 2 * _n_needed(low["N needed [95% CI]"])
@@ -201,8 +230,8 @@ def test_target_slider_changes_n_needed_and_cost(snapshot):
 
 def test_target_above_the_asymptote_is_unreachable(snapshot):
     at = _run()
-    at.multiselect(key="forms").set_value(["power_floor", "log_linear"])
-    at.slider(key="target").set_value(0.95).run()  # task-supervised plateaus at 0.85
+    _keyed(at.multiselect, "forms").set_value(["power_floor", "log_linear"])
+    _keyed(at.slider, "target").set_value(0.95).run()  # task-supervised plateaus at 0.85
     assert not at.exception
     table = _frame(at, "N needed [95% CI]")
     row = _row(table, "task-supervised", "power_floor")
