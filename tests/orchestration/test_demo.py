@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from orchestration.demo import Run, demo_plan, main, next_ready
+from orchestration.demo import Run, demo_plan, next_ready
 from orchestration.report import README_END, README_START, render_markdown, update_readme
 
 FRACTIONS = ["100", "50", "25"]
@@ -115,29 +118,20 @@ def test_report_command_refuses_what_is_not_a_results_file(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_demo_on_the_mini_dataset_runs_every_job_on_two_workers(tmp_path, shared_dir, monkeypatch):
-    """The demo itself, end to end on the mini dataset: 2 spawned workers sharing one warehouse and one
-    Dagster instance; the results file it writes renders."""
-    monkeypatch.setenv("MOA_SHARED_DIR", str(shared_dir))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+def test_demo_on_the_mini_dataset_runs_every_job_on_two_workers(tmp_path, shared_dir):
+    """The demo itself, end to end on the mini dataset, run as the README runs it (``python -m
+    orchestration.demo`` in its own process, so its spawned workers re-import a clean ``__main__``):
+    2 workers sharing one warehouse and one Dagster instance; the results file it writes renders."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["MOA_SHARED_DIR"] = str(shared_dir)
     out = tmp_path / "results.json"
-    rc = main(
-        [
-            "--dataset",
-            "synthetic_cpjump1_mini",
-            "--fractions",
-            "100",
-            "--profiles",
-            "",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--results",
-            str(out),
-            "--parallel",
-            "2",
-        ]
+    args = ["--dataset", "synthetic_cpjump1_mini", "--fractions", "100", "--profiles", ""]
+    args += ["--data-dir", str(tmp_path / "data"), "--results", str(out), "--parallel", "2"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestration.demo", *args], env=env, capture_output=True, text=True, timeout=900
     )
-    assert rc == 0
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Results file:" in proc.stdout
     res = json.loads(out.read_text())
     assert [j["job"] for j in res["jobs"]][0] == "ingest_job" and res["jobs"][-1]["job"] == "publish_job"
     assert len({j["worker"] for j in res["jobs"]}) == 2  # both workers ran something
