@@ -185,7 +185,9 @@ def linear_quantile_sorted(
 
 def check_sim(sim: np.ndarray, n: int) -> None:
     """Raise ``ValueError`` unless ``sim`` is an ``(n, n)`` array aligned with the ``n`` wells."""
-    if not isinstance(sim, np.ndarray) or sim.shape != (n, n):
+    from .blockwise import BlockSimilarity
+
+    if not isinstance(sim, (np.ndarray, BlockSimilarity)) or sim.shape != (n, n):
         shape = getattr(sim, "shape", None)
         raise MoaInputError(f"similarity matrix shape {shape} does not match {n} wells")
 

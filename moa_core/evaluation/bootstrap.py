@@ -162,34 +162,55 @@ def bootstrap_enrichment_odds_ratio(
     Speed: only the top ``candidate_fraction`` of pairs (default ``4 * (1 - p/100) + 1%``)
     is sorted and re-weighted per replicate; weighted totals of all pairs and of
     same-MOA pairs come from O(n) class sums. When a replicate's threshold would fall
-    below the candidate set, that replicate is recomputed over all pairs, so the result
+    below the candidate set, every replicate is recomputed over all pairs, so the result
     is always exact.
     """
     y = np.asarray(moa_codes)
     n = len(y)
-    n_cls = int(y.max()) + 1
     q = float(percentile) / 100.0
-    rep = 1 if convention == "paper" else 2
     vals_all = upper_values(sim)  # row-major i < j
     m = len(vals_all)
     frac = min(1.0, 4.0 * (1.0 - q) + 0.01) if candidate_fraction is None else float(candidate_fraction)
     k = int(min(m, max(1, np.ceil(frac * m))))
-    cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+    kw = dict(
+        percentile=percentile, convention=convention, n_boot=n_boot, seed=seed, groups=groups, confidence=confidence
+    )
+    if k < m:
+        cutoff = np.partition(vals_all, m - k)[m - k]
+        flat = np.flatnonzero(vals_all >= cutoff)
+        flat = flat[np.argsort(vals_all[flat], kind="stable")]
+        res = enrichment_or_from_candidates(vals_all[flat], flat, y, n, **kw)
+        if res is not None:
+            return res
+    flat = np.argsort(vals_all, kind="stable")
+    res = enrichment_or_from_candidates(vals_all[flat], flat, y, n, **kw)
+    assert res is not None  # every pair is a candidate
+    return res
 
-    def candidates(full: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        key = "full" if full or k >= m else "top"
-        if key not in cache:
-            if key == "full":
-                flat = np.argsort(vals_all, kind="stable")
-            else:
-                cutoff = np.partition(vals_all, m - k)[m - k]
-                flat = np.flatnonzero(vals_all >= cutoff)
-                flat = flat[np.argsort(vals_all[flat], kind="stable")]
-            ci, cj = _pairs_from_flat(flat, n)
-            cache[key] = (vals_all[flat], ci, cj, y[ci] == y[cj])
-        return cache[key]
 
-    def one(w: np.ndarray) -> float:
+def enrichment_or_from_candidates(
+    vals: np.ndarray,
+    flat: np.ndarray,
+    y: np.ndarray,
+    n: int,
+    *,
+    percentile: float,
+    convention: str,
+    n_boot: int,
+    seed: int,
+    groups: np.ndarray | None,
+    confidence: float,
+) -> BootstrapCI | None:
+    """The odds-ratio bootstrap from the candidate pairs (``vals`` ascending, ``flat`` their row-major upper
+    positions; the top of all pairs); None when some replicate's threshold falls below the candidates
+    (the caller then widens them)."""
+    n_cls = int(y.max()) + 1
+    q = float(percentile) / 100.0
+    rep = 1 if convention == "paper" else 2
+    ci, cj = _pairs_from_flat(np.asarray(flat), n)
+    same = y[ci] == y[cj]
+
+    def one(w: np.ndarray) -> float | None:
         sw, sw2 = w.sum(), (w * w).sum()
         total = (sw * sw - sw2) / 2
         cs, cs2 = np.bincount(y, weights=w, minlength=n_cls), np.bincount(y, weights=w * w, minlength=n_cls)
@@ -198,24 +219,28 @@ def bootstrap_enrichment_odds_ratio(
             return float("nan")
         n_e = rep * total
         lo = np.floor((n_e - 1) * q)
-        for full in (False, True):
-            vals, ci, cj, same = candidates(full)
-            pw = w[ci] * w[cj]
-            offset = n_e - rep * pw.sum()  # expanded positions below the candidate set
-            if lo < offset and not full:
-                continue
-            cw = offset + np.cumsum(pw * rep)
-            thr = linear_quantile_sorted(vals, [percentile], cum_weights=cw)[0]
-            cut = np.searchsorted(vals, thr, side="right")
-            a = (pw[cut:] * same[cut:]).sum()
-            strong = pw[cut:].sum()
-            b = strong - a
-            return odds_ratio(a, b, tot_same - a, total - tot_same - b)
-        raise AssertionError("unreachable")  # pragma: no cover
+        pw = w[ci] * w[cj]
+        offset = n_e - rep * pw.sum()  # expanded positions below the candidate set
+        if lo < offset:
+            return None
+        cw = offset + np.cumsum(pw * rep)
+        thr = linear_quantile_sorted(vals, [percentile], cum_weights=cw)[0]
+        cut = np.searchsorted(vals, thr, side="right")
+        a = (pw[cut:] * same[cut:]).sum()
+        strong = pw[cut:].sum()
+        b = strong - a
+        return odds_ratio(a, b, tot_same - a, total - tot_same - b)
 
     est = one(np.ones(n))
-    samples = np.array([one(w) for w in bootstrap_weights(n_boot, n, seed, groups)])
-    return _finish(est, samples, confidence, groups)
+    if est is None:
+        return None
+    samples = []
+    for w in bootstrap_weights(n_boot, n, seed, groups):
+        v = one(w)
+        if v is None:
+            return None
+        samples.append(v)
+    return _finish(est, np.array(samples), confidence, groups)
 
 
 def bootstrap_query_metric(

@@ -173,6 +173,14 @@ def _enrichment_from_sorted(
     m, m_same = len(allp), len(same)
     n_strong = m - np.searchsorted(allp, thr, side="right")
     a = m_same - np.searchsorted(same, thr, side="right")
+    table = _table_from_counts(pct, thr, a, n_strong, m, m_same, rep)
+    return EnrichmentResult(table=table, convention=convention, n_wells=n_wells, n_pairs=rep * m)
+
+
+def _table_from_counts(
+    pct: np.ndarray, thr: np.ndarray, a: np.ndarray, n_strong: np.ndarray, m: int, m_same: int, rep: int
+) -> pd.DataFrame:
+    """The enrichment table from the thresholds, same-MOA strong pairs ``a`` and strong pairs (unordered counts)."""
     b = n_strong - a
     c = m_same - a
     d = (m - m_same) - b
@@ -195,7 +203,7 @@ def _enrichment_from_sorted(
             "n_pairs": np.full(len(pct), rep * m, dtype=np.int64),
         }
     )
-    return EnrichmentResult(table=table, convention=convention, n_wells=n_wells, n_pairs=rep * m)
+    return table
 
 
 def enrichment(

@@ -103,7 +103,12 @@ def three_groups_from_similarity(
         GROUP_NAMES[1]: parts[(False, True)],
         GROUP_NAMES[2]: parts[(False, False)],
     }
-    stats = {g: pair_summary(v) for g, v in values.items()}
+    return three_groups_from_summaries([pair_summary(values[g]) for g in GROUP_NAMES])
+
+
+def three_groups_from_summaries(summaries: list[tuple[float, float, int]]) -> ThreeGroupResult:
+    """The three-group result from ``(mean, SD, n)`` of each group, in :data:`GROUP_NAMES` order."""
+    stats = dict(zip(GROUP_NAMES, summaries))
     summary = pd.DataFrame(
         {
             "group": list(GROUP_NAMES),

@@ -75,6 +75,13 @@ from .similarity import feature_matrix, pearson_similarity_matrix
 __all__ = ["SuiteResult", "evaluate_embeddings", "run_embedding_suite"]
 
 _HEADLINE_PERCENTILE = 99.0
+#: Above this many filtered wells the pair-based analyses run block-wise (the all-pairs PCC matrix alone
+#: would be 8 N² bytes: 0.5 GB at 8,000 wells).
+BLOCKWISE_MIN_WELLS = 6_000
+#: Every k of the k-NN curves up to this many wells (their predictions are a (N-1) x N matrix); above, k
+#: goes up to KNN_MAX_K (the paper's best k is small: 1-10 on its data).
+KNN_EVERY_K_MAX_WELLS = 10_000
+KNN_MAX_K = 500
 
 
 @dataclass
@@ -147,6 +154,8 @@ def evaluate_embeddings(
     bootstrap_unit: Literal["well", "compound"] = "well",
     confidence: float = 0.95,
     seed: int = 0,
+    blockwise: bool | None = None,
+    knn_max_k: int | None = None,
 ) -> SuiteResult:
     """Run all applicable analyses on well-level embeddings of one method.
 
@@ -183,6 +192,14 @@ def evaluate_embeddings(
         resamples compounds).
     seed : int
         Seed for bootstrap and mAP nulls.
+    blockwise : bool, optional
+        Compute the pair-based analyses a block of rows at a time (:mod:`.blockwise`: memory O(N)
+        instead of the O(N²) PCC matrix; the same numbers up to float64 round-off). Default: when
+        the filtered wells exceed :data:`BLOCKWISE_MIN_WELLS`.
+    knn_max_k : int, optional
+        Largest k of the k-NN curves (default: every k, N - 1, up to :data:`KNN_EVERY_K_MAX_WELLS`
+        wells; above, :data:`KNN_MAX_K`, recorded as ``knn/max_k`` in the results: storing every k's
+        predictions is itself O(N²)).
 
     Returns
     -------
@@ -223,28 +240,46 @@ def evaluate_embeddings(
 
     t = time.perf_counter()
     X = feature_matrix(test, features, plate_col=plate_col, well_col=well_col, min_rows=2)
-    sim = pearson_similarity_matrix(X, LazyRowNames(test, plate_col, well_col))
+    n_wells = len(X)
+    if blockwise is None:
+        blockwise = n_wells > BLOCKWISE_MIN_WELLS
+    if knn_max_k is None and n_wells > KNN_EVERY_K_MAX_WELLS:
+        knn_max_k = KNN_MAX_K
+    if blockwise:
+        from . import blockwise as bw
+
+        sim = bw.BlockSimilarity(X, LazyRowNames(test, plate_col, well_col))
+    else:
+        sim = pearson_similarity_matrix(X, LazyRowNames(test, plate_col, well_col))
     timings["similarity"] = time.perf_counter() - t
 
     t = time.perf_counter()
     for conv in enrichment_conventions:
-        res = enrichment_from_similarity(
-            sim,
-            moa_codes,
-            percentiles=percentiles,
-            convention=conv,  # type: ignore[arg-type]
-        )
+        if blockwise:
+            res = bw.enrichment_blockwise(sim, moa_codes, percentiles=percentiles, convention=conv)
+        else:
+            res = enrichment_from_similarity(
+                sim,
+                moa_codes,
+                percentiles=percentiles,
+                convention=conv,  # type: ignore[arg-type]
+            )
         out.enrichment[conv] = res
         frames.append(res.to_results(method))
     timings["enrichment"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    out.intra_inter = intra_inter_from_similarity(sim, moa_codes)
+    out.intra_inter = (bw.intra_inter_blockwise if blockwise else intra_inter_from_similarity)(sim, moa_codes)
     frames.append(out.intra_inter.to_results(method))
     timings["intra_inter"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    out.knn = knn_from_similarity(sim, moa_codes, classes=moa_classes, store_predictions=store_knn_predictions)
+    kmax = None if knn_max_k is None else min(int(knn_max_k), n_wells - 1)
+    out.knn = knn_from_similarity(
+        sim, moa_codes, classes=moa_classes, store_predictions=store_knn_predictions, max_k=kmax
+    )
+    if kmax is not None:
+        frames.append(results_frame([result_row(method, "knn", "max_k", float(kmax), n=n_wells)]))
     frames.append(out.knn.to_results(method, include_curves=include_knn_curves))
     timings["knn"] = time.perf_counter() - t
 
@@ -278,7 +313,9 @@ def evaluate_embeddings(
     if compound_col in test.columns:
         t = time.perf_counter()
         cpd_codes, _ = encode_labels(test[compound_col], name=compound_col)
-        out.groups = three_groups_from_similarity(sim, cpd_codes, moa_codes)
+        out.groups = (bw.three_groups_blockwise if blockwise else three_groups_from_similarity)(
+            sim, cpd_codes, moa_codes
+        )
         frames.append(out.groups.to_results(method))
         timings["groups"] = time.perf_counter() - t
     else:
@@ -305,7 +342,9 @@ def evaluate_embeddings(
     if plate_col in test.columns and test[plate_col].nunique() >= 2:
         t = time.perf_counter()
         plate_codes, _ = encode_labels(test[plate_col], name=plate_col)
-        out.batch = batch_effect_from_similarity(sim, moa_codes, plate_codes)
+        out.batch = (bw.batch_effect_blockwise if blockwise else batch_effect_from_similarity)(
+            sim, moa_codes, plate_codes
+        )
         frames.append(out.batch.to_results(method))
         timings["batch"] = time.perf_counter() - t
     else:
@@ -328,16 +367,29 @@ def evaluate_embeddings(
         except MoaInputError as exc:
             skip("map_activity", str(exc))
         try:
-            out.map_consistency = phenotypic_consistency(
-                test,
-                features,
-                moa_col=moa_col,
-                compound_col=compound_col,
-                negcon=negcon,
-                plate_col=plate_col,
-                well_col=well_col,
-                **kw,
-            )
+            if blockwise:
+                ok = ~(test[compound_col].astype("string") == str(negcon)).fillna(False).to_numpy(bool)
+                ok &= test[moa_col].notna().to_numpy()
+                out.map_consistency = bw.consistency_map_blockwise(
+                    X[ok],
+                    test[moa_col].to_numpy()[ok],
+                    test[compound_col].to_numpy()[ok],
+                    null_size=map_null_size,
+                    threshold=map_threshold,
+                    seed=seed,
+                    cache_dir=map_cache_dir,
+                )
+            else:
+                out.map_consistency = phenotypic_consistency(
+                    test,
+                    features,
+                    moa_col=moa_col,
+                    compound_col=compound_col,
+                    negcon=negcon,
+                    plate_col=plate_col,
+                    well_col=well_col,
+                    **kw,
+                )
             frames.append(out.map_consistency.to_results(method))
         except MoaInputError as exc:
             skip("map_consistency", str(exc))
@@ -356,7 +408,8 @@ def evaluate_embeddings(
             raise ValueError(f"bootstrap_unit must be 'well' or 'compound', got {bootstrap_unit!r}")
         bs = out.bootstrap
         if "paper" in out.enrichment and n_boot_enrichment > 0:
-            bs["enrichment_odds_ratio_99"] = bootstrap_enrichment_odds_ratio(
+            boot_or = bw.bootstrap_enrichment_blockwise if blockwise else bootstrap_enrichment_odds_ratio
+            bs["enrichment_odds_ratio_99"] = boot_or(
                 sim,
                 moa_codes,
                 percentile=_HEADLINE_PERCENTILE,
@@ -372,7 +425,8 @@ def evaluate_embeddings(
             )
             results.loc[sel, "ci_low"] = bs["enrichment_odds_ratio_99"].ci_low
             results.loc[sel, "ci_high"] = bs["enrichment_odds_ratio_99"].ci_high
-        bs["intra_inter_delta"] = bootstrap_intra_inter_delta(
+        boot_delta = bw.bootstrap_intra_inter_delta_blockwise if blockwise else bootstrap_intra_inter_delta
+        bs["intra_inter_delta"] = boot_delta(
             sim, moa_codes, n_boot=n_boot, seed=seed, groups=groups, confidence=confidence
         )
         k_best = out.knn.best["f1"][1]
