@@ -71,9 +71,9 @@ def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a CSV (no index) via a temporary name in the same folder, then rename."""
+    """Write a CSV (no index; gzip-compressed when ``path`` ends in ``.gz``) via a temporary name, then rename."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, compression="gzip" if str(path).endswith(".gz") else None)
     return Path(path)
 
 

@@ -33,6 +33,13 @@ Schema of an entry (TOML table ``[datasets.<name>]``)::
     dp_train      keyword overrides of the DP recipe's TrainConfig (defaults: moa_core.model.config.dp_recipe_config)
     dp_cell_crop  side (px, store resolution) of the DP recipe's single-cell crops
     profile_spec  synthetic_profiles: keyword overrides of moa_core.phenoca.config.SyntheticProfileSpec
+    release_spec  profiles: generate a JUMP-shaped synthetic release (moa_core.phenoca.config.JumpReleaseSpec
+                  overrides, e.g. ``{ scale = 0.01 }``) into ``<data dir>/datasets/<name>`` and read it as a
+                  local cpg0016 release (implies ``out_of_core``)
+    out_of_core   profiles with layout cpg0016: load the per-plate files into DuckDB plate by plate and
+                  normalize plate by plate (moa_core.profiles.release), for releases that do not fit in memory
+    metadata      the folder of JUMP's well.csv.gz, compound.csv.gz, crispr.csv.gz, perturbation_control.csv
+                  (default: the release's own ``metadata/``, else ``$MOA_JUMP_METADATA``)
     phenoca       keyword overrides of the Pheno-CA study (moa_core.phenoca.config.StudyConfig)
     phenoca_representation  image datasets: the well table a Pheno-CA study reads ("CP"; "MP" is refused at
                   run time: MP was trained on the same wells' labels)
@@ -60,7 +67,7 @@ from moa_core.data.config import SyntheticSpec
 from moa_core.errors import SchemaError
 from moa_core.model.config import TrainConfig
 from moa_core.model.config import dp_recipe_config as dp_default_config
-from moa_core.phenoca.config import SCALE_KEYS, StudyConfig, SyntheticProfileSpec, parse_scale
+from moa_core.phenoca.config import SCALE_KEYS, JumpReleaseSpec, StudyConfig, SyntheticProfileSpec, parse_scale
 from moa_core.profiles.config import FeatureConfig
 
 SHIPPED_CATALOGUE = Path(__file__).with_name("catalogue.toml")
@@ -115,6 +122,9 @@ class DatasetEntry:
     dp_train: TrainConfig = field(default_factory=lambda: dp_default_config())
     dp_cell_crop: int = 96
     profile_spec: SyntheticProfileSpec | None = None
+    release_spec: JumpReleaseSpec | None = None
+    out_of_core: bool = False
+    metadata: str | None = None
     phenoca: StudyConfig = field(default_factory=StudyConfig)
     phenoca_representation: str = "CP"
     origin: str = ""
@@ -201,7 +211,7 @@ def entry_from_dict(
             if not str(raw.get(k) or "").strip():
                 raise SchemaError(f"dataset {name} ({origin}): a gallery dataset needs {k!r}")
     path = raw.get("path")
-    if src == "local":
+    if src == "local" and raw.get("release_spec") is None:
         if not str(path or "").strip():
             raise SchemaError(f"dataset {name} ({origin}): a local dataset needs 'path' (its folder)")
         p = Path(str(path)).expanduser()
@@ -252,6 +262,11 @@ def entry_from_dict(
         profile_spec=_sub(SyntheticProfileSpec, raw.get("profile_spec"), name, "profile_spec")
         if kind == "synthetic_profiles"
         else None,
+        release_spec=None
+        if raw.get("release_spec") is None
+        else _sub(JumpReleaseSpec, raw.get("release_spec"), name, "release_spec"),
+        out_of_core=bool(raw.get("out_of_core", raw.get("release_spec") is not None)),
+        metadata=raw.get("metadata"),
         phenoca=_sub(StudyConfig, raw.get("phenoca"), name, "phenoca"),
         phenoca_representation=_choice(
             raw.get("phenoca_representation", "CP"), ("CP", "MP"), name, "phenoca_representation"

@@ -37,6 +37,12 @@ from moa_core.errors import SchemaError
 _SAFE = re.compile(r"[^0-9A-Za-z_]+")
 
 
+def _duckdb_config() -> dict:
+    """DuckDB's memory limit for the warehouse (``$MOA_DUCKDB_MEMORY_LIMIT``, default 8GB): joins and sorts of
+    a JUMP-scale release spill to disk beyond it instead of taking the machine's memory."""
+    return {"memory_limit": os.environ.get("MOA_DUCKDB_MEMORY_LIMIT", "8GB")}
+
+
 def partition_table(base: str, *keys: str) -> str:
     """Table name for one partition, e.g. ``cp_profiles__synthetic_cpjump1``."""
     parts = [base, *(_SAFE.sub("_", k) for k in keys)]
@@ -72,7 +78,7 @@ class Warehouse:
         delay = 0.05
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=self.read_only)
+                con = duckdb.connect(str(self.path), read_only=self.read_only, config=_duckdb_config())
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:

@@ -8,6 +8,8 @@ or from the Dagster launchpad.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 
 from moa_core.errors import SchemaError
@@ -37,6 +39,11 @@ class StudyConfig:
     num_threads: int | None = None
     device: str = "auto"
     max_minutes: float | None = None  # per model
+    #: IBP's molecule head: None = the paper's full softmax over every training molecule; an int = a sampled
+    #: softmax over the batch's molecules and this many others drawn uniformly (for ~100,000 molecules on a CPU)
+    ibp_sampled_classes: int | None = None
+    #: IBP's early stopping on at most this many validation wells (seeded subset; None = all of them)
+    ibp_val_limit: int | None = None
 
     @classmethod
     def paper(cls) -> StudyConfig:
@@ -61,18 +68,41 @@ class Zoo:
 
 # ---- data scales: the keys of the pipeline's ``fraction`` partition dimension ----------------------------
 #: Valid partition keys of :func:`parse_scale`, in order: replicate shares, then OOD shares.
-SCALE_KEYS: tuple[str, ...] = ("100", "75", "50", "25", "10", "ood0", "ood10", "ood25", "ood50")
+SCALE_KEYS: tuple[str, ...] = (
+    "100",
+    "75",
+    "50",
+    "25",
+    "10",
+    "ood0",
+    "ood1",
+    "ood3",
+    "ood10",
+    "ood25",
+    "ood30",
+    "ood50",
+)
 _REPLICATE_KEYS = {"100": 1.0, "75": 0.75, "50": 0.5, "25": 0.25, "10": 0.1}
-_OOD_KEYS = {"ood0": 0.0, "ood10": 0.1, "ood25": 0.25, "ood50": 0.5, "ood100": 1.0}
+_OOD_KEYS = {
+    "ood0": 0.0,
+    "ood1": 0.01,
+    "ood3": 0.03,
+    "ood10": 0.1,
+    "ood25": 0.25,
+    "ood30": 0.3,
+    "ood50": 0.5,
+    "ood100": 1.0,
+}
 
 
 def parse_scale(key: str) -> tuple[float, float]:
     """``(ood_share, replicate_share)`` of a data-scale partition key.
 
     ``"100"`` -> (1, 1); ``"75" | "50" | "25" | "10"`` -> (1, share) (replicates of each
-    training compound); ``"ood0" | "ood10" | "ood25" | "ood50"`` -> (share, 1) (OOD
-    compounds); ``"ood100"`` is accepted as an alias of ``"100"`` (not in
-    :data:`SCALE_KEYS`, to keep one partition per scale).
+    training compound); ``"ood0" | "ood1" | "ood3" | "ood10" | "ood25" | "ood30" | "ood50"`` ->
+    (share, 1) (OOD compounds; the finer shares span the JUMP-scale release's two decades);
+    ``"ood100"`` is accepted as an alias of ``"100"`` (not in :data:`SCALE_KEYS`, to keep one
+    partition per scale).
 
     Raises
     ------
@@ -233,3 +263,80 @@ class SyntheticProfileSpec:
     def n_compounds(self) -> int:
         """Annotated + OOD compounds."""
         return self.n_annotated_compounds + self.n_ood_compounds
+
+
+# ---- the JUMP-shaped synthetic release's knobs (moa_core.phenoca.jump_release) -------------------------
+JUMP_COMPOUNDS = 116_000
+JUMP_CRISPR_GENES = 7_975
+
+
+@dataclass(frozen=True)
+class JumpReleaseSpec:
+    """Knobs of :func:`generate_release`; sizes are JUMP's at ``scale = 1`` and scale linearly.
+
+    ``n_annotated``, ``n_moas``, ``n_targets`` and ``n_target_genes`` have floors
+    (``min_*``) so that the 1 % release still has MoAs with several compounds. The latent
+    model's effect and noise sizes are :class:`~moa_core.phenoca.config.SyntheticProfileSpec`'s
+    defaults (the LINCS calibration) unless ``model`` overrides them.
+    """
+
+    scale: float = 1.0
+    seed: int = 0
+    n_compounds: int = JUMP_COMPOUNDS
+    n_annotated: int = 2_500
+    min_annotated: int = 240
+    n_moas: int = 600
+    min_moas: int = 40
+    n_targets: int = 450
+    min_targets: int = 30
+    n_crispr_genes: int = JUMP_CRISPR_GENES
+    n_target_genes: int = 300
+    min_target_genes: int = 20
+    replicates_min: int = 4
+    replicates_max: int = 7
+    crispr_replicates_min: int = 4
+    crispr_replicates_max: int = 6
+    negcon_per_plate: int = 24
+    poscon_wells: int = 2
+    n_features: int = 4_762
+    #: features the phenotype map draws (the rest are noisy affine copies of them: CellProfiler's 4,762
+    #: features are highly redundant, and JUMP's recipe keeps a few hundred after correlation filtering)
+    n_base_features: int = 800
+    copy_noise: float = 0.3  # SD of a copy's own noise, in units of the base features' well noise
+    n_processed_features: int = 700
+    n_nan_features: int = 12
+    nan_feature_share: float = 0.3
+    n_constant_features: int = 4
+    nan_rate: float = 1e-5
+    model: dict = field(default_factory=dict)  # SyntheticProfileSpec overrides (effects, noise)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale <= 1:
+            raise ValueError(f"JumpReleaseSpec: scale must be in (0, 1], got {self.scale}")
+        if not 2 <= self.n_base_features <= self.n_features:
+            raise ValueError("JumpReleaseSpec: n_base_features must be in [2, n_features]")
+        if self.n_processed_features > self.n_features - self.n_nan_features - self.n_constant_features:
+            raise ValueError("JumpReleaseSpec: n_processed_features exceeds the clean features")
+
+    def scaled(self, n: int, floor: int = 1) -> int:
+        return max(floor, int(round(n * self.scale)))
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """The scaled counts of this release."""
+        ann = min(self.scaled(self.n_annotated, self.min_annotated), self.scaled(self.n_compounds))
+        moas = min(self.scaled(self.n_moas, self.min_moas), ann)
+        targets = min(self.scaled(self.n_targets, self.min_targets), moas)
+        genes = self.scaled(self.n_crispr_genes, self.min_target_genes)
+        tgenes = min(self.scaled(self.n_target_genes, self.min_target_genes), targets, genes)
+        return {
+            "compounds": self.scaled(self.n_compounds),
+            "annotated": ann,
+            "moas": moas,
+            "targets": targets,
+            "crispr_genes": genes,
+            "target_genes": tgenes,
+        }
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]

@@ -51,7 +51,7 @@ from moa_core.phenoca.tasks import (
     aggregate_by,
     compound_discovery,
     deconvolution_metrics,
-    molecule_metrics,
+    molecule_metrics_from_ranks,
     summarize_discovery,
 )
 
@@ -365,6 +365,8 @@ def run_study(
                     dropout=cfg.dropout,
                     nuisances={k: v[ibp_tr] for k, v in nuis.items()} if weight > 0 else None,
                     invariance_weight=weight,
+                    sampled_classes=cfg.ibp_sampled_classes if weight == 0 else None,
+                    val_limit=cfg.ibp_val_limit,
                 )
                 reps = embed(m, X)
                 if (
@@ -393,7 +395,8 @@ def run_study(
                 if split_name == "replicate":  # molecule deconvolution: the IBP head on held-out replicates
                     te = test & np.array([c in mi for c in compounds])
                     if te.any():
-                        mm = molecule_metrics(m.predict_proba(X[te]), np.array([mi[c] for c in compounds[te]]))
+                        pt, rank = m.true_class_scores(X[te], np.array([mi[c] for c in compounds[te]]))
+                        mm = molecule_metrics_from_ranks(pt, rank, m.n_classes)
                         rows.extend(
                             _rows(
                                 mm.assign(ci_low=np.nan, ci_high=np.nan),

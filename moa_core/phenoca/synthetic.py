@@ -333,6 +333,24 @@ def _inchikeys(rng: np.random.Generator, n: int) -> list[str]:
     return keys
 
 
+def distinct_plate_slots(
+    rng: np.random.Generator, well_pert: np.ndarray, slot_plate: np.ndarray, n_plates: int, tries: int
+) -> np.ndarray | None:
+    """A random permutation of the slots whose first ``len(well_pert)`` put every perturbation's replicate
+    wells on distinct plates (collisions swapped away with random slots), or None after ``tries`` rounds."""
+    perm = rng.permutation(len(slot_plate))
+    n = len(well_pert)
+    for _ in range(tries):
+        key = well_pert * n_plates + slot_plate[perm[:n]]
+        order = np.argsort(key, kind="stable")
+        dup = order[1:][key[order][1:] == key[order][:-1]]
+        if not len(dup):
+            return perm
+        for i, j in zip(dup, rng.integers(0, len(perm), size=len(dup))):
+            perm[i], perm[j] = perm[j], perm[i]
+    return None
+
+
 class _PhenotypeMap:
     """The random network + mixing ``z -> y`` of the module docstring."""
 
@@ -532,16 +550,8 @@ def generate_profiles(spec: SyntheticProfileSpec | None = None) -> ProfileDatase
     slot_plate = np.repeat(np.arange(n_plates), slots_per_plate)
     slot_pos = trt_pos[plate_source[slot_plate], np.tile(np.arange(slots_per_plate), n_plates)]
     well_pert = np.repeat(np.arange(n_pert), reps)
-    perm = r_lay.permutation(len(slot_plate))
-    for _ in range(1000):  # replicates of a perturbation on distinct plates: swap away collisions
-        key = well_pert * n_plates + slot_plate[perm[:n_trt]]
-        order = np.argsort(key, kind="stable")
-        dup = order[1:][key[order][1:] == key[order][:-1]]
-        if not len(dup):
-            break
-        for i, j in zip(dup, r_lay.integers(0, len(perm), size=len(dup))):
-            perm[i], perm[j] = perm[j], perm[i]
-    else:  # pragma: no cover - only for nearly full layouts
+    perm = distinct_plate_slots(r_lay, well_pert, slot_plate, n_plates, tries=1000)
+    if perm is None:  # pragma: no cover - only for nearly full layouts
         raise ValueError("could not place replicates on distinct plates; add plates (plates_per_batch)")
     w_plate = np.concatenate([slot_plate[perm[:n_trt]], np.repeat(np.arange(n_plates), spec.dmso_per_plate)])
     w_pos = np.concatenate([slot_pos[perm[:n_trt]], dmso_pos[plate_source].ravel()])

@@ -41,6 +41,7 @@ __all__ = [
     "deconvolution_metrics",
     "frequent_class_chance",
     "molecule_metrics",
+    "molecule_metrics_from_ranks",
     "summarize_discovery",
     "topk_accuracy",
     "true_class_rank",
@@ -234,10 +235,19 @@ def molecule_metrics(
             f"probs row {int(np.argmax(bad))} sums to {p[int(np.argmax(bad))].sum():.4g}, not 1 "
             f"({int(bad.sum())} rows); apply a softmax first"
         )
-    n_classes = p.shape[1]
-    pt = np.clip(p[np.arange(len(y)), y], eps, 1.0)
+    return molecule_metrics_from_ranks(p[np.arange(len(y)), y], true_class_rank(p, y), p.shape[1], ks, eps=eps)
+
+
+def molecule_metrics_from_ranks(
+    p_true: np.ndarray, rank: np.ndarray, n_classes: int, ks: Iterable[int] = (1, 5, 10), *, eps: float = 1e-15
+) -> pd.DataFrame:
+    """:func:`molecule_metrics` from each row's true-class probability and rank (computed block-wise when the
+    ``(n_wells, n_classes)`` matrix is too large, e.g. ~100,000 molecules)."""
+    if not len(rank):
+        raise MoaInputError("no test rows")
+    pt = np.clip(np.asarray(p_true, dtype=np.float64), eps, 1.0)
     rows = [("cross_entropy", pd.NA, float(np.mean(-np.log(pt))), float(np.log(n_classes)))]
-    rank = true_class_rank(p, y)
+    rank = np.asarray(rank)
     for k in ks:
         rows.append(("top_k_accuracy", int(k), float(np.mean(rank <= int(k))), min(1.0, int(k) / n_classes)))
     out = pd.DataFrame(rows, columns=["metric", "k", "value", "chance"])

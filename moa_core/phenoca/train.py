@@ -383,12 +383,46 @@ class TrainedModel:
     def embed(self, X: Any, batch_size: int = 8192) -> np.ndarray:
         return embed(self, X, batch_size)
 
+    def true_class_scores(self, X: Any, y: Any, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the softmax probability of its true class ``y`` and that class's 1-based rank (ties by
+        class index), computed in blocks of rows (never the ``(n, n_classes)`` matrix at once); the same
+        numbers as :meth:`predict_proba` followed by :func:`moa_core.phenoca.tasks.true_class_rank`."""
+        X = _features(X, "X", self.encoder.in_dim)
+        y = np.asarray(y, dtype=np.int64)
+        rows = max(1, min(batch_size, (1 << 26) // max(self.n_classes, 1)))
+        pt, rank = np.empty(len(y)), np.empty(len(y), np.int64)
+        for i in range(0, len(y), rows):
+            p = self.predict_proba(X[i : i + rows], batch_size=rows).astype(np.float64)
+            yy = y[i : i + rows]
+            st = p[np.arange(len(yy)), yy][:, None]
+            idx = np.arange(p.shape[1])[None, :]
+            pt[i : i + rows] = st[:, 0]
+            rank[i : i + rows] = 1 + (p > st).sum(axis=1) + ((p == st) & (idx < yy[:, None])).sum(axis=1)
+        return pt, rank
+
     def predict_proba(self, X: Any, batch_size: int = 8192) -> np.ndarray:
         """Softmax class probabilities of the encoder + head, ``(n, n_classes)``."""
         X = _features(X, "X", self.encoder.in_dim)
         dev = _module_device(self.model)
         logits = _batched(self.model, torch.from_numpy(X), batch_size, dev, self.config.amp)
         return torch.softmax(logits, 1).cpu().numpy()
+
+
+def _final_linear(head: nn.Module) -> nn.Linear:
+    """The last ``nn.Linear`` of a head (the class scores)."""
+    lin = [m for m in head.modules() if isinstance(m, nn.Linear)]
+    if not lin:
+        raise ValueError("the head has no linear layer")
+    return lin[-1]
+
+
+def _head_hidden(head: nn.Module, rep: torch.Tensor) -> torch.Tensor:
+    """The head's input to its last linear layer (``rep`` itself for a linear head)."""
+    mods = list(head.net) if hasattr(head, "net") else [head]
+    out = rep
+    for m in mods[:-1]:
+        out = m(out)
+    return out
 
 
 def train_encoder(
@@ -407,6 +441,8 @@ def train_encoder(
     head_layers: int = 1,
     head_hidden: int = 256,
     dropout: float = 0.1,
+    sampled_classes: int | None = None,
+    val_limit: int | None = None,
 ) -> TrainedModel:
     """Train ``ResidualMLP(d, width, depth)`` + a head with cross-entropy on ``y_train``.
 
@@ -420,6 +456,14 @@ def train_encoder(
     ``val_nuisances`` (same names, per validation well) only adds the heads' validation
     accuracy to the history. There is deliberately no test argument: early stopping and
     the kept weights use the validation split alone.
+
+    ``sampled_classes`` (IBP over ~100,000 molecules on a CPU): each step's softmax runs over
+    the batch's own classes and ``sampled_classes`` other classes drawn uniformly without
+    replacement, with the log-Q correction (Jean et al. 2015: a drawn class's logit minus
+    ``log(K_drawn / K_absent)``; the batch's classes are always in), so the gradient is that of
+    the full softmax in expectation at a fraction of the cost (the paper trains the full softmax
+    on GPUs). Validation always uses the full softmax, on a seeded subset of ``val_limit`` wells
+    when given.
     """
     config = config or FitConfig()
     t_start = time.perf_counter()
@@ -434,6 +478,13 @@ def train_encoder(
         raise MoaInputError(f"labels must be < n_classes={k}")
     if invariance_weight < 0:
         raise ValueError(f"invariance_weight must be >= 0, got {invariance_weight}")
+    if sampled_classes is not None and (sampled_classes < 1 or invariance_weight > 0):
+        raise ValueError("sampled_classes must be >= 1 and cannot be combined with invariance_weight")
+    if val_limit is not None and len(Xva) > val_limit:
+        keep = np.sort(np.random.default_rng([config.seed, 5]).choice(len(Xva), val_limit, replace=False))
+        Xva, yva = Xva[keep], yva[keep]
+        if val_nuisances is not None:
+            val_nuisances = {n: np.asarray(v)[keep] for n, v in val_nuisances.items()}
 
     names: list[str] = list(nuisances) if nuisances else []
     ntr_cols, nva_cols, nuis_k = [], [], {}
@@ -469,7 +520,31 @@ def train_encoder(
         log_k = {name: math.log(nuis_k[name]) for name in names}
         w = float(invariance_weight)
 
+        sample_gen = torch.Generator(device="cpu").manual_seed(config.seed + 2)
+        final = _final_linear(head)
+
+        def sampled_ce(rep: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            h = _head_hidden(head, rep)
+            pos = torch.unique(yb)
+            absent = k - len(pos)
+            n_draw = min(int(sampled_classes), absent)  # type: ignore[arg-type]
+            mask = torch.ones(k, dtype=torch.bool, device=yb.device)
+            mask[pos] = False
+            pool = torch.nonzero(mask).squeeze(1)
+            draw = pool[torch.randperm(len(pool), generator=sample_gen)[:n_draw].to(pool.device)]
+            cls = torch.cat([pos, draw])
+            logits = h @ final.weight[cls].T + final.bias[cls]
+            if n_draw:  # log-Q: a drawn class stands for absent / n_draw classes
+                corr = torch.zeros(len(cls), device=logits.device, dtype=logits.dtype)
+                corr[len(pos) :] = math.log(absent / n_draw)
+                logits = logits + corr
+            target = torch.searchsorted(pos, yb)
+            return F.cross_entropy(logits.float(), target)
+
         def step_loss(xb: torch.Tensor, yb: torch.Tensor, nb: torch.Tensor | None):
+            if sampled_classes is not None:
+                task = sampled_ce(encoder(xb), yb)
+                return task, {"task": task.detach()}
             rep, logits = model.forward_features(xb)
             task = F.cross_entropy(logits, yb)
             if nheads is None:
@@ -485,19 +560,22 @@ def train_encoder(
                 parts["invariance"] = inv.detach()
             return loss, parts
 
+        # rows per evaluation block: <= 2^26 logits at once (256 MB), whatever the number of classes
+        eval_rows = max(1, min(config.eval_batch_size, (1 << 26) // max(k, 1)))
+
         def evaluate() -> dict[str, Any]:
             rep = _batched(encoder, Xv, config.eval_batch_size, device, config.amp)
             with torch.inference_mode():
                 was = head.training
                 head.eval()
-                logits = torch.cat(
-                    [
-                        head(rep[i : i + config.eval_batch_size]).float()
-                        for i in range(0, len(rep), config.eval_batch_size)
-                    ]
-                )
+                n_loss, n_ok = 0.0, 0
+                for i in range(0, len(rep), eval_rows):
+                    lg = head(rep[i : i + eval_rows]).float()
+                    yy = yv[i : i + eval_rows]
+                    n_loss += float(F.cross_entropy(lg, yy, reduction="sum"))
+                    n_ok += int((lg.argmax(1) == yy).sum())
                 head.train(was)
-                loss, acc = _evaluate(logits, yv)
+                loss, acc = n_loss / max(len(rep), 1), n_ok / max(len(rep), 1)
                 rec: dict[str, Any] = {"val_loss": loss, "val_accuracy": acc}
                 if nheads is not None and any(b is not None for b in nva_cols):
                     out = nheads(rep)

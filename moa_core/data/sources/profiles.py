@@ -131,3 +131,50 @@ def build_published_table(entry: DatasetEntry, files: list[ProfileFile], shared_
     table = pd.concat(parts, ignore_index=True)
     table, report = pub.apply_paper_filters(table, single_moa=True, dose_uM=entry.dose_uM)
     return table, report, how
+
+
+def release_plate_files(root: str | os.PathLike) -> list:
+    """Every per-plate profile file of a cpg0016 release under ``root``, in JUMP's key layout.
+
+    ``<root>/<source>/workspace/profiles/<batch>/<plate>/<plate>.parquet`` -> one
+    :class:`moa_core.profiles.release.PlateFile` each (source, batch, plate from the path), sorted by
+    source, batch, plate. A folder without such files is an error naming it.
+    """
+    from moa_core.profiles.release import PlateFile
+
+    root = Path(root)
+    out = []
+    for p in sorted(root.glob("*/workspace/profiles/*/*/*.parquet")):
+        plate, batch, source = p.parent.name, p.parent.parent.name, p.parents[4].name
+        if p.name != f"{plate}.parquet":
+            continue
+        out.append(PlateFile(path=p, source=source, batch=batch, plate=plate, source_file=str(p)))
+    if not out:
+        raise FileNotFoundError(
+            f"no cpg0016 plate files (<source>/workspace/profiles/<batch>/<plate>/<plate>.parquet) under {root}"
+        )
+    return out
+
+
+def gallery_plate_files(files: list[ProfileFile]) -> list:
+    """The downloaded per-plate files of a gallery cpg0016 entry as :class:`moa_core.profiles.release.PlateFile`."""
+    from moa_core.profiles.release import PlateFile
+
+    out = []
+    for f in files:
+        parts = f.source_file.split("/")  # s3://bucket/<project>/<source>/workspace/profiles/<batch>/<plate>/<file>
+        try:
+            i = parts.index("workspace")
+        except ValueError:
+            raise SchemaError(f"{f.source_file}: not a per-plate cpg0016 profile key") from None
+        out.append(
+            PlateFile(
+                path=f.path,
+                source=parts[i - 1],
+                batch=parts[i + 2],
+                plate=parts[i + 3],
+                source_file=f.source_file,
+                etag=f.etag,
+            )
+        )
+    return out

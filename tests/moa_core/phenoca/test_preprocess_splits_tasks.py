@@ -170,7 +170,8 @@ def test_scale_training_is_nested_and_never_touches_held_out(prof, which):
 
 
 def test_parse_scale():
-    assert SCALE_KEYS == ("100", "75", "50", "25", "10", "ood0", "ood10", "ood25", "ood50")
+    assert SCALE_KEYS == ("100", "75", "50", "25", "10", "ood0", "ood1", "ood3", "ood10", "ood25", "ood30", "ood50")
+    assert parse_scale("ood1") == (0.01, 1.0) and parse_scale("ood30") == (0.3, 1.0)  # the release's two decades
     assert parse_scale("100") == (1.0, 1.0) == parse_scale("ood100")
     assert parse_scale("25") == (1.0, 0.25) and parse_scale("10") == (1.0, 0.1)
     assert parse_scale("ood0") == (0.0, 1.0) and parse_scale("ood25") == (0.25, 1.0)
