@@ -63,24 +63,15 @@ def mini_pipeline(tmp_path_factory, shared_dir):
     """The whole image pipeline materialized through Dagster on the mini synthetic dataset, up to the
     published snapshot: ``(store, instance, results by job)``. Shared by the orchestration tests and the
     dashboard's browser test (tests that alter files restore them)."""
-    import dagster as dg
+    from orchestration.partitions import multi_key
+    from tests.support.pipeline import materialize_jobs
 
-    from orchestration.definitions import build_definitions
-    from orchestration.partitions import multi_key, sync_dataset_partitions
-    from orchestration.resources import MoaStore
-
-    root = tmp_path_factory.mktemp("store")
-    store = MoaStore(root=str(root), shared_dir=str(shared_dir), n_workers=1)
-    defs = build_definitions(store)
-    instance = dg.DagsterInstance.ephemeral()
-    sync_dataset_partitions(instance, [MINI])
-    results = {}
-    for job, key in [
+    runs = [
         ("ingest_job", MINI),
         ("dp_recipe_job", multi_key(MINI, MINI_FRACTION)),
         ("train_eval_job", multi_key(MINI, MINI_FRACTION)),
         ("holdout_job", MINI),
         ("publish_job", None),
-    ]:
-        results[job] = defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key)
+    ]
+    store, instance, results = materialize_jobs(tmp_path_factory.mktemp("store"), shared_dir, MINI, runs)
     return store, instance, results
