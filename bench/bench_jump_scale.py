@@ -125,7 +125,29 @@ def _check_normalization(wh, wells, rep) -> dict:
 
 
 def _norm_table(wh):
+    """The whole normalized table as one frame (the in-memory reference; only at 1 %)."""
     return wh.read("SELECT * FROM release_norm ORDER BY Metadata_Plate, Metadata_Well")
+
+
+def _norm_matrix(wh, *, by_compound: bool = False, select=None):
+    """``(metadata, float32 features, feature names)`` of ``release_norm`` out of core, rows in the order of
+    ``_norm_table`` (plate, well) or, ``by_compound``, (compound key, plate, well); ``select(meta)`` picks rows."""
+    from moa_core.profiles.release import read_features, read_metadata, table_columns
+    from moa_core.retrieval.index import compound_key
+
+    meta = read_metadata(wh, "release_norm")
+    cols = ["Metadata_Plate", "Metadata_Well"]
+    if by_compound:
+        meta["_key"] = meta[compound_key(meta)].astype(str)
+        cols = ["_key", *cols]
+    meta = (
+        meta.sort_values(cols, kind="stable").drop(columns=[c for c in ("_key",) if c in meta]).reset_index(drop=True)
+    )
+    if select is not None:
+        meta = select(meta).reset_index(drop=True)
+    _, feats = table_columns(wh, "release_norm")
+    X = read_features(wh, "release_norm", meta["_row"].to_numpy(), feats)
+    return meta.drop(columns="_row"), X, feats
 
 
 def step_retrieval(scale: float, data: Path, device: str) -> dict:
@@ -145,12 +167,28 @@ def step_retrieval(scale: float, data: Path, device: str) -> dict:
 
     p = _paths(data, scale)
     wh = Warehouse(p["wh"])
-    df = _norm_table(wh)
-    feats = [c for c in df.columns if not c.startswith("Metadata_")]
     t0 = time.time()
-    idx = build_index(df, feats, method="CP published", dataset=f"jump_{scale:g}")
-    del df
+    meta, X, feats = _norm_matrix(wh, by_compound=True)  # features straight into float32, compound order
+    t_read = time.time() - t0
+    t0 = time.time()
+    idx = build_index(meta, feats, method="CP published", dataset=f"jump_{scale:g}", matrix=X)
+    del X
     t_build = time.time() - t0
+    exact = None
+    if scale <= 0.011:  # exactness: the index built from the whole table as a frame
+        ref = build_index(_norm_table(wh), feats, method="CP published", dataset=f"jump_{scale:g}")
+        exact = {
+            "wells_compared": len(ref.wells),
+            "same_well_order": bool(
+                (
+                    ref.wells[["Metadata_Plate", "Metadata_Well"]].to_numpy()
+                    == idx.wells[["Metadata_Plate", "Metadata_Well"]].to_numpy()
+                ).all()
+            ),
+            "max_abs_vector_diff": float(np.abs(ref.vectors - idx.vectors).max()),
+            "max_abs_compound_vector_diff": float(np.abs(ref.compound_vectors - idx.compound_vectors).max()),
+        }
+        del ref
     t0 = time.time()
     cal = calibrate(idx)
     t_cal = time.time() - t0
@@ -174,12 +212,14 @@ def step_retrieval(scale: float, data: Path, device: str) -> dict:
         "wells": len(idx.wells),
         "compounds": len(comp),
         "dims": int(idx.vectors.shape[1]),
+        "read_seconds": round(t_read, 1),
         "build_seconds": round(t_build, 1),
         "calibration_seconds": round(t_cal, 1),
         "query_ms_median": round(float(np.median(lat)), 1),
         "query_ms_p95": round(float(np.percentile(lat, 95)), 1),
         "queries": len(lat),
         "knn_loco_precision": float(cal["knn_correct"].mean()) if len(cal) else None,
+        **({"exact_vs_in_memory": exact} if exact else {}),
     }
 
 
@@ -240,11 +280,15 @@ def step_analyses(scale: float, data: Path, device: str) -> dict:
 
     p = _paths(data, scale)
     wh = Warehouse(p["wh"])
-    df = _norm_table(wh)
-    wells = df[df["Metadata_single_moa"] & df["Metadata_pert_type"].eq("trt")]
 
-    dmso = df[df["Metadata_moa"].eq("DMSO")].groupby("Metadata_Plate", group_keys=False).head(2)
-    paper = pd.concat([wells, dmso])
+    def paper_wells(df):  # the paper's analysis wells: single-MOA treatments + 2 DMSO wells per plate
+        wells = df[df["Metadata_single_moa"].fillna(False).astype(bool) & df["Metadata_pert_type"].eq("trt")]
+        dmso = df[df["Metadata_moa"].eq("DMSO")].groupby("Metadata_Plate", group_keys=False).head(2)
+        return pd.concat([wells, dmso])
+
+    m, X, feats = _norm_matrix(wh, select=paper_wells)  # only those wells' features are read
+    paper = pd.concat([m, pd.DataFrame(X, columns=feats)], axis=1)
+    del X
     meta = [c for c in paper.columns if c.startswith("Metadata_")]
     sp, _ = well_holdout_split(paper[meta], seed=0)
     t0 = time.time()
@@ -271,13 +315,15 @@ def step_analyses(scale: float, data: Path, device: str) -> dict:
 
 def step_phenoca(scale: float, data: Path, device: str) -> dict:
     from moa_core.phenoca.config import StudyConfig
-    from moa_core.phenoca.profiles import as_study_table
+    from moa_core.phenoca.profiles import as_study_table, study_metadata
     from moa_core.phenoca.study import run_study
     from moa_core.storage import Warehouse
 
     p = _paths(data, scale)
     wh = Warehouse(p["wh"])
-    prof = as_study_table(_norm_table(wh), source="bench")
+    m, X, feats = _norm_matrix(wh)
+    prof = study_metadata(m, source="bench")
+    del m
     cfg = StudyConfig(
         depths=(1,),
         widths=(256,),
@@ -294,8 +340,20 @@ def step_phenoca(scale: float, data: Path, device: str) -> dict:
     )
     logs: list[str] = []
     t0 = time.time()
-    res = run_study(prof, config=cfg, log=logs.append)
+    res = run_study(prof, config=cfg, log=logs.append, features=X, feature_names=feats)
     tab = res.table
+    exact = None
+    if scale <= 0.011:  # exactness: the same study on the whole table as one frame
+        del X
+        ref = run_study(as_study_table(_norm_table(wh), source="bench"), config=cfg).table
+        key = ["model", "supervision", "probe", "task", "split", "metric"]
+        both = tab.merge(ref, on=key, suffixes=("", "_ref"))
+        both = both[both["value"].notna() & both["value_ref"].notna()]
+        exact = {
+            "results_compared": len(both),
+            "results_only_one_side": abs(len(tab) - len(ref)),
+            "max_abs_diff": float((both["value"] - both["value_ref"]).abs().max()),
+        }
     top = tab[(tab["metric"] == "top10") & tab["task"].isin(["moa", "target"]) & (tab["probe"] != "knn")]
     return {
         "seconds_study": round(time.time() - t0, 1),
@@ -304,6 +362,7 @@ def step_phenoca(scale: float, data: Path, device: str) -> dict:
         **{f"{r.supervision}_{r.task}_top10": float(r.value) for r in top.itertuples()},
         **{k: v for k, v in res.summary.items() if isinstance(v, (int, float, str))},
         "log_tail": logs[-3:],
+        **({"exact_vs_in_memory": exact} if exact else {}),
     }
 
 
@@ -406,7 +465,15 @@ _SHOW = {
     "retrieval": ["compounds", "dims", "query_ms_median", "query_ms_p95", "knn_loco_precision"],
     "activity": ["perturbations", "active_share_q05", "mean_activity_map"],
     "analyses": ["test_wells", "knn_best_f1", "latent_f1", "seconds_suite"],
-    "phenoca": ["wells", "molecules", "ibp_moa_top10", "ibp_target_top10", "none_moa_top10"],
+    "phenoca": [
+        "wells",
+        "molecules",
+        "pca_components",
+        "pca_explained_variance",
+        "ibp_moa_top10",
+        "ibp_target_top10",
+        "none_moa_top10",
+    ],
 }
 
 

@@ -35,6 +35,17 @@ the transform of any other well:
    share of variance to keep). ``whiten=False`` with ``pca_components=None`` skips PCA;
    ``whiten=False`` with ``pca_components`` set projects without whitening.
 
+   **Out of core.** Every step also takes the features as a separate float32 matrix
+   (``matrix=``, rows aligned with the metadata table), so a JUMP-sized release
+   (~750,000 wells) is never copied into a float64 frame: the per-plate statistics are
+   computed plate by plate, :meth:`Preprocessor.transform` works in row chunks, and above
+   :data:`STREAMED_PCA_ELEMENTS` training values the PCA is fitted from the streamed
+   Gram matrix (``sum x xᵀ`` and ``sum x`` over chunks of training wells, then
+   ``eigh`` of the covariance): exactly scikit-learn's ``svd_solver="covariance_eigh"``
+   (the same formulas, eigenvector signs and attributes; equal to it, tested), with the
+   memory of one chunk plus a ``d × d`` matrix instead of the whole training matrix.
+   :attr:`Preprocessor.explained_variance` reports the variance kept.
+
 :meth:`Preprocessor.transform` applies the stored statistics to any table. A plate that
 had no training wells at fit time is *unseen*: with ``"robust"`` it raises naming the
 plate (there is no training statistic for it, and using the plate's own held-out wells
@@ -55,7 +66,19 @@ from sklearn.decomposition import PCA
 
 from moa_core.errors import NormalizationError, SchemaError
 
-__all__ = ["METHODS", "Preprocessor", "fit_preprocessor", "validate_profiles"]
+__all__ = [
+    "METHODS",
+    "STREAMED_PCA_ELEMENTS",
+    "Preprocessor",
+    "fit_preprocessor",
+    "validate_matrix",
+    "validate_profiles",
+]
+
+#: Training values (wells x features) above which the PCA is fitted from the streamed Gram matrix.
+STREAMED_PCA_ELEMENTS = 2**26
+#: Rows per chunk of the out-of-core steps.
+CHUNK_ROWS = 32_768
 
 METHODS = ("robust", "dmso")
 COMPOUND_COL = "Metadata_JCP2022"
@@ -65,8 +88,29 @@ PERT_TYPE_COL = "Metadata_pert_type"
 NEGCON_TYPE = "negcon"
 
 
-def _check_finite(df: pd.DataFrame, feature_cols: Sequence[str], plate_col: str, well_col: str) -> None:
-    x = df[list(feature_cols)].to_numpy(np.float64)
+def _check_finite(
+    df: pd.DataFrame,
+    feature_cols: Sequence[str],
+    plate_col: str,
+    well_col: str,
+    matrix: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+) -> None:
+    """NaN/inf in the features raise naming column, plate and well; ``matrix`` (rows ``rows`` of it, aligned
+    with ``df``'s rows) is checked a chunk at a time."""
+    if matrix is not None:
+        rows = np.arange(len(df)) if rows is None else rows
+        for a in range(0, len(rows), CHUNK_ROWS):
+            part = np.asarray(matrix[rows[a : a + CHUNK_ROWS]])
+            if not np.isfinite(part).all():
+                _report_nonfinite(df.iloc[a : a + CHUNK_ROWS], part, feature_cols, plate_col, well_col)
+        return
+    _report_nonfinite(df, df[list(feature_cols)].to_numpy(np.float64), feature_cols, plate_col, well_col)
+
+
+def _report_nonfinite(
+    df: pd.DataFrame, x: np.ndarray, feature_cols: Sequence[str], plate_col: str, well_col: str
+) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
         per_col = bad.sum(axis=0)
@@ -115,6 +159,39 @@ def validate_profiles(
         raise SchemaError(f"feature column(s) {non_num[:5]} are not numeric (dtype {df[non_num[0]].dtype})")
     _check_finite(df, feats, plate_col, well_col)
     return feats
+
+
+def validate_matrix(
+    meta: pd.DataFrame,
+    matrix: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    compound_col: str = COMPOUND_COL,
+    plate_col: str = PLATE_COL,
+    well_col: str = WELL_COL,
+) -> list[str]:
+    """:func:`validate_profiles` for a table given as metadata + a separate feature matrix (out of core).
+
+    ``matrix`` is ``(len(meta), len(feature_names))`` of floats (float32 keeps a JUMP release at half the
+    memory of a float64 frame); it is checked for NaN/inf a chunk at a time.
+    """
+    for col, what in ((compound_col, "compound"), (plate_col, "plate")):
+        if col not in meta.columns:
+            raise SchemaError(f"profile table lacks the {what} column {col!r}")
+    if len(meta) == 0:
+        raise SchemaError("profile table is empty (no wells)")
+    names = [str(c) for c in feature_names]
+    if not names:
+        raise SchemaError("no feature names given for the feature matrix")
+    if getattr(matrix, "ndim", 0) != 2 or matrix.shape != (len(meta), len(names)):
+        raise SchemaError(
+            f"feature matrix has shape {getattr(matrix, 'shape', None)}, expected {(len(meta), len(names))} "
+            f"(one row per well of the metadata, one column per feature name)"
+        )
+    if not np.issubdtype(matrix.dtype, np.floating):
+        raise SchemaError(f"feature matrix must be float (dtype {matrix.dtype})")
+    _check_finite(meta, names, plate_col, well_col, matrix)
+    return names
 
 
 @dataclass
@@ -166,22 +243,25 @@ class Preprocessor:
         """Output dimension of :meth:`transform`."""
         return int(self.pca.n_components_) if self.pca is not None else len(self.feature_cols)
 
-    def scale_plates(self, df: pd.DataFrame) -> np.ndarray:
-        """Steps 1-2 (per-plate scaling, clipping) of ``df``'s features: float64 ``(n_wells, n_features)``.
+    @property
+    def explained_variance(self) -> float | None:
+        """Share of the clipped training wells' variance the kept PCA components explain (None without PCA)."""
+        return float(np.sum(self.pca.explained_variance_ratio_)) if self.pca is not None else None
 
-        Raises
-        ------
-        SchemaError
-            Missing plate or feature columns; NaN/inf features (named).
-        NormalizationError
-            A plate unseen at fit time (``"robust"``), or, for ``"dmso"``, an unseen plate
-            with fewer than 2 DMSO wells or a zero DMSO SD (named).
-        """
-        missing = [c for c in [self.plate_col, *self.feature_cols] if c not in df.columns]
+    def _check_input(self, df: pd.DataFrame, matrix: np.ndarray | None) -> None:
+        need = [self.plate_col] if matrix is not None else [self.plate_col, *self.feature_cols]
+        missing = [c for c in need if c not in df.columns]
         if missing:
             raise SchemaError(f"table to transform lacks column(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        _check_finite(df, self.feature_cols, self.plate_col, self.well_col)
-        x = df[self.feature_cols].to_numpy(np.float64, copy=True)
+        if matrix is not None and matrix.shape != (len(df), len(self.feature_cols)):
+            raise SchemaError(
+                f"feature matrix has shape {matrix.shape}, expected {(len(df), len(self.feature_cols))} "
+                f"(the fitted features: {self.feature_cols[:3]} ...)"
+            )
+        _check_finite(df, self.feature_cols, self.plate_col, self.well_col, matrix)
+
+    def _plate_stats(self, df: pd.DataFrame, matrix: np.ndarray | None) -> dict:
+        """Location and divisor of every plate of ``df`` the fit did not see (``"dmso"``: its own DMSO wells)."""
         plates = df[self.plate_col].to_numpy()
         uniq = pd.unique(plates)
         unseen = [p for p in uniq if p not in self.center]
@@ -192,28 +272,76 @@ class Preprocessor:
                 f"or use method='dmso', which standardizes a new plate to its own DMSO wells)"
             )
         self.last_unseen_plates = list(unseen)
-        for p in uniq:
+        stats = {}
+        for p in unseen:
+            if self.pert_type_col not in df.columns:
+                raise SchemaError(
+                    f"unseen plate {p}: its DMSO wells are needed but the table lacks {self.pert_type_col!r}"
+                )
+            ctrl = np.flatnonzero((plates == p) & (df[self.pert_type_col].to_numpy() == NEGCON_TYPE))
+            xc = (
+                np.asarray(matrix[ctrl], dtype=np.float64)
+                if matrix is not None
+                else df[self.feature_cols].iloc[ctrl].to_numpy(np.float64)
+            )
+            stats[p] = _dmso_stats(xc, p, self.feature_cols)
+        return stats
+
+    def _scale_chunk(self, plates: np.ndarray, x: np.ndarray, unseen: dict) -> np.ndarray:
+        """Steps 1-2 on float64 ``x`` in place (rows on ``plates``)."""
+        for p in pd.unique(plates):
             rows = plates == p
-            if p in self.center:
-                mu, s = self.center[p], self.scale[p]
-            else:
-                if self.pert_type_col not in df.columns:
-                    raise SchemaError(
-                        f"unseen plate {p}: its DMSO wells are needed but the table lacks {self.pert_type_col!r}"
-                    )
-                ctrl = rows & (df[self.pert_type_col].to_numpy() == NEGCON_TYPE)
-                mu, s = _dmso_stats(x[ctrl], p, self.feature_cols)
+            mu, s = (self.center[p], self.scale[p]) if p in self.center else unseen[p]
             x[rows] = (x[rows] - mu) / s
         if self.clip is not None:
             np.clip(x, -self.clip, self.clip, out=x)
         return x
 
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
-        """Preprocess ``df`` (same rows, same order): float32 ``(n_wells, n_components)``."""
-        x = self.scale_plates(df)
-        if self.pca is not None:
-            x = self.pca.transform(x)
-        return x.astype(np.float32)
+    def scale_plates(self, df: pd.DataFrame, matrix: np.ndarray | None = None) -> np.ndarray:
+        """Steps 1-2 (per-plate scaling, clipping) of ``df``'s features: float64 ``(n_wells, n_features)``.
+
+        ``matrix``: the features as a separate array aligned with ``df``'s rows (then ``df`` needs only
+        the plate column, and the pert-type column for unseen plates).
+
+        Raises
+        ------
+        SchemaError
+            Missing plate or feature columns; NaN/inf features (named).
+        NormalizationError
+            A plate unseen at fit time (``"robust"``), or, for ``"dmso"``, an unseen plate
+            with fewer than 2 DMSO wells or a zero DMSO SD (named).
+        """
+        self._check_input(df, matrix)
+        unseen = self._plate_stats(df, matrix)
+        x = (
+            np.array(matrix, dtype=np.float64, copy=True)
+            if matrix is not None
+            else df[self.feature_cols].to_numpy(np.float64, copy=True)
+        )
+        return self._scale_chunk(df[self.plate_col].to_numpy(), x, unseen)
+
+    def transform(
+        self, df: pd.DataFrame, matrix: np.ndarray | None = None, *, chunk_rows: int = CHUNK_ROWS
+    ) -> np.ndarray:
+        """Preprocess ``df`` (same rows, same order): float32 ``(n_wells, n_components)``.
+
+        Works ``chunk_rows`` wells at a time (memory: the float32 output plus one float64 chunk); a table
+        of at most ``chunk_rows`` wells is transformed in one piece.
+        """
+        self._check_input(df, matrix)
+        unseen = self._plate_stats(df, matrix)
+        plates = df[self.plate_col].to_numpy()
+        out = np.empty((len(df), self.n_components), dtype=np.float32)
+        for a in range(0, len(df), chunk_rows):
+            b = min(a + chunk_rows, len(df))
+            x = (
+                np.array(matrix[a:b], dtype=np.float64, copy=True)
+                if matrix is not None
+                else df[self.feature_cols].iloc[a:b].to_numpy(np.float64, copy=True)
+            )
+            z = self._scale_chunk(plates[a:b], x, unseen)
+            out[a:b] = self.pca.transform(z) if self.pca is not None else z
+        return out
 
 
 def _dmso_stats(xc: np.ndarray, plate: object, feature_cols: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -246,6 +374,7 @@ def fit_preprocessor(
     well_col: str = WELL_COL,
     pert_type_col: str = PERT_TYPE_COL,
     seed: int = 0,
+    matrix: np.ndarray | None = None,
 ) -> Preprocessor:
     """Fit the Pheno-CA preprocessing on the training wells of ``df``.
 
@@ -261,6 +390,9 @@ def fit_preprocessor(
         See the module docstring.
     seed
         ``random_state`` of the PCA (only used by randomized solvers).
+    matrix
+        The features as a separate float array aligned with ``df``'s rows (``df`` then needs only the
+        metadata): the out-of-core path, see the module docstring.
 
     Raises
     ------
@@ -281,9 +413,12 @@ def fit_preprocessor(
     feature_cols = list(feature_cols)
     if not feature_cols:
         raise SchemaError("no feature columns given")
-    missing = [c for c in [plate_col, *feature_cols] if c not in df.columns]
+    need = [plate_col] if matrix is not None else [plate_col, *feature_cols]
+    missing = [c for c in need if c not in df.columns]
     if missing:
         raise SchemaError(f"profile table lacks column(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if matrix is not None and matrix.shape != (len(df), len(feature_cols)):
+        raise SchemaError(f"feature matrix has shape {matrix.shape}, expected {(len(df), len(feature_cols))}")
     mask = np.asarray(train_mask)
     if mask.dtype != bool:
         raise SchemaError(f"train_mask must be boolean (dtype {mask.dtype}); pass e.g. labels == 'train'")
@@ -294,10 +429,17 @@ def fit_preprocessor(
     if method == "dmso" and pert_type_col not in df.columns:
         raise SchemaError(f"method='dmso' needs the {pert_type_col!r} column to find DMSO wells")
 
-    train = df.loc[mask]
-    _check_finite(train, feature_cols, plate_col, well_col)
-    x = train[feature_cols].to_numpy(np.float64)
+    train_rows = np.flatnonzero(mask)
+    train = df.iloc[train_rows]
+    _check_finite(train, feature_cols, plate_col, well_col, matrix, train_rows)
+
+    def plate_x(pos: np.ndarray) -> np.ndarray:  # float64 features of training wells ``pos`` (positions in train)
+        if matrix is not None:
+            return np.asarray(matrix[train_rows[pos]], dtype=np.float64)
+        return train[feature_cols].iloc[pos].to_numpy(np.float64)
+
     plates = train[plate_col].to_numpy()
+    by_plate = pd.Series(np.arange(len(plates))).groupby(plates, sort=False).indices
     center: dict[object, np.ndarray] = {}
     scale: dict[object, np.ndarray] = {}
     n_used: dict[object, int] = {}
@@ -313,7 +455,7 @@ def fit_preprocessor(
                 f"per-plate median/IQR come from training wells only"
             )
         for p in pd.unique(plates):
-            xp = x[plates == p]
+            xp = plate_x(by_plate[p])
             q25, med, q75 = np.percentile(xp, [25, 50, 75], axis=0)
             center[p], scale[p], n_used[p] = med, (q75 - q25) + eps, len(xp)
         if eps == 0:
@@ -325,9 +467,9 @@ def fit_preprocessor(
     else:
         is_ctl = train[pert_type_col].to_numpy() == NEGCON_TYPE
         for p in pd.unique(plates):
-            ctl = (plates == p) & is_ctl
-            center[p], scale[p] = _dmso_stats(x[ctl], p, feature_cols)
-            n_used[p] = int(ctl.sum())
+            pos = by_plate[p]
+            center[p], scale[p] = _dmso_stats(plate_x(pos[is_ctl[pos]]), p, feature_cols)
+            n_used[p] = int(is_ctl[pos].sum())
 
     pre = Preprocessor(
         feature_cols=feature_cols,
@@ -344,8 +486,70 @@ def fit_preprocessor(
         pert_type_col=pert_type_col,
     )
     if whiten or pca_components is not None:
-        z = pre.scale_plates(train)
-        pca = PCA(n_components=pca_components, whiten=whiten, random_state=seed)
-        pca.fit(z)
-        pre.pca = pca
+        if len(train_rows) * len(feature_cols) > STREAMED_PCA_ELEMENTS:
+            pre.pca = _streamed_pca(pre, plates, matrix, train, train_rows, pca_components, whiten, seed)
+        else:
+            z = pre.scale_plates(train, None if matrix is None else np.asarray(matrix[train_rows]))
+            pca = PCA(n_components=pca_components, whiten=whiten, random_state=seed)
+            pca.fit(z)
+            pre.pca = pca
     return pre
+
+
+def _streamed_pca(
+    pre: Preprocessor,
+    plates: np.ndarray,
+    matrix: np.ndarray | None,
+    train: pd.DataFrame,
+    train_rows: np.ndarray,
+    n_components: int | float | None,
+    whiten: bool,
+    seed: int,
+) -> PCA:
+    """scikit-learn's ``PCA(svd_solver="covariance_eigh")`` fitted from ``sum z zᵀ`` and ``sum z`` accumulated
+    over chunks of the scaled, clipped training wells ``z`` (the same formulas, signs and attributes)."""
+    from sklearn.utils.extmath import svd_flip
+
+    d, n = len(pre.feature_cols), len(train_rows)
+    gram = np.zeros((d, d))
+    total = np.zeros(d)
+    for a in range(0, n, CHUNK_ROWS):
+        b = min(a + CHUNK_ROWS, n)
+        x = (
+            np.array(matrix[train_rows[a:b]], dtype=np.float64)
+            if matrix is not None
+            else train[pre.feature_cols].iloc[a:b].to_numpy(np.float64, copy=True)
+        )
+        z = pre._scale_chunk(plates[a:b], x, {})
+        gram += z.T @ z
+        total += z.sum(axis=0)
+    mean = total / n
+    cov = (gram - n * np.outer(mean, mean)) / (n - 1)
+    eigenvals, eigenvecs = np.linalg.eigh(cov)
+    eigenvals, eigenvecs = eigenvals[::-1].copy(), eigenvecs[:, ::-1]
+    eigenvals[eigenvals < 0.0] = 0.0
+    _, vt = svd_flip(None, np.ascontiguousarray(eigenvecs.T), u_based_decision=False)
+    ratio = eigenvals / eigenvals.sum()
+    full = min(n, d)
+    if n_components is None:
+        k = full
+    elif isinstance(n_components, float) and 0 < n_components < 1:
+        k = int(np.searchsorted(np.cumsum(ratio), n_components, side="right") + 1)
+    elif isinstance(n_components, (int, np.integer)) and 0 < n_components <= full:
+        k = int(n_components)
+    else:
+        raise SchemaError(
+            f"pca_components must be None, an int in [1, {full}] or a float in (0, 1), got {n_components!r}"
+        )
+    pca = PCA(n_components=n_components, whiten=whiten, svd_solver="covariance_eigh", random_state=seed)
+    pca.n_features_in_ = d
+    pca._fit_svd_solver = "covariance_eigh"
+    pca.mean_ = mean
+    pca.n_samples_ = n
+    pca.n_components_ = k
+    pca.components_ = np.ascontiguousarray(vt[:k])
+    pca.explained_variance_ = eigenvals[:k].copy()
+    pca.explained_variance_ratio_ = ratio[:k].copy()
+    pca.singular_values_ = np.sqrt(eigenvals[:k] * (n - 1))
+    pca.noise_variance_ = float(np.mean(eigenvals[k:])) if k < full else 0.0
+    return pca

@@ -43,6 +43,17 @@ def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
 
     Raises :class:`SchemaError` naming what is missing (plate, well, a compound column, any feature).
     """
+    feats = [c for c in df.columns if not c.startswith("Metadata_")]
+    if not feats:
+        raise SchemaError("profile table has no feature columns (every column starts with Metadata_)")
+    out = study_metadata(df, source=source)
+    x = df[feats].apply(pd.to_numeric, errors="coerce").astype(np.float32)
+    return pd.concat([out, x.reset_index(drop=True)], axis=1)
+
+
+def study_metadata(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame:
+    """:data:`STUDY_METADATA` of ``df``'s wells (index reset): :func:`as_study_table` without the features,
+    for a table whose features travel as a separate matrix (``run_study(..., features=...)``)."""
     for col in ("Metadata_Plate", "Metadata_Well"):
         if col not in df.columns:
             raise SchemaError(f"profile table has no {col} column; Pheno-CA needs plate and well of every profile")
@@ -59,9 +70,6 @@ def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
         molecule = ik.astype(str).where(~_blank(ik) & df[cid].astype(str).ne(NEGCON), core)
     else:
         molecule = df[cid].astype(str)
-    feats = [c for c in df.columns if not c.startswith("Metadata_")]
-    if not feats:
-        raise SchemaError("profile table has no feature columns (every column starts with Metadata_)")
     out = pd.DataFrame(index=df.index)
     out["Metadata_Source"] = (
         df["Metadata_Source"].fillna(source).astype(str) if "Metadata_Source" in df.columns else source
@@ -104,5 +112,4 @@ def as_study_table(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
     out["Metadata_target"] = np.where(crispr, gene.astype(str), np.where(_blank(tgt) | neg, None, tgt.astype(str)))
     out["Metadata_gene"] = np.where(crispr, gene.astype(str), None)
     out["Metadata_is_ood"] = (~neg & ~crispr & _blank(moa)).to_numpy()
-    x = df[feats].apply(pd.to_numeric, errors="coerce").astype(np.float32)
-    return pd.concat([out[STUDY_METADATA].reset_index(drop=True), x.reset_index(drop=True)], axis=1)
+    return out[STUDY_METADATA].reset_index(drop=True)

@@ -37,7 +37,7 @@ the plates' DMSO wells.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,7 +45,7 @@ import pandas as pd
 
 from moa_core.errors import SchemaError
 from moa_core.phenoca.config import StudyConfig, Zoo
-from moa_core.phenoca.preprocess import fit_preprocessor, validate_profiles
+from moa_core.phenoca.preprocess import fit_preprocessor, validate_matrix, validate_profiles
 from moa_core.phenoca.splits import novel_compound_split, replicate_split, scale_training
 from moa_core.phenoca.tasks import (
     aggregate_by,
@@ -190,13 +190,23 @@ def run_study(
     replicate_share: float = 1.0,
     config: StudyConfig | None = None,
     log: Callable[[str], None] | None = None,
+    features: np.ndarray | None = None,
+    feature_names: Sequence[str] | None = None,
 ) -> StudyResult:
-    """The zoo of ``config`` on ``profiles`` (schema of :mod:`.synthetic`) at one data scale; tidy results."""
+    """The zoo of ``config`` on ``profiles`` (schema of :mod:`.synthetic`) at one data scale; tidy results.
+
+    Out of core (a JUMP-sized release): ``profiles`` holds only the metadata and ``features`` the float32
+    matrix aligned with its rows (``feature_names`` its columns); the preprocessing then never builds a
+    float64 copy of the table (:mod:`.preprocess`).
+    """
     from moa_core.phenoca.train import embed, fit_probe, knn_scores, train_encoder
 
     cfg = config or StudyConfig()
     log = log or (lambda m: None)
-    feats = validate_profiles(profiles)
+    if features is not None:
+        feats = validate_matrix(profiles, features, feature_names if feature_names is not None else [])
+    else:
+        feats = validate_profiles(profiles)
     df = profiles.reset_index(drop=True)
     ptype = df["Metadata_pert_type"].astype(str).to_numpy()
     is_ood = df["Metadata_is_ood"].astype(bool).to_numpy()
@@ -208,6 +218,7 @@ def run_study(
     rows: list[dict] = []
     models: list[dict] = []
     ibp_reps: tuple[int, np.ndarray] | None = None
+    pca_info: dict = {}
     t_all = time.time()
     for split_name in cfg.splits:
         if split_name == "replicate":
@@ -227,8 +238,10 @@ def run_study(
             whiten=True,
             pca_components=cfg.pca_components,
             seed=cfg.seed,
+            matrix=features,
         )
-        X = pre.transform(df)
+        X = pre.transform(df, features)
+        pca_info = {"pca_components": pre.n_components, "pca_explained_variance": pre.explained_variance}
         mol_train = train & (ptype != "crispr")
         pert_train = mol_train & (ptype != "negcon")  # the data scale counts perturbations, not the plates' DMSO
         n_train = {
@@ -239,7 +252,7 @@ def run_study(
         log(
             f"{split_name} split: {n_train['n_train_wells']} training wells of {n_train['n_train_compounds']} "
             f"molecules ({n_train['n_ood_compounds']} OOD), {int(val.sum())} val, {int(test.sum())} test; "
-            f"{X.shape[1]} whitened dimensions"
+            f"{X.shape[1]} whitened dimensions ({pre.explained_variance:.3f} of the training variance)"
         )
         task_sets = {}
         for task, col in TASK_COLS.items():
@@ -476,7 +489,7 @@ def run_study(
         if c not in table.columns:
             table[c] = np.nan
     table = table[RESULT_COLUMNS]
-    summary = {"seconds_total": round(time.time() - t_all, 1), "models_trained": len(models)}
+    summary = {"seconds_total": round(time.time() - t_all, 1), "models_trained": len(models), **pca_info}
     emb = None
     if ibp_reps is not None:
         meta = df[[c for c in df.columns if c.startswith("Metadata_")]].reset_index(drop=True)

@@ -29,6 +29,11 @@ pandas on a 24 GB machine, so nothing here holds more than one plate of features
    where the whole table fits in memory, the written values equal the in-memory
    ``published_embeddings`` (tested).
 
+5. :func:`read_metadata` and :func:`read_features` read a normalized table back for the
+   downstream steps without a pandas copy of its features: the metadata as a frame (with each
+   row's DuckDB ``rowid``), the features of any chosen rows straight into a float32 array in
+   the caller's row order (one scan, a record batch at a time).
+
 Plates without DMSO wells cannot be standardized: they are skipped and named in the report,
 never silently dropped.
 """
@@ -55,7 +60,10 @@ __all__ = [
     "check_release_files",
     "load_release",
     "normalize_release",
+    "read_features",
+    "read_metadata",
     "release_wells",
+    "table_columns",
 ]
 
 KEYS = ["Metadata_Source", "Metadata_Plate", "Metadata_Well"]
@@ -775,3 +783,78 @@ def _select_features(sample: pd.DataFrame, features: list[str], operations: Sequ
     out = feature_select(sample, features=list(features), operation=list(operations))
     kept = set(out.columns)
     return [f for f in features if f in kept]
+
+
+# ---- reading a normalized table back, out of core -----------------------------------------------------------
+def table_columns(wh: Warehouse, table: str) -> tuple[list[str], list[str]]:
+    """``(metadata columns, feature columns)`` of ``table``, in stored order (features: not ``Metadata_``)."""
+    with wh.connect() as con:
+        cols = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+        ]
+    if not cols:
+        raise SchemaError(f"table {table} not found in {wh.path}; materialize its asset first")
+    return [c for c in cols if c.startswith("Metadata_")], [c for c in cols if not c.startswith("Metadata_")]
+
+
+def read_metadata(wh: Warehouse, table: str) -> pd.DataFrame:
+    """Every ``Metadata_`` column of ``table`` plus ``_row`` (the row's DuckDB ``rowid``), in rowid order."""
+    meta, _ = table_columns(wh, table)
+    sql = f"SELECT rowid AS _row, {', '.join(_q(c) for c in meta)} FROM {quoted_identifier(table)} ORDER BY rowid"
+    with wh.connect() as con:
+        return con.execute(sql).df()
+
+
+def read_features(
+    wh: Warehouse,
+    table: str,
+    rows: np.ndarray,
+    features: Sequence[str],
+    *,
+    batch_rows: int = 8192,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """float32 ``(len(rows), len(features))``: row ``i`` holds table row ``rowid == rows[i]``.
+
+    One scan of ``table`` restricted to the wanted rowids (a registered array, never SQL text),
+    each record batch written into its rows of the preallocated result, so memory is the result
+    plus one batch. ``progress(done, total)`` after each batch. A rowid that is not in the table
+    raises.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    sorter = np.argsort(rows, kind="stable")
+    ordered = rows[sorter]
+    if len(ordered) and (np.diff(ordered) == 0).any():
+        raise SchemaError(
+            f"read_features: rowids of {table} repeat (e.g. {int(ordered[np.argmax(np.diff(ordered) == 0)])})"
+        )
+    out = np.empty((len(rows), len(features)), dtype=np.float32)
+    if not len(rows):
+        return out
+    import pyarrow as pa
+
+    cols = ", ".join(_q(c) for c in features)
+    sql = f"SELECT rowid AS _row, {cols} FROM {quoted_identifier(table)} WHERE rowid IN (SELECT r FROM _wanted)"
+    done = 0
+    with wh.connect() as con:
+        con.register("_wanted", pa.table({"r": ordered}))
+        for batch in con.sql(sql).to_arrow_reader(batch_rows):
+            rid = batch.column(0).to_numpy()
+            pos = sorter[np.searchsorted(ordered, rid)]
+            out[pos] = np.column_stack(
+                [
+                    batch.column(j).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+                    for j in range(1, batch.num_columns)
+                ]
+            )
+            done += batch.num_rows
+            if progress is not None:
+                progress(done, len(rows))
+        con.unregister("_wanted")
+    if done != len(rows):
+        raise SchemaError(f"read_features: {len(rows) - done} of the {len(rows)} wanted rows are not in {table}")
+    return out

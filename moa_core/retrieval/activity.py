@@ -38,52 +38,82 @@ ACTIVITY_COLUMNS = ["activity_map", "activity_p", "activity_q", "consistency_map
 
 
 def average_precisions(
-    V: np.ndarray, compounds: np.ndarray, plates: np.ndarray, control: np.ndarray, kind: str
+    V: np.ndarray,
+    compounds: np.ndarray,
+    plates: np.ndarray,
+    control: np.ndarray,
+    kind: str,
+    *,
+    block_rows: int = 2048,
 ) -> pd.DataFrame:
     """AP of every treatment well (rows of unit, row-centred ``V``) for ``kind`` 'activity' or 'consistency'.
 
     Returns one row per treatment well: ``row``, ``average_precision`` (NaN without positives or
     negatives), ``n_pos_pairs``, ``n_total_pairs``.
+
+    Two passes, so cost grows with the pairs that exist rather than with N²: per plate, each query's
+    similarities to its negatives, sorted; then per perturbation, the similarities among its wells
+    (``block_rows`` query wells at a time: a positive control with wells on every plate of a JUMP
+    release is one ``(block_rows, n_wells)`` product per block, not one matrix-vector product per well).
     """
     if kind not in ("activity", "consistency"):
         raise ValueError(f"kind must be 'activity' or 'consistency', got {kind!r}")
     n = len(V)
     comp_codes, _ = pd.factorize(pd.Series(compounds).astype(str))
     plate_codes, _ = pd.factorize(pd.Series(plates).astype(str))
-    by_comp = pd.Series(np.arange(n)).groupby(comp_codes).apply(lambda s: s.to_numpy()).to_dict()
     out_ap = np.full(n, np.nan)
     out_pos = np.zeros(n, dtype=np.int64)
     out_tot = np.zeros(n, dtype=np.int64)
     treat = ~control
-    for p in np.unique(plate_codes):
-        on = plate_codes == p
-        q = np.flatnonzero(on & treat)
+    comp_size = np.bincount(comp_codes, minlength=comp_codes.max() + 1 if n else 0)
+    # pass 1: per plate, the sorted similarities of each query to its negatives
+    blocks: list[np.ndarray] = []
+    q_block = np.full(n, -1, dtype=np.int64)
+    q_at = np.zeros(n, dtype=np.int64)
+    n_neg_of = np.zeros(n, dtype=np.int64)
+    by_plate = pd.Series(np.arange(n)).groupby(plate_codes, sort=True).indices
+    for p in sorted(by_plate):
+        on = by_plate[p]
+        q = on[treat[on]]
         if len(q) == 0:
             continue
-        neg = np.flatnonzero(on & (control if kind == "activity" else treat))
+        neg = on[(control if kind == "activity" else treat)[on]]
         if len(neg) == 0:
-            out_pos[q] = [len(by_comp[comp_codes[i]]) - 1 for i in q]
+            out_pos[q] = comp_size[comp_codes[q]] - 1
             continue
         S = V[q] @ V[neg].T
         if kind == "consistency":  # a query's own perturbation is no negative
             same = comp_codes[q][:, None] == comp_codes[neg][None, :]
             S[same] = -np.inf
-            n_neg = (~same).sum(axis=1)
+            n_neg_of[q] = (~same).sum(axis=1)
         else:
-            n_neg = np.full(len(q), len(neg))
+            n_neg_of[q] = len(neg)
         S.sort(axis=1)
-        width = S.shape[1]
-        for j, i in enumerate(q):
-            pos = by_comp[comp_codes[i]]
-            pos = pos[pos != i]
-            out_pos[i] = len(pos)
-            out_tot[i] = len(pos) + int(n_neg[j])
-            if len(pos) == 0 or n_neg[j] == 0:
-                continue
-            s = np.sort(V[pos] @ V[i])[::-1]
-            greater = width - np.searchsorted(S[j], s, side="left")  # negatives >= s rank first (ties)
-            ranks = np.arange(1, len(s) + 1)
-            out_ap[i] = float(np.mean(ranks / (ranks + greater)))
+        q_block[q] = len(blocks)
+        q_at[q] = np.arange(len(q))
+        blocks.append(S)
+    # pass 2: per perturbation, each query's similarities to its positives, ranked among its negatives
+    by_comp = pd.Series(np.arange(n)).groupby(comp_codes, sort=True).indices
+    for c in sorted(by_comp):
+        W = by_comp[c]
+        queries = np.flatnonzero(treat[W] & (q_block[W] >= 0))
+        if len(queries) == 0:
+            continue
+        VW = np.asarray(V[W])
+        for a0 in range(0, len(queries), block_rows):
+            qs = queries[a0 : a0 + block_rows]
+            G = VW[qs] @ VW.T
+            for r, jq in enumerate(qs):
+                i = W[jq]
+                out_pos[i] = len(W) - 1
+                out_tot[i] = len(W) - 1 + int(n_neg_of[i])
+                if len(W) == 1 or n_neg_of[i] == 0:
+                    continue
+                s = np.sort(np.delete(G[r], jq))[::-1]
+                S = blocks[q_block[i]][q_at[i]]
+                greater = S.shape[0] - np.searchsorted(S, s, side="left")  # negatives >= s rank first (ties)
+                ranks = np.arange(1, len(s) + 1)
+                out_ap[i] = float(np.mean(ranks / (ranks + greater)))
     rows = np.flatnonzero(treat)
     return pd.DataFrame(
         {"row": rows, "average_precision": out_ap[rows], "n_pos_pairs": out_pos[rows], "n_total_pairs": out_tot[rows]}

@@ -104,6 +104,16 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
     return np.divide(X, norm, out=np.zeros_like(X), where=norm > 0)
 
 
+def unit_rows_inplace(X: np.ndarray, chunk_rows: int = 16_384) -> np.ndarray:
+    """:func:`unit_rows` of the float32 array ``X`` written into ``X`` itself, a chunk of rows at a time
+    (the same values: every operation is per row; memory: one chunk instead of two copies of ``X``)."""
+    if X.dtype != np.float32 or not X.flags.c_contiguous or not X.flags.writeable:
+        raise ValueError("unit_rows_inplace needs a writeable C-contiguous float32 array")
+    for a in range(0, len(X), chunk_rows):
+        X[a : a + chunk_rows] = unit_rows(X[a : a + chunk_rows])
+    return X
+
+
 def is_control(meta: pd.DataFrame) -> np.ndarray:
     """True for negative-control (DMSO) wells: ``DMSO`` as compound/name/MOA, or ``negcon`` as pert/control type."""
     out = np.zeros(len(meta), dtype=bool)
@@ -185,6 +195,7 @@ def build_index(
     fraction: str = "",
     identifiers: pd.DataFrame | None = None,
     extra: dict | None = None,
+    matrix: np.ndarray | None = None,
 ) -> RetrievalIndex:
     """Index the well profiles ``profiles`` (``Metadata_*`` columns + ``features``).
 
@@ -193,10 +204,26 @@ def build_index(
     missing :data:`COMPOUND_COLUMNS`. Wells with a missing compound key, plate or well,
     or with a non-finite feature, are refused with their names (nothing is dropped
     silently).
+
+    Out of core (a JUMP-sized release): ``profiles`` holds the metadata only and ``matrix`` the
+    float32 features of its rows (``features`` names its columns). The matrix *becomes* the index's
+    vectors, row-centred and unit-scaled in place; pass its rows already sorted by compound key
+    (stable, e.g. :func:`moa_core.profiles.release.read_features` in that order) and no copy of it
+    is made. The index is the same as from the equivalent frame.
     """
     if profiles.empty:
         raise SchemaError(f"{method} profiles of {dataset}: no wells to index")
-    feats = list(features) if features is not None else [c for c in profiles.columns if not c.startswith("Metadata_")]
+    if matrix is not None:
+        feats = list(features) if features is not None else []
+        if matrix.shape != (len(profiles), len(feats)):
+            raise SchemaError(
+                f"{method} profiles of {dataset}: feature matrix has shape {matrix.shape}, expected "
+                f"{(len(profiles), len(feats))} (one row per well, one column per feature name)"
+            )
+    else:
+        feats = (
+            list(features) if features is not None else [c for c in profiles.columns if not c.startswith("Metadata_")]
+        )
     if not feats:
         raise SchemaError(f"{method} profiles of {dataset}: no feature columns")
     for c in ("Metadata_Plate", "Metadata_Well"):
@@ -211,8 +238,8 @@ def build_index(
         raise SchemaError(
             f"{method} profiles of {dataset}: {int(blank.sum())} well(s) without {key}, plate or well, e.g. {bad}"
         )
-    X = df[feats].to_numpy(dtype=np.float32)
-    finite = np.isfinite(X).all(axis=1)
+    X = matrix if matrix is not None else df[feats].to_numpy(dtype=np.float32)
+    finite = np.concatenate([np.isfinite(X[a : a + 65_536]).all(axis=1) for a in range(0, len(X), 65_536)])
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
         col = feats[int(np.flatnonzero(~np.isfinite(X[i]))[0])]
@@ -222,8 +249,12 @@ def build_index(
         )
     keys = df[key].astype(str).to_numpy()
     order = np.argsort(keys, kind="stable")
-    df, X, keys = df.iloc[order].reset_index(drop=True), X[order], keys[order]
-    V = unit_rows(X)
+    if not np.array_equal(order, np.arange(len(order))):
+        df, X, keys = df.iloc[order].reset_index(drop=True), X[order], keys[order]
+    if matrix is not None:
+        V = unit_rows_inplace(np.ascontiguousarray(X, dtype=np.float32))
+    else:
+        V = unit_rows(X)
     uniq, starts, counts = np.unique(keys, return_index=True, return_counts=True)
     M = (np.add.reduceat(V, starts, axis=0) / counts[:, None]).astype(np.float32)
     ctrl = is_control(df)
