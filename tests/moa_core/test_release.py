@@ -222,3 +222,23 @@ def test_a_plate_without_dmso_is_skipped_and_named(loaded):
     none = w.assign(Metadata_moa=None)
     with pytest.raises(NormalizationError, match="2 or more DMSO"):
         normalize_release(wh, "raw", none, "norm_none", select=())
+
+
+def test_read_back_out_of_core_equals_the_table(loaded):
+    from moa_core.profiles.release import read_features, read_metadata, table_columns
+
+    wh, *_ = loaded
+    meta = read_metadata(wh, "raw")
+    mcols, feats = table_columns(wh, "raw")
+    assert list(meta.columns) == ["_row", *mcols] and feats
+    rows = np.random.default_rng(0).permutation(meta["_row"].to_numpy())[:300]  # any order, any subset
+    x = read_features(wh, "raw", rows, feats[:40], batch_rows=64)
+    ref = wh.read("SELECT rowid AS _row, * FROM raw").set_index("_row").loc[rows, feats[:40]]
+    np.testing.assert_array_equal(x, ref.to_numpy(np.float32))
+    assert x.dtype == np.float32
+    with pytest.raises(SchemaError, match="not in raw"):
+        read_features(wh, "raw", np.array([int(meta["_row"].max()) + 5]), feats[:3])
+    with pytest.raises(SchemaError, match="repeat"):
+        read_features(wh, "raw", np.array([0, 0]), feats[:3])
+    with pytest.raises(SchemaError, match="not found"):
+        table_columns(wh, "no_such_table")

@@ -209,3 +209,31 @@ def test_search_by_every_identifier_and_suggestions(index):
     first = search(terms, "cpd1")
     assert first["match"].iloc[0] == "prefix" and search(terms, "cpd10")["match"].iloc[0] == "exact"
     assert search(terms, "zzz").empty and "cpd10" in suggest(terms, "cdp10")
+
+
+def test_index_from_a_matrix_equals_the_frame_and_reuses_the_matrix():
+    from moa_core.retrieval.index import compound_key
+
+    df, feats = _profiles(seed=2, noise=1.0)
+    ref = build_index(df, feats, method="CP", dataset="toy")
+    meta = df[[c for c in df.columns if c.startswith("Metadata_")]]
+    order = np.argsort(df[compound_key(df)].astype(str).to_numpy(), kind="stable")
+    meta = meta.iloc[order].reset_index(drop=True)
+    X = df[feats].to_numpy(np.float32)[order]
+    idx = build_index(meta, feats, method="CP", dataset="toy", matrix=X)
+    np.testing.assert_array_equal(idx.vectors, ref.vectors)
+    np.testing.assert_array_equal(idx.compound_vectors, ref.compound_vectors)
+    pd.testing.assert_frame_equal(idx.compounds, ref.compounds)
+    assert idx.vectors is X  # normalized in place: no second copy of a JUMP-sized matrix
+    with pytest.raises(SchemaError, match="shape"):
+        build_index(meta, feats, method="CP", dataset="toy", matrix=X[:, :3])
+
+
+@pytest.mark.parametrize("kind", ["activity", "consistency"])
+def test_average_precision_blocks_do_not_change_it(kind):
+    df, feats = _profiles(seed=1, noise=1.0)
+    ctrl = is_control(df)
+    V = unit_rows(df[feats].to_numpy())
+    args = (V, df["Metadata_broad_sample"].to_numpy(), df["Metadata_Plate"].to_numpy(), ctrl, kind)
+    a, b = average_precisions(*args), average_precisions(*args, block_rows=2)
+    pd.testing.assert_frame_equal(a, b)

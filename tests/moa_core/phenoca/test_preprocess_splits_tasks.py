@@ -434,3 +434,45 @@ def test_aggregate_by_and_discovery_input_errors():
     np.testing.assert_allclose(means, ref.to_numpy())
     with pytest.raises(MoaInputError, match="G1"):
         compound_discovery(reps[:2], ["G1", "G1"], reps, ["G1"] * 50)
+
+
+@pytest.mark.parametrize("method", ["robust", "dmso"])
+@pytest.mark.parametrize("components", [None, 7, 0.9])
+def test_out_of_core_preprocessing_equals_the_frame(ds, method, components, monkeypatch):
+    """A separate float32 matrix, chunked transform and the PCA from the streamed Gram matrix (forced here
+    by a tiny threshold) give what the frame and scikit-learn's covariance_eigh PCA give."""
+    from sklearn.decomposition import PCA
+
+    from moa_core.phenoca import preprocess as pp
+
+    df, feats = ds.profiles, ds.feature_cols
+    train = replicate_split(df, seed=0).mask("train")
+    ref = fit_preprocessor(df, feats, train, method=method, pca_components=components)
+    assert isinstance(ref.pca, PCA) and ref.pca._fit_svd_solver == "covariance_eigh"  # what the stream mirrors
+    meta = df[[c for c in df.columns if c.startswith("Metadata_")]]
+    X = df[feats].to_numpy(np.float32)
+    monkeypatch.setattr(pp, "STREAMED_PCA_ELEMENTS", 10)
+    monkeypatch.setattr(pp, "CHUNK_ROWS", 97)
+    ours = pp.fit_preprocessor(meta, feats, train, method=method, pca_components=components, matrix=X)
+    assert ours.n_components == ref.n_components
+    assert ours.explained_variance == pytest.approx(ref.explained_variance, rel=1e-9)
+    np.testing.assert_allclose(ours.pca.components_, ref.pca.components_, atol=1e-7)
+    np.testing.assert_allclose(ours.transform(meta, X, chunk_rows=50), ref.transform(df), atol=1e-4)
+    with pytest.raises(SchemaError, match="shape"):
+        ours.transform(meta, X[:, :-1])
+
+
+def test_validate_matrix_names_the_bad_value(ds):
+    from moa_core.phenoca.preprocess import validate_matrix
+
+    df, feats = ds.profiles, ds.feature_cols
+    meta = df[[c for c in df.columns if c.startswith("Metadata_")]]
+    X = df[feats].to_numpy(np.float32).copy()
+    assert validate_matrix(meta, X, feats) == feats
+    X[5, 2] = np.nan
+    with pytest.raises(SchemaError, match=rf"{feats[2]}.*{df['Metadata_Plate'].iloc[5]}"):
+        validate_matrix(meta, X, feats)
+    with pytest.raises(SchemaError, match="shape"):
+        validate_matrix(meta, X[:10], feats)
+    with pytest.raises(SchemaError, match="float"):
+        validate_matrix(meta, X.astype(np.int32), feats)
