@@ -132,22 +132,16 @@ def _norm_table(wh):
 def _norm_matrix(wh, *, by_compound: bool = False, select=None):
     """``(metadata, float32 features, feature names)`` of ``release_norm`` out of core, rows in the order of
     ``_norm_table`` (plate, well) or, ``by_compound``, (compound key, plate, well); ``select(meta)`` picks rows."""
-    from moa_core.profiles.release import read_features, read_metadata, table_columns
-    from moa_core.retrieval.index import compound_key
+    from moa_core.profiles.release import read_matrix
 
-    meta = read_metadata(wh, "release_norm")
-    cols = ["Metadata_Plate", "Metadata_Well"]
+    order = ("Metadata_Plate", "Metadata_Well")
     if by_compound:
-        meta["_key"] = meta[compound_key(meta)].astype(str)
-        cols = ["_key", *cols]
-    meta = (
-        meta.sort_values(cols, kind="stable").drop(columns=[c for c in ("_key",) if c in meta]).reset_index(drop=True)
-    )
-    if select is not None:
-        meta = select(meta).reset_index(drop=True)
-    _, feats = table_columns(wh, "release_norm")
-    X = read_features(wh, "release_norm", meta["_row"].to_numpy(), feats)
-    return meta.drop(columns="_row"), X, feats
+        from moa_core.profiles.release import read_metadata
+        from moa_core.retrieval.index import compound_key
+
+        key = compound_key(read_metadata(wh, "release_norm"))
+        order = (key, *order)
+    return read_matrix(wh, "release_norm", order=order, select=select)
 
 
 def step_retrieval(scale: float, data: Path, device: str) -> dict:
@@ -489,9 +483,9 @@ def render_markdown(result: dict) -> str:
         f"{m.get('memory_gib', '?')} GiB, Python "
         f"{m.get('python', '?')}, finished {m.get('finished_at', '?')}. Each step ran in its own process; peak "
         "memory is that process's maximum resident set. Machines of the same kind differ by ~1.3x in speed. At "
-        "1 % the normalize and analyses processes also run the exactness checks against the in-memory code "
-        "(their own time: `normalize_seconds`, `seconds_suite`), so those two steps' growth exponents from 1 % "
-        "are low.",
+        "1 % the normalize, retrieval, activity, analyses and phenoca processes also run the exactness checks "
+        "against the in-memory code (a second computation each; their own times: `normalize_seconds`, "
+        "`build_seconds`, `seconds_suite`, `seconds_total`), so those steps' growth exponents from 1 % are low.",
         "",
         "| scale | step | seconds | peak GiB | figures | commit |",
         "|---|---|---|---|---|---|",

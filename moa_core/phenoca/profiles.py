@@ -113,3 +113,54 @@ def study_metadata(df: pd.DataFrame, *, source: str = "unknown") -> pd.DataFrame
     out["Metadata_gene"] = np.where(crispr, gene.astype(str), None)
     out["Metadata_is_ood"] = (~neg & ~crispr & _blank(moa)).to_numpy()
     return out[STUDY_METADATA].reset_index(drop=True)
+
+
+def write_study_parquet(
+    meta: pd.DataFrame, matrix: np.ndarray, feature_names: list[str], path, *, chunk_rows: int = 32_768
+):
+    """The study table ``meta`` + float32 ``matrix`` as one parquet file, written a row group of
+    ``chunk_rows`` wells at a time (no frame of the whole table), via a temporary name then rename.
+    Read back by :func:`read_study_parquet` (or ``pandas.read_parquet`` where it fits in memory)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from moa_core.atomic import atomic_path
+
+    if matrix.shape != (len(meta), len(feature_names)):
+        raise SchemaError(f"feature matrix has shape {matrix.shape}, expected {(len(meta), len(feature_names))}")
+    meta = meta.reset_index(drop=True)
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for a in range(0, len(meta), chunk_rows):
+                part = pa.Table.from_pandas(meta.iloc[a : a + chunk_rows], preserve_index=False)
+                x = np.asarray(matrix[a : a + chunk_rows], dtype=np.float32)
+                for j, name in enumerate(feature_names):
+                    part = part.append_column(name, pa.array(x[:, j]))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, part.schema)
+                writer.write_table(part.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
+    return path
+
+
+def read_study_parquet(path) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """``(metadata, float32 features, feature names)`` of a study parquet file, a row group at a time."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    names = pf.schema_arrow.names
+    meta_cols = [c for c in names if c.startswith("Metadata_")]
+    feats = [c for c in names if not c.startswith("Metadata_")]
+    X = np.empty((pf.metadata.num_rows, len(feats)), dtype=np.float32)
+    metas, at = [], 0
+    for batch in pf.iter_batches(batch_size=32_768):
+        n = batch.num_rows
+        metas.append(batch.select(meta_cols).to_pandas())
+        X[at : at + n] = np.column_stack(
+            [batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32, copy=False) for c in feats]
+        )
+        at += n
+    return pd.concat(metas, ignore_index=True), X, feats

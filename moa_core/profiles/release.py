@@ -29,7 +29,7 @@ pandas on a 24 GB machine, so nothing here holds more than one plate of features
    where the whole table fits in memory, the written values equal the in-memory
    ``published_embeddings`` (tested).
 
-5. :func:`read_metadata` and :func:`read_features` read a normalized table back for the
+5. :func:`read_metadata`, :func:`read_features` and :func:`read_matrix` read a normalized table back for the
    downstream steps without a pandas copy of its features: the metadata as a frame (with each
    row's DuckDB ``rowid``), the features of any chosen rows straight into a float32 array in
    the caller's row order (one scan, a record batch at a time).
@@ -61,6 +61,7 @@ __all__ = [
     "load_release",
     "normalize_release",
     "read_features",
+    "read_matrix",
     "read_metadata",
     "release_wells",
     "table_columns",
@@ -858,3 +859,26 @@ def read_features(
     if done != len(rows):
         raise SchemaError(f"read_features: {len(rows) - done} of the {len(rows)} wanted rows are not in {table}")
     return out
+
+
+def read_matrix(
+    wh: Warehouse,
+    table: str,
+    *,
+    order: Sequence[str] = ("Metadata_Plate", "Metadata_Well"),
+    select: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """``(metadata, float32 features, feature names)`` of ``table`` without a pandas copy of its features.
+
+    Rows sorted (stable) by the metadata columns ``order``; ``select(meta)`` keeps a subset of rows
+    (a frame of rows of ``meta``) before any feature is read; only those rows' features are read
+    (:func:`read_features`). Memory: the metadata plus the float32 result.
+    """
+    meta = read_metadata(wh, table)
+    meta = meta.sort_values(list(order), kind="stable").reset_index(drop=True)
+    if select is not None:
+        meta = select(meta).reset_index(drop=True)
+    _, feats = table_columns(wh, table)
+    X = read_features(wh, table, meta["_row"].to_numpy(), feats, progress=progress)
+    return meta.drop(columns="_row"), X, feats

@@ -11,6 +11,7 @@ from moa_core.datasets import FRACTIONS, data_scale
 from moa_core.splits import SPLIT_COL, subsample_training
 from moa_core.storage import partition_table, write_parquet_atomic
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
+from orchestration.progress import ProgressLog
 from orchestration.resources import MoaStore
 
 GROUP = "phenoca"
@@ -40,7 +41,7 @@ def _inputs_path(store: MoaStore, ds: str):
     return store.artifact_dir(ds) / "phenoca_profiles.parquet"
 
 
-def _study_source(context: dg.AssetExecutionContext, store: MoaStore, ds: str) -> tuple[pd.DataFrame, str]:
+def _study_source(context: dg.AssetExecutionContext, store: MoaStore, ds: str) -> tuple[pd.DataFrame | tuple, str]:
     """The dataset's well-level profiles in the study schema, and where they came from."""
     from moa_core.phenoca.profiles import as_study_table
 
@@ -63,6 +64,12 @@ def _study_source(context: dg.AssetExecutionContext, store: MoaStore, ds: str) -
         table = partition_table("cp_embeddings", ds)
     if not wh.has_table(table):
         raise dg.Failure(f"dataset {ds}: no {table} table to run Pheno-CA on; materialize it first")
+    if entry.out_of_core:  # a JUMP-scale release: metadata + a float32 matrix, never a frame of the features
+        from moa_core.phenoca.profiles import study_metadata
+        from moa_core.profiles.release import read_matrix
+
+        m, X, feats = read_matrix(wh, table, progress=ProgressLog(context.log.info, "read features", "wells"))
+        return (study_metadata(m, source=ds), X, feats), table
     return as_study_table(wh.read_table(table), source=ds), table
 
 
@@ -79,8 +86,15 @@ def phenoca_profiles(context: dg.AssetExecutionContext, store: MoaStore) -> dg.M
     ds = dataset_key(context)
     t0 = time.time()
     df, origin = _study_source(context, store, ds)
-    path = write_parquet_atomic(df, _inputs_path(store, ds))
-    feats = [c for c in df.columns if not c.startswith("Metadata_")]
+    if isinstance(df, tuple):  # out of core: written a row group at a time
+        from moa_core.phenoca.profiles import write_study_parquet
+
+        df, X, feats = df
+        path = write_study_parquet(df, X, feats, _inputs_path(store, ds))
+        del X
+    else:
+        path = write_parquet_atomic(df, _inputs_path(store, ds))
+        feats = [c for c in df.columns if not c.startswith("Metadata_")]
     kinds = df["Metadata_pert_type"].value_counts().to_dict()
     comp = df[df["Metadata_pert_type"].eq("compound")]
     meta = {
@@ -122,9 +136,21 @@ def phenoca_results(context: dg.AssetExecutionContext, config: StudyOverrides, s
         raise dg.Failure(f"dataset {ds}: no Pheno-CA inputs at {path}; materialize phenoca_profiles first")
     ood_share, rep_share = data_scale(frac)
     cfg = config.apply(store.dataset(ds).phenoca)
-    profiles = pd.read_parquet(path)
+    X = feats = None
+    if store.dataset(ds).out_of_core:  # metadata + a float32 matrix (the preprocessing then works in chunks)
+        from moa_core.phenoca.profiles import read_study_parquet
+
+        profiles, X, feats = read_study_parquet(path)
+    else:
+        profiles = pd.read_parquet(path)
     res = run_study(
-        profiles, ood_share=ood_share, replicate_share=rep_share, config=cfg, log=lambda msg: context.log.info(msg)
+        profiles,
+        ood_share=ood_share,
+        replicate_share=rep_share,
+        config=cfg,
+        log=lambda msg: context.log.info(msg),
+        features=X,
+        feature_names=feats,
     )
     table = res.table
     table.insert(0, "fraction", frac)

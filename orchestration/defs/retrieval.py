@@ -30,6 +30,7 @@ from moa_core.provenance import code_version
 from moa_core.storage import partition_table
 from orchestration.defs.evaluation import METHOD_TABLES, available_methods
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions
+from orchestration.progress import ProgressLog
 from orchestration.resources import MoaStore
 
 GROUP = "retrieval"
@@ -62,7 +63,11 @@ def _sources(store: MoaStore, ds: str, frac: str) -> dict[str, pd.DataFrame]:
     from moa_core.profiles.normalize import standardize_to_controls
     from moa_core.retrieval.index import is_control
 
-    out = available_methods(store.warehouse(), ds, frac, SOURCES)
+    wh = store.warehouse()
+    big = store.dataset(ds).out_of_core and wh.has_table(partition_table("cp_published_embeddings", ds))
+    out: dict = available_methods(wh, ds, frac, {k: v for k, v in SOURCES.items() if not (big and k == "CP published")})
+    if big:  # a JUMP-scale release: read as metadata + a float32 matrix when its index is built, never as a frame
+        out["CP published"] = partition_table("cp_published_embeddings", ds)
     phenoca_inputs = store.artifact_dir(ds) / "phenoca_profiles.parquet"
     if "CP" not in out and "CP published" not in out and phenoca_inputs.is_file():
         # a profile dataset: its CellProfiler-style profiles, standardized per plate to its DMSO wells
@@ -176,7 +181,21 @@ def retrieval_index(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Ma
     rows, meta, built = [], {}, []
     for method, df in sources.items():
         t1 = time.time()
-        feats = [c for c in df.columns if not c.startswith("Metadata_")]
+        X = None
+        if isinstance(df, str):  # out of core: the table's features straight into float32, in compound order
+            from moa_core.profiles.release import read_matrix, read_metadata
+            from moa_core.retrieval.index import compound_key
+
+            wh = store.warehouse()
+            key = compound_key(read_metadata(wh, df))
+            df, X, feats = read_matrix(
+                wh,
+                df,
+                order=(key, "Metadata_Plate", "Metadata_Well"),
+                progress=ProgressLog(context.log.info, f"read {method} features", "wells"),
+            )
+        else:
+            feats = [c for c in df.columns if not c.startswith("Metadata_")]
         try:
             idx = build_index(
                 df,
@@ -186,7 +205,9 @@ def retrieval_index(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Ma
                 fraction=frac,
                 identifiers=ids,
                 extra={"code_version": code_version()},
+                matrix=X,
             )
+            del X
         except MoaInputError as exc:
             raise dg.Failure(f"dataset {ds} fraction {frac} method {method}: {exc}") from exc
         w = idx.wells

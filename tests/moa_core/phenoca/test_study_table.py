@@ -49,3 +49,23 @@ def test_missing_keys_are_named():
     bad.loc[2, "Metadata_broad_sample"] = " "
     with pytest.raises(SchemaError, match="well A03"):
         as_study_table(bad)
+
+
+def test_study_parquet_round_trip_in_row_groups(tmp_path):
+    """The out-of-core study file (metadata + float32 matrix, a row group at a time) reads back exactly,
+    equals pandas' reading of it, and a matrix of the wrong shape is refused before anything is written."""
+    from moa_core.phenoca.profiles import read_study_parquet, study_metadata, write_study_parquet
+
+    t = _table()
+    feats = ["f1", "f2"]
+    meta = study_metadata(t, source="lincs")
+    X = t[feats].to_numpy(np.float32)
+    path = write_study_parquet(meta, X, feats, tmp_path / "study.parquet", chunk_rows=2)  # 3 row groups
+    m2, X2, f2 = read_study_parquet(path)
+    assert f2 == feats and X2.dtype == np.float32 and np.array_equal(X2, X)
+    pd.testing.assert_frame_equal(m2, meta, check_dtype=False)
+    whole = pd.read_parquet(path)
+    assert np.array_equal(whole[feats].to_numpy(np.float32), X)
+    with pytest.raises(SchemaError, match="shape"):
+        write_study_parquet(meta, X[:, :1], feats, tmp_path / "bad.parquet")
+    assert not (tmp_path / "bad.parquet").exists()
