@@ -19,6 +19,9 @@ step runs in its own Python process, so its wall time and peak resident memory (
                 annotated subset's well-holdout test wells, block-wise
 ``phenoca``     Pheno-CA preprocessing (per-plate median/IQR, clipping, PCA whitening fitted on training
                 wells) and one IBP model (sampled softmax over every molecule) with its MoA and target probes
+``scaling``     the ``phenoca`` study at every OOD share of ``SCALING_KEYS`` (ood0 → 100: the annotated
+                molecules, then a growing share of the unannotated ones) and the scaling laws fitted to
+                its IBP curves, with bootstrap intervals and back-test errors (not in the totals)
 ==============  =====================================================================================
 
 Printed: per step and scale, seconds and peak RSS; the growth exponent ``b`` of ``time ∝ N^b``
@@ -41,7 +44,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-STEPS = ("generate", "load", "normalize", "retrieval", "activity", "analyses", "phenoca")
+STEPS = ("generate", "load", "normalize", "retrieval", "activity", "analyses", "phenoca", "scaling")
+#: The steps of the acceptance budget (every step but the release's generation and the scaling study).
+BUDGET_STEPS = STEPS[1:7]
 
 
 def _shared() -> Path:
@@ -307,18 +312,12 @@ def step_analyses(scale: float, data: Path, device: str) -> dict:
     return res
 
 
-def step_phenoca(scale: float, data: Path, device: str) -> dict:
+def _phenoca_config(device: str):
+    """The one IBP model of the ``phenoca`` and ``scaling`` steps: the 100 % catalogue entry's zoo (one
+    residual MLP, depth 1, width 256), a sampled softmax over the molecules, the replicate split."""
     from moa_core.phenoca.config import StudyConfig
-    from moa_core.phenoca.profiles import as_study_table, study_metadata
-    from moa_core.phenoca.study import run_study
-    from moa_core.storage import Warehouse
 
-    p = _paths(data, scale)
-    wh = Warehouse(p["wh"])
-    m, X, feats = _norm_matrix(wh)
-    prof = study_metadata(m, source="bench")
-    del m
-    cfg = StudyConfig(
+    return StudyConfig(
         depths=(1,),
         widths=(256,),
         epochs=4,
@@ -332,10 +331,27 @@ def step_phenoca(scale: float, data: Path, device: str) -> dict:
         ibp_sampled_classes=4096,
         ibp_val_limit=20_000,
     )
+
+
+def step_phenoca(scale: float, data: Path, device: str) -> dict:
+    from moa_core.phenoca.profiles import as_study_table, study_metadata
+    from moa_core.phenoca.study import run_study
+    from moa_core.storage import Warehouse
+
+    p = _paths(data, scale)
+    wh = Warehouse(p["wh"])
+    m, X, feats = _norm_matrix(wh)
+    prof = study_metadata(m, source="bench")
+    del m
+    cfg = _phenoca_config(device)
     logs: list[str] = []
     t0 = time.time()
     res = run_study(prof, config=cfg, log=logs.append, features=X, feature_names=feats)
     tab = res.table
+    sec_study = round(time.time() - t0, 1)
+    # the scaling step's "100" point is this very study (same data, config and seed): kept for it
+    tab.to_parquet(p["out"] / "phenoca_results.parquet", index=False)
+    (p["out"] / "phenoca_config.txt").write_text(repr(cfg))
     exact = None
     if scale <= 0.011:  # exactness: the same study on the whole table as one frame
         del X
@@ -350,13 +366,110 @@ def step_phenoca(scale: float, data: Path, device: str) -> dict:
         }
     top = tab[(tab["metric"] == "top10") & tab["task"].isin(["moa", "target"]) & (tab["probe"] != "knn")]
     return {
-        "seconds_study": round(time.time() - t0, 1),
+        "seconds_study": sec_study,
         "wells": len(prof),
         "molecules": int(prof["Metadata_JCP2022"].nunique()),
         **{f"{r.supervision}_{r.task}_top10": float(r.value) for r in top.itertuples()},
         **{k: v for k, v in res.summary.items() if isinstance(v, (int, float, str))},
         "log_tail": logs[-3:],
         **({"exact_vs_in_memory": exact} if exact else {}),
+    }
+
+
+#: The OOD axis of the scaling step: the share of the release's unannotated (OOD) molecules IBP trains on.
+SCALING_KEYS = ("ood0", "ood3", "ood10", "ood30", "100")
+
+
+def step_scaling(scale: float, data: Path, device: str) -> dict:
+    """The scaling study over the release's OOD axis: the ``phenoca`` step's study at every key of
+    ``SCALING_KEYS`` (IBP on the annotated molecules plus a growing share of the OOD ones; the "100" point
+    is the ``phenoca`` step's own study of the same release and config when it is there), then the
+    scaling laws of :func:`moa_core.scaling.studies.fit_curves` on its IBP curves (x = training
+    molecules), with bootstrap intervals and back-tests that withhold the largest size."""
+    import pandas as pd
+
+    from moa_core.phenoca.config import parse_scale
+    from moa_core.phenoca.profiles import study_metadata
+    from moa_core.phenoca.study import run_study
+    from moa_core.scaling.studies import fit_curves, phenoca_points
+    from moa_core.storage import Warehouse
+
+    p = _paths(data, scale)
+    cfg = _phenoca_config(device)
+    kept, kept_cfg = p["out"] / "phenoca_results.parquet", p["out"] / "phenoca_config.txt"
+    fresh = (  # written by the phenoca step after the last change of the warehouse, with this config
+        kept.is_file()
+        and kept_cfg.is_file()
+        and kept_cfg.read_text() == repr(cfg)
+        and kept.stat().st_mtime >= p["wh"].stat().st_mtime
+    )
+    m, X, feats = _norm_matrix(Warehouse(p["wh"]))
+    prof = study_metadata(m, source="bench")
+    del m
+    tables, points = [], []
+    for key in SCALING_KEYS:
+        ood_share, rep_share = parse_scale(key)
+        t0 = time.time()
+        reused = fresh and (ood_share, rep_share) == (1.0, 1.0)
+        if reused:
+            t = pd.read_parquet(kept)  # the phenoca step's study of this release: the same run, not repeated
+            prev = json.loads((p["out"] / "phenoca.json").read_text())
+            sec = float(prev.get("seconds_study", float("nan")))
+        else:
+            t = run_study(
+                prof, ood_share=ood_share, replicate_share=rep_share, config=cfg, features=X, feature_names=feats
+            ).table
+            sec = round(time.time() - t0, 1)
+        t.insert(0, "fraction", key)
+        t.insert(0, "dataset", f"jump_{scale:g}")
+        tables.append(t)
+        ibp = t[(t["supervision"] == "ibp") & (t["probe"] != "knn") & (t["split"] == "replicate")]
+        top = ibp[ibp["metric"].eq("top10")].set_index("task")["value"]
+        auc = ibp[ibp["task"].eq("discovery") & ibp["metric"].eq("auc")]["value"]
+        points.append(
+            {
+                "key": key,
+                "train_molecules": int(ibp["n_train_compounds"].iloc[0]),
+                "train_wells": int(ibp["n_train_wells"].iloc[0]),
+                "seconds": sec,
+                "from_phenoca_step": reused,
+                **{f"ibp_{k}_top10": float(top[k]) for k in ("moa", "target") if k in top.index},
+                **({"ibp_discovery_auc": float(auc.iloc[0])} if len(auc) else {}),
+            }
+        )
+        print(f"scaling {key}: {points[-1]}", flush=True)
+    table = pd.concat(tables, ignore_index=True)
+    table.to_parquet(p["out"] / "scaling_results.parquet", index=False)
+    pts = phenoca_points(table)
+    laws = fit_curves(pts[pts["study"] == "phenoca_ood"], n_boot=500)
+    laws.to_parquet(p["out"] / "scaling_laws.parquet", index=False)
+    best = laws[laws["rank"].eq(1)] if "rank" in laws else laws.iloc[0:0]
+    mols = [q["train_molecules"] for q in points]
+    return {
+        "wells": len(prof),
+        "sizes": len(points),
+        "molecules_span": f"{min(mols):,} → {max(mols):,}",
+        "span_factor": round(max(mols) / max(min(mols), 1), 1),
+        "points": points,
+        "laws": [
+            {
+                "task": r.task,
+                "family": r.family,
+                "form": r.form,
+                "backtest_error": None if pd.isna(r.backtest_error) else round(float(r.backtest_error), 4),
+                "r2": None if pd.isna(r.r2) else round(float(r.r2), 3),
+                "asymptote": None if pd.isna(r.asymptote) else round(float(r.asymptote), 3),
+                "asymptote_ci": [
+                    None if pd.isna(v) else round(float(v), 3) for v in (r.asymptote_low, r.asymptote_high)
+                ],
+                "target": None if pd.isna(r.target) else round(float(r.target), 3),
+                "n_needed": None if pd.isna(r.n_needed) else float(r.n_needed),
+                "n_needed_ci": [None if pd.isna(v) else float(v) for v in (r.n_needed_low, r.n_needed_high)],
+                "reliable": None if pd.isna(r.reliable) else bool(r.reliable),
+                "flagged": None if pd.isna(r.flagged) else bool(r.flagged),
+            }
+            for r in best.itertuples(index=False)
+        ],
     }
 
 
@@ -468,7 +581,55 @@ _SHOW = {
         "ibp_target_top10",
         "none_moa_top10",
     ],
+    "scaling": ["sizes", "molecules_span", "span_factor"],
 }
+
+
+def _scaling_markdown(rows: list[dict]) -> list[str]:
+    """The scaling step's points and its best-ranked law per curve (by back-test error)."""
+    lines: list[str] = []
+    for r in rows:
+        if r["step"] != "scaling" or r.get("rc") != 0:
+            continue
+        lines += [
+            "",
+            f"## Scaling over the OOD axis at {r['scale']:g} (IBP, x = training molecules)",
+            "",
+            "| key | training molecules | training wells | seconds | MoA top-10 | target top-10 | discovery AUC |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for q in r.get("points", []):
+            lines.append(
+                f"| {q['key']} | {q['train_molecules']:,} | {q['train_wells']:,} | {_fmt(float(q['seconds']))}"
+                + (" (the phenoca step's)" if q.get("from_phenoca_step") else "")
+                + " | "
+                + " | ".join(
+                    _fmt(q[k]) if q.get(k) is not None else "–"
+                    for k in ("ibp_moa_top10", "ibp_target_top10", "ibp_discovery_auc")
+                )
+                + " |"
+            )
+        lines += [
+            "",
+            "Best law per curve (ranked by back-test error: fitted without the largest size, scored on it; "
+            "intervals from 500 bootstrap resamples):",
+            "",
+            "| task | form | back-test error | R² | asymptote (95 % CI) | target | N needed (95 % CI) | reliable |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for law in r.get("laws", []):
+            lo, hi = law["asymptote_ci"]
+            nlo, nhi = law["n_needed_ci"]
+
+            def f(v):
+                return "–" if v is None else _fmt(float(v))
+
+            lines.append(
+                f"| {law['task']} | {law['form']} | {f(law['backtest_error'])} | {f(law['r2'])} | "
+                f"{f(law['asymptote'])} ({f(lo)} – {f(hi)}) | {f(law['target'])} | "
+                f"{f(law['n_needed'])} ({f(nlo)} – {f(nhi)}) | {law['reliable']} |"
+            )
+    return lines
 
 
 def render_markdown(result: dict) -> str:
@@ -497,7 +658,8 @@ def render_markdown(result: dict) -> str:
             f"| {r['scale']:g} | {r['step']}{status} | {_fmt(float(r['seconds']))} | {r['peak_rss_gib']:.2f} | {fig} "
             f"| `{r.get('commit', m.get('commit', '?'))}` |"
         )
-    lines += ["", "## Totals (every step but generate)", "", "| scale | seconds | peak GiB |", "|---|---|---|"]
+    lines += ["", "## Totals (load to phenoca: every step but generate and the scaling study)", ""]
+    lines += ["| scale | seconds | peak GiB |", "|---|---|---|"]
     for sc, t in result["totals"].items():
         lines.append(f"| {float(sc):g} | {_fmt(float(t['seconds']))} | {t['peak_rss_gib']} |")
     if result["growth"]:
@@ -512,6 +674,7 @@ def render_markdown(result: dict) -> str:
             lines.append(
                 f"| {x['step']} | {x['from']:g} → {x['to']:g} | {x['time_exponent']} | {x['memory_exponent']} |"
             )
+    lines += _scaling_markdown(result["rows"])
     checks = [
         (r["scale"], r["step"], k, r[k])
         for r in result["rows"]
@@ -588,13 +751,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {x['step']:<10} {x['from']:g} -> {x['to']:g}: b = {x['time_exponent']}, m = {x['memory_exponent']}")
     totals = {}
     for scale in scales:
-        rs = [r for r in rows if r["scale"] == scale and r["step"] != "generate"]
+        rs = [r for r in rows if r["scale"] == scale and r["step"] in BUDGET_STEPS]
         totals[str(scale)] = {
             "seconds": round(sum(r["seconds"] for r in rs), 1),
             "peak_rss_gib": max((r["peak_rss_gib"] for r in rs), default=None),
         }
         print(
-            f"scale {scale:g}: every step but generate {totals[str(scale)]['seconds']:.0f} s, peak "
+            f"scale {scale:g}: load to phenoca {totals[str(scale)]['seconds']:.0f} s, peak "
             f"{totals[str(scale)]['peak_rss_gib']} GiB"
         )
     res_dir = REPO / "bench" / "results"
