@@ -25,14 +25,37 @@ METHOD_TABLES = {
 
 
 def available_methods(
-    wh, ds: str, frac: str, tables: dict[str, tuple[str, bool]] | None = None
+    wh,
+    ds: str,
+    frac: str,
+    tables: dict[str, tuple[str, bool]] | None = None,
+    *,
+    wells: pd.DataFrame | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Every method of ``tables`` (default :data:`METHOD_TABLES`) whose embeddings exist for (dataset, fraction)."""
+    """Every method of ``tables`` (default :data:`METHOD_TABLES`) whose embeddings exist for (dataset, fraction).
+
+    ``wells`` (a frame with ``Metadata_Plate``/``Metadata_Well``, e.g. the split) reads only those wells
+    of each table, out of core (:func:`moa_core.profiles.release.read_matrix`: only their features are
+    read, as float32): a JUMP-scale release's table never becomes one pandas frame.
+    """
     out = {}
     for method, (base, per_fraction) in (tables or METHOD_TABLES).items():
         table = partition_table(base, ds, frac) if per_fraction else partition_table(base, ds)
-        if wh.has_table(table):
+        if not wh.has_table(table):
+            continue
+        if wells is None:
             out[method] = wh.read_table(table)
+            continue
+        from moa_core.profiles.release import read_matrix
+
+        keys = ["Metadata_Plate", "Metadata_Well"]
+        wanted = pd.MultiIndex.from_frame(wells[keys].astype(str))
+
+        def select(meta: pd.DataFrame, wanted=wanted, keys=keys) -> pd.DataFrame:
+            return meta[pd.MultiIndex.from_frame(meta[keys].astype(str)).isin(wanted)]
+
+        meta, X, feats = read_matrix(wh, table, select=select)
+        out[method] = pd.concat([meta, pd.DataFrame(X, columns=feats)], axis=1)
     return out
 
 
@@ -60,7 +83,8 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     sp = subsample_training(
         wh.read_table(partition_table("splits", ds)), replicate_fraction(frac), seed=store.dataset(ds).split_seed
     )
-    tables = available_methods(wh, ds, frac)
+    # a JUMP-scale release: only the split's wells are read (the paper's analysis wells), never the whole table
+    tables = available_methods(wh, ds, frac, wells=sp if store.dataset(ds).out_of_core else None)
     if not tables:
         raise dg.Failure(f"dataset {ds} fraction {frac}: no MP, CP or CP published embeddings to evaluate")
     fp = store.artifact_dir(ds, frac) / "mp_field_predictions.parquet"

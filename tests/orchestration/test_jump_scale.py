@@ -77,3 +77,24 @@ def test_phenoca_ibp_with_sampled_softmax_on_the_release(jump_1pct):
     assert len(mol) and (mol["value"] > 0).all()
     moa = res[(res["task"] == "moa") & (res["metric"] == "top10") & (res["supervision"] == "ibp")]
     assert (moa["value"] > 0).all()
+
+
+@pytest.mark.slow
+def test_evaluation_reads_only_the_split_wells_out_of_core(jump_1pct):
+    """evaluation_results on a JUMP-scale entry reads the split's wells as float32 (never the whole table as
+    one frame): the same wells and values as the whole table filtered to them."""
+    from moa_core.storage import partition_table
+    from orchestration.defs.evaluation import available_methods
+
+    store, _ = jump_1pct
+    wh = store.warehouse()
+    sp = wh.read_table(partition_table("splits", DS))
+    keys = ["Metadata_Plate", "Metadata_Well"]
+    part = available_methods(wh, DS, "100", wells=sp)["CP published"]
+    part = part.sort_values(keys).reset_index(drop=True)
+    table = wh.read_table(partition_table("cp_published_embeddings", DS))
+    whole = table.merge(sp[keys], on=keys).sort_values(keys).reset_index(drop=True)
+    assert len(part) == len(whole) == len(sp.merge(whole[keys], on=keys)) and 0 < len(part) < 0.5 * len(table)
+    feats = [c for c in whole.columns if not c.startswith("Metadata_")]
+    assert part[keys].equals(whole[keys])
+    assert np.array_equal(part[feats].to_numpy(np.float32), whole[feats].to_numpy(np.float32))
