@@ -38,22 +38,22 @@ def available_methods(
     of each table, out of core (:func:`moa_core.profiles.release.read_matrix`: only their features are
     read, as float32): a JUMP-scale release's table never becomes one pandas frame.
     """
+    from moa_core.profiles.release import read_matrix
+
+    keys = ["Metadata_Plate", "Metadata_Well"]
+    wanted = None if wells is None else pd.MultiIndex.from_frame(wells[keys].astype(str))
+
+    def select(meta: pd.DataFrame) -> pd.DataFrame:
+        return meta[pd.MultiIndex.from_frame(meta[keys].astype(str)).isin(wanted)]
+
     out = {}
     for method, (base, per_fraction) in (tables or METHOD_TABLES).items():
         table = partition_table(base, ds, frac) if per_fraction else partition_table(base, ds)
         if not wh.has_table(table):
             continue
-        if wells is None:
+        if wanted is None:
             out[method] = wh.read_table(table)
             continue
-        from moa_core.profiles.release import read_matrix
-
-        keys = ["Metadata_Plate", "Metadata_Well"]
-        wanted = pd.MultiIndex.from_frame(wells[keys].astype(str))
-
-        def select(meta: pd.DataFrame, wanted=wanted, keys=keys) -> pd.DataFrame:
-            return meta[pd.MultiIndex.from_frame(meta[keys].astype(str)).isin(wanted)]
-
         meta, X, feats = read_matrix(wh, table, select=select)
         out[method] = pd.concat([meta, pd.DataFrame(X, columns=feats)], axis=1)
     return out
