@@ -5,7 +5,11 @@ Two kinds of curve feed :func:`moa_core.scaling.fit_scaling_laws`:
 - **Pheno-CA** (``phenoca_results``): a metric of one task and split for every model of the
   zoo at every data scale. Study ``phenoca_ood`` (x = training molecules, as the share of
   OOD molecules grows: keys ``ood0 … ood50, 100``) and ``phenoca_replicates`` (x = training
-  wells, as each compound's replicate share grows: keys ``25 … 100``). Each (model,
+  wells, as each compound's replicate share grows: keys ``25 … 100``). With
+  ``ood_x="ood_molecules"`` the OOD study's x is the OOD molecules trained on instead, the axis
+  of Linsley et al. (IBP "given images from 1e3, 2e4, 5e4, 8e4 or 1e5 molecules" outside the
+  Pheno-CA, and their laws read "1 % per ~56K OOD molecules added"); its ``ood0`` point (no OOD
+  molecule) has no place on that log axis and is left out. Each (model,
   supervision) of the zoo is a *run* of its family (``IBP``, ``IBP invariant``,
   ``task-supervised``, ``profiles (CP)``), with its parameter count as ``model_size``; the
   fit uses the best model per size (the paper's "best-of-zoo" envelope, biased upward by
@@ -45,8 +49,15 @@ SUPERVISION_FAMILY = {
 }
 
 
-def phenoca_points(results: pd.DataFrame) -> pd.DataFrame:
-    """Scaling points of a ``phenoca_results`` table (see the module docstring)."""
+def phenoca_points(results: pd.DataFrame, *, ood_x: str = "train_molecules") -> pd.DataFrame:
+    """Scaling points of a ``phenoca_results`` table (see the module docstring).
+
+    ``ood_x``: the x of the ``phenoca_ood`` study, ``"train_molecules"`` (every training molecule,
+    annotated and OOD: ``n_train_compounds``) or ``"ood_molecules"`` (the OOD ones only:
+    ``n_ood_compounds``; points without any are dropped).
+    """
+    if ood_x not in ("train_molecules", "ood_molecules"):
+        raise ScalingError(f"ood_x must be 'train_molecules' or 'ood_molecules', got {ood_x!r}")
     if results.empty:
         return pd.DataFrame(columns=POINT_COLUMNS)
     rows = []
@@ -62,7 +73,14 @@ def phenoca_points(results: pd.DataFrame) -> pd.DataFrame:
         # annotated compounds alone), and molecule deconvolution gains classes along it: replicate axis only
         studies = [st for st in studies if st != "phenoca_ood" or (family.startswith("IBP") and r.task != "molecule")]
         for st in studies:
-            n = r.n_train_compounds if st == "phenoca_ood" else r.n_train_wells
+            if st != "phenoca_ood":
+                n = r.n_train_wells
+            elif ood_x == "ood_molecules":
+                n = r.n_ood_compounds
+                if not n > 0:
+                    continue
+            else:
+                n = r.n_train_compounds
             rows.append(
                 {
                     "dataset": r.dataset,

@@ -489,3 +489,41 @@ def test_default_report_with_1000_resamples() -> None:
     assert (tab["boot_ok"] >= 0.99).all()
     assert (tab["resample"] == "runs").all()
     assert tab["reliable"].all()
+
+
+def _phenoca_rows() -> pd.DataFrame:
+    """IBP MoA rows of a phenoca_results table at three OOD keys (2,500 annotated molecules)."""
+    base = {"dataset": "d", "task": "moa", "split": "replicate", "metric": "top10", "probe": "mlp3", "n_train_wells": 9}
+    rows = []
+    for frac, ood in (("ood0", 0), ("ood1", 1_135), ("100", 113_508)):
+        for sup in ("ibp", "task"):
+            rows.append(
+                {
+                    **base,
+                    "fraction": frac,
+                    "supervision": sup,
+                    "model": f"{sup}_d1_w128",
+                    "params": 1e4,
+                    "n_train_compounds": 2_500 + ood,
+                    "n_ood_compounds": ood,
+                    "value": 0.5,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_phenoca_points_ood_axis_counts_training_or_ood_molecules() -> None:
+    from moa_core.scaling.studies import phenoca_points
+
+    res = _phenoca_rows()
+    ood = phenoca_points(res).query("study == 'phenoca_ood'")
+    assert ood["family"].unique().tolist() == ["IBP"]  # task-supervised models never see the OOD molecules
+    assert ood["n"].tolist() == [2_500.0, 3_635.0, 116_008.0]
+    by_ood = phenoca_points(res, ood_x="ood_molecules").query("study == 'phenoca_ood'")
+    assert by_ood["n"].tolist() == [1_135.0, 113_508.0]  # ood0 has no OOD molecule: no place on a log axis
+    assert by_ood["n"].max() / by_ood["n"].min() > 100  # two decades, where the training molecules span 46x
+    # the replicate study is unaffected by the OOD x
+    rep = phenoca_points(res, ood_x="ood_molecules").query("study == 'phenoca_replicates'")
+    assert len(rep) == 2 and rep["n"].eq(9.0).all()
+    with pytest.raises(ScalingError, match="ood_x"):
+        phenoca_points(res, ood_x="wells")
