@@ -386,6 +386,9 @@ def render_dataset(
         wells[f"Latent_{ax}"] = [z[j] for z in latents]
 
     done = 0
+    from moa_core.processes import usable_processes
+
+    n_workers = usable_processes(n_workers)  # 1 in a daemonic process (a Celery pool process)
     if n_workers > 1:
         with ProcessPoolExecutor(n_workers) as pool:
             for _ in pool.map(_render_job, [(j, spec) for j in jobs], chunksize=8):

@@ -158,10 +158,17 @@ def launch_training(
     nproc: int = 1,
     on_epoch: Callable[[dict], None] | None = None,
     on_line: Callable[[str], None] | None = None,
+    isolated: bool = False,
 ) -> TrainResult:
-    """Train with ``nproc`` processes: in this process for 1, else ``torchrun --standalone`` on this entry point."""
+    """Train with ``nproc`` processes: in this process for 1, else ``torchrun --standalone`` on this entry point.
+
+    ``isolated``: run under ``torchrun`` in a subprocess even with one process, for a caller that must not
+    start worker processes itself (a Celery pool process: daemonic, it cannot start DataLoader workers or
+    DDP ranks; the torchrun subprocess can).
+    """
     spec.write(spec_path)
-    if nproc <= 1:
+    nproc = max(1, int(nproc))
+    if nproc == 1 and not isolated:
         return run_spec(spec, on_epoch)
     Path(spec.result_path).unlink(missing_ok=True)
     cmd = [

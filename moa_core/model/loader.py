@@ -264,8 +264,12 @@ def field_loader(
     """A DataLoader over ``dataset`` (sequential without a sampler); workers persist across epochs.
 
     The loader gets its own generator: creating its iterators never consumes the global
-    torch RNG (dropout's), so a resumed run replays the uninterrupted one exactly.
+    torch RNG (dropout's), so a resumed run replays the uninterrupted one exactly. In a daemonic process
+    (a Celery prefork pool process), which may not start children, batches load in this process.
     """
+    from moa_core.processes import usable_processes
+
+    num_workers = usable_processes(num_workers, serial=0)
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

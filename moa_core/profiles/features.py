@@ -197,9 +197,13 @@ def _one_thread_per_worker() -> None:
 def field_pool(n_workers: int) -> ProcessPoolExecutor | None:
     """The worker pool of :func:`profile_plate` (None for ``n_workers <= 1``: fields run in this process).
 
-    cp_measure is imported here first, so forked workers inherit it instead of each importing it.
+    cp_measure is imported here first, so forked workers inherit it instead of each importing it. In a
+    daemonic process (a Celery prefork pool process), which may not start children, fields run in this
+    process (:func:`moa_core.processes.usable_processes`).
     """
-    if n_workers <= 1:
+    from moa_core.processes import usable_processes
+
+    if usable_processes(n_workers) <= 1:
         return None
     import cp_measure.featurizer  # noqa: F401  (inherited by the forked workers)
 
@@ -249,7 +253,8 @@ def profile_plate(
     ``pyarrow.parquet.ParquetWriter``
     (schema fixed by the first non-empty chunk; later chunks reindexed to it; float32
     features). The file is written under a temporary name and renamed at the end; an
-    error leaves neither. ``root`` (a folder, or an image locator that reads ``s3://``) is
+    error leaves neither, and a process killed mid-plate leaves a temporary file that the next attempt
+    at the plate removes. ``root`` (a folder, or an image locator that reads ``s3://``) is
     passed to the readers as is. Fields without cells are listed with the reason.
     """
     import pyarrow as pa
@@ -261,6 +266,8 @@ def profile_plate(
         raise ValueError(f"profile_plate needs the fields of exactly one plate, got {list(plates)[:5]}")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*.tmp"):  # a killed earlier attempt's (one writer per plate)
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     rows = load_data_plate.to_dict("records")

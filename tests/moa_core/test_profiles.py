@@ -191,7 +191,10 @@ def test_profile_plate_streams_the_same_cells_and_flags_empty_fields(mini_datase
     plate = ld["Metadata_Plate"].iloc[0]
     one = ld[ld["Metadata_Plate"].eq(plate)].head(10).reset_index(drop=True)
     cfg = FeatureConfig(texture=False)
+    stale = tmp_path / ".p.parquet.k1ll3d.tmp"  # what an attempt killed mid-plate leaves behind
+    stale.write_bytes(b"PAR1 half a file")
     rep = profile_plate(one, tmp_path / "p.parquet", root, cfg, chunk_fields=3)
+    assert not stale.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["p.parquet"]
     old = single_cell_profiles(one, root, cfg)
     new = pd.read_parquet(tmp_path / "p.parquet")
     assert rep.cells == len(new) == len(old) and rep.fields == 10 and rep.flagged_fields.empty
