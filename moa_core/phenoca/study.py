@@ -192,17 +192,32 @@ def run_study(
     log: Callable[[str], None] | None = None,
     features: np.ndarray | None = None,
     feature_names: Sequence[str] | None = None,
+    archs: Sequence[tuple[int, int]] | None = None,
+    baselines: bool = True,
 ) -> StudyResult:
     """The zoo of ``config`` on ``profiles`` (schema of :mod:`.synthetic`) at one data scale; tidy results.
 
     Out of core (a JUMP-sized release): ``profiles`` holds only the metadata and ``features`` the float32
     matrix aligned with its rows (``feature_names`` its columns); the preprocessing then never builds a
     float64 copy of the table (:mod:`.preprocess`).
+
+    One member of a zoo spread over several processes or machines: ``archs`` (a subset of the zoo's
+    ``(depth, width)`` pairs) restricts the models trained, ``baselines=False`` leaves out the profiles'
+    own rows (``supervision == "none"``); :func:`merge_study_results` of the members equals the whole
+    study (every model is seeded by ``config.seed`` alone, and the splits and preprocessing are the same
+    deterministic functions of the data in every member, which each member recomputes).
     """
     from moa_core.phenoca.train import embed, fit_probe, knn_scores, train_encoder
 
     cfg = config or StudyConfig()
     log = log or (lambda m: None)
+    zoo_archs = Zoo.of(cfg).archs
+    if archs is not None:
+        archs = [tuple(int(v) for v in a) for a in archs]
+        unknown = [a for a in archs if a not in zoo_archs]
+        if unknown:
+            raise SchemaError(f"architectures {unknown} are not in the zoo {zoo_archs} (depths x widths of the config)")
+    member_archs = zoo_archs if archs is None else [a for a in zoo_archs if a in archs]
     if features is not None:
         feats = validate_matrix(profiles, features, feature_names if feature_names is not None else [])
     else:
@@ -324,9 +339,10 @@ def run_study(
             )
 
         # baselines on the profiles themselves (CP)
-        score_tasks("profiles", "none", X, None, 0)
+        if baselines:
+            score_tasks("profiles", "none", X, None, 0)
         for task, (labels, classes, tr, _va, te) in task_sets.items():
-            if te.any():
+            if te.any() and baselines:
                 ci = {c: i for i, c in enumerate(classes)}
                 s = knn_scores(
                     X[tr], np.array([ci[x] for x in labels[tr]]), X[te], k=cfg.knn_k, classes=np.arange(len(classes))
@@ -362,7 +378,7 @@ def run_study(
             name: pd.factorize(df[col].fillna("NA").astype(str))[0]
             for name, col in (("source", "Metadata_Source"), ("batch", "Metadata_Batch"), ("well", "Metadata_Well"))
         }
-        for depth, width in Zoo.of(cfg).archs:
+        for depth, width in member_archs:
             name = f"resmlp_d{depth}_w{width}"
             for supervision, weight in variants:
                 t0 = time.time()
@@ -495,4 +511,44 @@ def run_study(
         meta = df[[c for c in df.columns if c.startswith("Metadata_")]].reset_index(drop=True)
         vals = np.asarray(ibp_reps[1], dtype=np.float32)
         emb = pd.concat([meta, pd.DataFrame(vals, columns=[f"IBP_{i:04d}" for i in range(vals.shape[1])])], axis=1)
+    summary["ibp_embedding_params"] = None if ibp_reps is None else int(ibp_reps[0])
     return StudyResult(table, summary, models, emb)
+
+
+def zoo_members(config: StudyConfig, group_size: int = 1) -> list[list[tuple[int, int]]]:
+    """The zoo's ``(depth, width)`` pairs in groups of ``group_size``: one :func:`run_study` member each."""
+    if group_size < 1:
+        raise SchemaError(f"group_size must be at least 1, got {group_size}")
+    archs = Zoo.of(config).archs
+    return [archs[i : i + group_size] for i in range(0, len(archs), group_size)]
+
+
+def merge_study_results(parts: Sequence[StudyResult]) -> StudyResult:
+    """The whole study from its members (:func:`run_study` with ``archs``, exactly one with ``baselines``):
+    tables and model lists concatenated in zoo order, the IBP embeddings of the largest IBP encoder of any
+    member (ties: the later member, as :func:`run_study` keeps the later of equal sizes), summaries merged
+    (``seconds_total`` summed: the members' compute, not their wall time)."""
+    if not parts:
+        raise SchemaError("no study member to merge")
+    table = pd.concat([p.table for p in parts], ignore_index=True)
+    order = {"none": 0}
+    key = table["supervision"].map(lambda s: order.get(s, 1))
+    # the whole study writes, per split, the baselines first and then the zoo: keep that order
+    split_rank = table["split"].map({s: i for i, s in enumerate(dict.fromkeys(table["split"]))})
+    table = table.assign(_s=split_rank, _k=key).sort_values(["_s", "_k"], kind="stable").drop(columns=["_s", "_k"])
+    emb, best = None, -1
+    for p in parts:
+        n = p.summary.get("ibp_embedding_params")
+        if p.embeddings is not None and n is not None and n >= best:
+            emb, best = p.embeddings, n
+    summary = {}
+    for p in parts:
+        summary.update(p.summary)
+    summary["seconds_total"] = round(sum(float(p.summary.get("seconds_total", 0)) for p in parts), 1)
+    summary["models_trained"] = sum(len(p.models) for p in parts)
+    summary["members"] = len(parts)
+    summary["ibp_embedding_params"] = None if best < 0 else int(best)
+    models = [m for p in parts for m in p.models]
+    split_order = {sp: i for i, sp in enumerate(dict.fromkeys(m["split"] for m in models))}
+    models = sorted(models, key=lambda m: split_order[m["split"]])  # stable: zoo order within a split
+    return StudyResult(table.reset_index(drop=True), summary, models, emb)
