@@ -5,6 +5,7 @@ import dagster as dg
 from orchestration.defs import (
     automation,
     evaluation,
+    executors,
     image_store,
     ingest,
     jobs,
@@ -19,9 +20,12 @@ from orchestration.resources import MoaStore, gallery_s3
 MODULES = [ingest, image_store, published, training, evaluation, phenoca, retrieval, publish]
 
 
-def build_definitions(store: MoaStore | None = None, s3_endpoint_url: str | None = None) -> dg.Definitions:
-    """All definitions, with ``store`` (default: ``$MOA_DATA_DIR`` or ``.moa_data``) and the gallery's S3
-    (``s3_endpoint_url``, default ``$MOA_S3_ENDPOINT_URL`` or AWS)."""
+def build_definitions(
+    store: MoaStore | None = None, s3_endpoint_url: str | None = None, executor: str | None = None
+) -> dg.Definitions:
+    """All definitions, with ``store`` (default: ``$MOA_DATA_DIR`` or ``.moa_data``), the gallery's S3
+    (``s3_endpoint_url``, default ``$MOA_S3_ENDPOINT_URL`` or AWS) and the jobs' executor (``executor``,
+    default ``$MOA_EXECUTOR``: multiprocess, in_process or celery; :mod:`orchestration.defs.executors`)."""
     return dg.Definitions(
         assets=dg.load_assets_from_modules(MODULES),
         asset_checks=dg.load_asset_checks_from_modules(MODULES),
@@ -40,6 +44,7 @@ def build_definitions(store: MoaStore | None = None, s3_endpoint_url: str | None
         sensors=[automation.catalogue_sensor, automation.jump_release_sensor],
         schedules=[automation.jump_rerun_schedule],
         resources={"store": store or MoaStore(), "s3": gallery_s3(s3_endpoint_url)},
+        executor=executors.from_env(executor),
     )
 
 

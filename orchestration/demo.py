@@ -34,13 +34,22 @@ _PER_PARTITION = {
     "retrieval_job": "fraction",
     "scaling_job": "dataset",
 }
-#: The op of each job that takes a training or study config (its torch threads are set per run).
+#: The op of each job that takes a training or study config (its torch threads are set per run); a path
+#: for an op inside a graph-backed asset (the zoo's fan-out op, whose config every member gets).
 _THREADED_OPS = {
-    "train_eval_job": "mp_checkpoint",
-    "holdout_job": "mp_holdout_checkpoint",
-    "dp_recipe_job": "dp_checkpoint",
-    "phenoca_job": "phenoca_results",
+    "train_eval_job": ("mp_checkpoint",),
+    "holdout_job": ("mp_holdout_checkpoint",),
+    "dp_recipe_job": ("dp_checkpoint",),
+    "phenoca_job": ("phenoca_results", "phenoca_zoo"),
 }
+
+
+def op_config(path: tuple[str, ...], config: dict) -> dict:
+    """Run config giving ``config`` to the op at ``path`` (asset, then ops of a graph-backed asset)."""
+    node: dict = {"config": config}
+    for name in reversed(path[1:]):
+        node = {"ops": {name: node}}
+    return {"ops": {path[0]: node}}
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ def _execute(run: Run) -> dict:
     op = _THREADED_OPS.get(run.job)
     threads = _WORKER["cores"] if run.exclusive else _WORKER["threads"]
     threadpool_limits(threads)
-    cfg = {"ops": {op: {"config": {"num_threads": threads}}}} if op else None
+    cfg = op_config(op, {"num_threads": threads}) if op else None
     t0 = time.time()
     result = run_job(_WORKER["defs"], _WORKER["instance"], run.job, run.dataset, run.fraction, run_config=cfg)
     errors = [

@@ -8,6 +8,8 @@ Registers the catalogue's datasets as ``dataset`` partitions first (what the alw
 against ``$DAGSTER_HOME`` (default ``<data dir>/dagster_home``), so its runs and
 metadata appear in the Dagster UI. ``--scan-releases`` evaluates ``jump_release_sensor``
 once (new JUMP releases -> catalogue entries + partitions) and prints what it found.
+With ``$MOA_EXECUTOR=celery`` (``source <run dir>/cluster.env`` of ``python -m orchestration.cluster up``)
+the run's steps execute on the Celery workers instead of this process.
 Jobs: ingest_job, published_job, phenoca_inputs_job, scaling_job (dataset); train_eval_job, dp_recipe_job,
 phenoca_job (dataset x fraction);
 holdout_job (dataset); publish_job (unpartitioned, DATASET ignored).
@@ -52,6 +54,8 @@ def run_job(
     from orchestration.partitions import multi_key
 
     key = None if job == "publish_job" else (multi_key(dataset, fraction) if job in FRACTION_JOBS else dataset)
+    if os.environ.get("MOA_EXECUTOR", "").strip() == "celery":
+        return run_on_workers(defs, instance, job, key, run_config, asset_selection)
     return defs.resolve_job_def(job).execute_in_process(
         instance=instance,
         partition_key=key,
@@ -59,6 +63,35 @@ def run_job(
         run_config=run_config,
         asset_selection=asset_selection,
     )
+
+
+def run_on_workers(
+    defs, instance, job: str, partition_key: str | None, run_config: dict | None = None, asset_selection=None
+):
+    """Execute ``job`` for ``partition_key`` with the job's own executor (``$MOA_EXECUTOR=celery``: every step a
+    Celery task on the workers), the run's events in ``instance`` (which the workers must share: Postgres).
+    The job is reconstructed from ``orchestration.definitions`` in the workers, as the webserver's runs are."""
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository  # what dagster-celery ships
+
+    from orchestration.paths import REPO_ROOT
+
+    if instance.is_ephemeral:
+        raise RuntimeError("the Celery executor needs a persistent instance shared with its workers ($DAGSTER_HOME)")
+    job_def = defs.resolve_job_def(job)
+    tags = dict(job_def.get_tags_for_partition_key(partition_key, None)) if partition_key else {}
+    recon = ReconstructableRepository.for_module(
+        "orchestration.definitions", "defs", working_directory=str(REPO_ROOT)
+    ).get_reconstructable_job(job)
+    with dg.execute_job(
+        recon,
+        instance=instance,
+        run_config=run_config,
+        tags=tags,
+        raise_on_error=False,
+        asset_selection=asset_selection,
+    ) as res:
+        return res
 
 
 def scan_releases(defs, instance) -> list[str]:

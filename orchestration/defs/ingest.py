@@ -15,6 +15,7 @@ from moa_core.data.sources import open_image_source
 from moa_core.data.sources.annotations import well_annotations
 from moa_core.splits import SPLIT_COL, compound_holdout_split, well_holdout_split
 from moa_core.storage import atomic_directory, partition_table
+from orchestration.defs.executors import executed_by
 from orchestration.partitions import dataset_key, dataset_partitions
 from orchestration.resources import MoaStore
 
@@ -156,8 +157,14 @@ def cp_profile_plate(context: dg.OpExecutionContext, store: MoaStore, plate: str
         expected_shape=shape,
         progress=_progress(context, f"plate {plate}: profiled fields"),
     )
-    context.log.info(f"plate {plate}: {rep.cells} cells in {rep.fields} fields, {len(rep.flagged_fields)} flagged")
+    where = executed_by()
+    context.log.info(
+        f"plate {plate}: {rep.cells} cells in {rep.fields} fields, {len(rep.flagged_fields)} flagged "
+        f"(worker {where['worker']}, pid {where['pid']})"
+    )
+    context.add_output_metadata({"executed_by": dg.MetadataValue.json(where)})
     return {
+        "executed_by": where,
         "plate": plate,
         "path": str(out),
         "cells": int(rep.cells),
@@ -204,6 +211,7 @@ def cp_collect(context: dg.OpExecutionContext, store: MoaStore, plates: list[dic
             "single_cells_dir": dg.MetadataValue.path(str(store.artifact_dir(ds) / "single_cells")),
             "feature_config": dg.MetadataValue.json(store.dataset(ds).features.to_dict()),
             "seconds_per_plate": dg.MetadataValue.json({p["plate"]: round(p["seconds"], 1) for p in plates}),
+            "plates_executed_by": dg.MetadataValue.json({p["plate"]: p.get("executed_by") for p in plates}),
             "seconds": round(sum(p["seconds"] for p in plates) + time.time() - t0, 1),
         }
     )

@@ -1,7 +1,9 @@
 """Pheno-CA domain: study inputs per dataset, the model zoo per (dataset, data scale), scaling laws per dataset."""
 
 import dataclasses
+import os
 import time
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -10,11 +12,14 @@ import pandas as pd
 from moa_core.datasets import FRACTIONS, data_scale
 from moa_core.splits import SPLIT_COL, subsample_training
 from moa_core.storage import partition_table, write_parquet_atomic
+from orchestration.defs.executors import executed_by
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
 from orchestration.progress import ProgressLog
 from orchestration.resources import MoaStore
 
 GROUP = "phenoca"
+#: Architectures per step of the zoo's fan-out when the launchpad does not say (a cluster sets 1).
+ZOO_GROUP_ENV = "MOA_ZOO_GROUP_SIZE"
 
 
 class StudyOverrides(dg.Config):
@@ -31,9 +36,15 @@ class StudyOverrides(dg.Config):
     device: str | None = None
     max_minutes: float | None = None
     num_threads: int | None = None  # torch threads of this run (speed only: results replay within rounding)
+    #: architectures per step of the zoo's fan-out; None: $MOA_ZOO_GROUP_SIZE, else 0 (the whole zoo, one step)
+    zoo_group_size: int | None = None
 
     def apply(self, base):
-        vals = {k: (tuple(v) if isinstance(v, list) else v) for k, v in self.model_dump().items() if v is not None}
+        vals = {
+            k: (tuple(v) if isinstance(v, list) else v)
+            for k, v in self.model_dump().items()
+            if v is not None and k != "zoo_group_size"
+        }
         return dataclasses.replace(base, **vals)
 
 
@@ -115,34 +126,50 @@ def phenoca_profiles(context: dg.AssetExecutionContext, store: MoaStore) -> dg.M
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(
-    partitions_def=dataset_fraction_partitions,
-    group_name=GROUP,
-    deps=[phenoca_profiles],
-    kinds={"pytorch", "duckdb"},
-    description=(
-        "The Pheno-CA model zoo at one data scale (fraction key: replicate share 100/75/50/25/10 or OOD-molecule "
-        "share ood0..ood50): IBP-pretrained residual MLPs probed per task, task-supervised models, profile "
-        "baselines; MoA/target/molecule deconvolution and compound discovery on two splits -> phenoca_results."
-    ),
+def _load_study_inputs(store: MoaStore, ds: str):
+    """``(profiles, X, feature names)`` of the dataset's study inputs (X None: the features are in profiles)."""
+    path = _inputs_path(store, ds)
+    if not path.is_file():
+        raise dg.Failure(f"dataset {ds}: no Pheno-CA inputs at {path}; materialize phenoca_profiles first")
+    if store.dataset(ds).out_of_core:  # metadata + a float32 matrix (the preprocessing then works in chunks)
+        from moa_core.phenoca.profiles import read_study_parquet
+
+        return read_study_parquet(path)
+    return pd.read_parquet(path), None, None
+
+
+@dg.op(
+    ins={"start": dg.In(dg.Nothing)},
+    out=dg.DynamicOut(dict),
+    description="The zoo's members: its (depth, width) architectures in groups of zoo_group_size, one step each.",
 )
-def phenoca_results(context: dg.AssetExecutionContext, config: StudyOverrides, store: MoaStore) -> dg.MaterializeResult:
+def phenoca_zoo(context: dg.OpExecutionContext, config: StudyOverrides, store: MoaStore):
+    from moa_core.phenoca.study import zoo_members
+
+    ds, frac = dataset_fraction_keys(context)
+    cfg = config.apply(store.dataset(ds).phenoca)
+    size = config.zoo_group_size if config.zoo_group_size is not None else int(os.environ.get(ZOO_GROUP_ENV) or 0)
+    archs = [a for g in zoo_members(cfg) for a in g]
+    groups = zoo_members(cfg, size) if size > 0 else [archs]
+    context.log.info(f"{ds} {frac}: {len(archs)} architectures in {len(groups)} step(s)")
+    for i, g in enumerate(groups):
+        key = "_".join(f"d{d}w{w}" for d, w in g) if size > 0 else "zoo"
+        yield dg.DynamicOutput(
+            {"config": dataclasses.asdict(cfg), "archs": [list(a) for a in g], "baselines": i == 0, "key": key},
+            mapping_key=key,
+        )
+
+
+@dg.op(description="Train and probe one member of the zoo (its architectures' IBP and task models).")
+def phenoca_member(context: dg.OpExecutionContext, store: MoaStore, member: dict) -> dict:
+    from moa_core.phenoca.config import StudyConfig
     from moa_core.phenoca.study import run_study
 
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
-    path = _inputs_path(store, ds)
-    if not path.is_file():
-        raise dg.Failure(f"dataset {ds}: no Pheno-CA inputs at {path}; materialize phenoca_profiles first")
+    cfg = StudyConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in member["config"].items()})
     ood_share, rep_share = data_scale(frac)
-    cfg = config.apply(store.dataset(ds).phenoca)
-    X = feats = None
-    if store.dataset(ds).out_of_core:  # metadata + a float32 matrix (the preprocessing then works in chunks)
-        from moa_core.phenoca.profiles import read_study_parquet
-
-        profiles, X, feats = read_study_parquet(path)
-    else:
-        profiles = pd.read_parquet(path)
+    profiles, X, feats = _load_study_inputs(store, ds)
     res = run_study(
         profiles,
         ood_share=ood_share,
@@ -151,7 +178,44 @@ def phenoca_results(context: dg.AssetExecutionContext, config: StudyOverrides, s
         log=lambda msg: context.log.info(msg),
         features=X,
         feature_names=feats,
+        archs=[tuple(a) for a in member["archs"]],
+        baselines=member["baselines"],
     )
+    out = store.artifact_dir(ds, frac) / "phenoca_members"
+    table_path = write_parquet_atomic(res.table, out / f"{member['key']}.parquet")
+    emb_path = None
+    if res.embeddings is not None:
+        emb_path = str(write_parquet_atomic(res.embeddings, out / f"{member['key']}.embeddings.parquet"))
+    where = executed_by()
+    context.add_output_metadata({"models": len(res.models), "executed_by": dg.MetadataValue.json(where)})
+    return {
+        "key": member["key"],
+        "table": str(table_path),
+        "embeddings": emb_path,
+        "summary": res.summary,
+        "models": res.models,
+        "executed_by": where,
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+@dg.op(description="Merge the members into phenoca_results (and the largest IBP encoder's embeddings).")
+def phenoca_collect(context: dg.OpExecutionContext, store: MoaStore, members: list[dict]) -> None:
+    from moa_core.phenoca.study import StudyResult, merge_study_results
+
+    ds, frac = dataset_fraction_keys(context)
+    t0 = time.time()
+    ood_share, rep_share = data_scale(frac)
+    parts = [
+        StudyResult(
+            pd.read_parquet(m["table"]),
+            m["summary"],
+            m["models"],
+            pd.read_parquet(m["embeddings"]) if m["embeddings"] else None,
+        )
+        for m in members
+    ]
+    res = merge_study_results(parts)
     table = res.table
     table.insert(0, "fraction", frac)
     table.insert(0, "dataset", ds)
@@ -161,15 +225,39 @@ def phenoca_results(context: dg.AssetExecutionContext, config: StudyOverrides, s
         wh.replace_table(
             partition_table("ibp_embeddings", ds, frac), res.embeddings, partition={"dataset": ds, "fraction": frac}
         )
-    meta = {
-        "rows": len(table),
-        "models": int(table["model"].nunique()),
-        "ood_share": ood_share,
-        "replicate_share": rep_share,
-        "seconds": round(time.time() - t0, 1),
-        **{k: v for k, v in res.summary.items()},
-    }
-    return dg.MaterializeResult(metadata=meta)
+    for m in members:  # the warehouse holds them now
+        for f in (m["table"], m["embeddings"]):
+            if f:
+                Path(f).unlink(missing_ok=True)
+    context.add_output_metadata(
+        {
+            "rows": len(table),
+            "models": int(table["model"].nunique()),
+            "ood_share": ood_share,
+            "replicate_share": rep_share,
+            "seconds": round(sum(m["seconds"] for m in members) + time.time() - t0, 1),
+            "members": len(members),
+            "members_executed_by": dg.MetadataValue.json({m["key"]: m["executed_by"] for m in members}),
+            **{k: v for k, v in res.summary.items() if v is not None},
+        }
+    )
+
+
+@dg.graph_asset(
+    partitions_def=dataset_fraction_partitions,
+    group_name=GROUP,
+    ins={"phenoca_profiles": dg.AssetIn(dagster_type=dg.Nothing)},
+    kinds={"pytorch", "duckdb"},
+    description=(
+        "The Pheno-CA model zoo at one data scale (fraction key: replicate share 100/75/50/25/10 or OOD-molecule "
+        "share ood0..ood50): IBP-pretrained residual MLPs probed per task, task-supervised models, profile "
+        "baselines; MoA/target/molecule deconvolution and compound discovery on two splits -> phenoca_results. "
+        "The zoo fans out in steps of zoo_group_size architectures (default $MOA_ZOO_GROUP_SIZE; 0: one step), "
+        "merged into the same table as one step."
+    ),
+)
+def phenoca_results(phenoca_profiles):
+    return phenoca_collect(phenoca_zoo(phenoca_profiles).map(phenoca_member).collect())
 
 
 def _mp_fraction_points(store: MoaStore, ds: str) -> pd.DataFrame:

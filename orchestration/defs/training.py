@@ -21,6 +21,7 @@ from moa_core.model.config import TrainConfig
 from moa_core.model.launch import TrainSpec
 from moa_core.splits import SPLIT_COL, subsample_training
 from moa_core.storage import partition_table, write_parquet_atomic
+from orchestration.defs.executors import GPU_TAGS, executed_by, in_celery_worker
 from orchestration.defs.image_store import image_store
 from orchestration.defs.ingest import compound_holdout_splits, cp_profiles, splits
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
@@ -123,12 +124,14 @@ def _run_training(context: dg.AssetExecutionContext, spec: TrainSpec, nproc: int
     from moa_core.model.launch import launch_training
     from moa_core.model.train import content_addressed
 
+    isolated = in_celery_worker()  # a Celery pool process cannot start DataLoader/DDP processes: torchrun can
     res = launch_training(
         spec,
         Path(spec.checkpoint).with_suffix(".spec.json"),
         nproc=nproc,
         on_epoch=_epoch_logger(context, epochs),
         on_line=lambda line: context.log.debug(line),
+        isolated=isolated,
     )
     if res.resumed_from_epoch:
         context.log.info(f"resumed after epoch {res.resumed_from_epoch} from the previous attempt's saved state")
@@ -148,6 +151,8 @@ def _run_training(context: dg.AssetExecutionContext, spec: TrainSpec, nproc: int
         "resumed_from_epoch": res.resumed_from_epoch,
         "warnings": "; ".join(res.warnings) or "none",
         "processes": nproc,
+        "launched_as": "torchrun subprocess" if isolated or nproc > 1 else "in process",
+        "executed_by": dg.MetadataValue.json(executed_by()),
         "classes": len(spec.classes),
         "train_config": dg.MetadataValue.json(spec.config),
         "history": dg.MetadataValue.md(hist.round(4).to_markdown(index=False)),
@@ -313,6 +318,7 @@ def _fraction_splits(store: MoaStore, ds: str, frac: str) -> pd.DataFrame:
 @dg.asset(
     partitions_def=dataset_fraction_partitions,
     group_name=GROUP,
+    op_tags=GPU_TAGS,
     deps=[splits, image_store],
     kinds={"pytorch"},
     description=(
@@ -359,6 +365,7 @@ def mp_embeddings(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mate
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
+    op_tags=GPU_TAGS,
     deps=[compound_holdout_splits, image_store],
     kinds={"pytorch"},
     description="A second EfficientNet-B0 trained with one compound per MOA held out (paper Fig. 4).",
@@ -440,6 +447,7 @@ def _cells(context: dg.AssetExecutionContext, store: MoaStore, ds: str, wells: p
 @dg.asset(
     partitions_def=dataset_fraction_partitions,
     group_name=GROUP,
+    op_tags=GPU_TAGS,
     deps=[splits, image_store, cp_profiles],
     kinds={"pytorch"},
     description=(

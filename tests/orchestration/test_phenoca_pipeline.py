@@ -96,3 +96,30 @@ def test_an_unparsable_or_image_only_fraction_fails_clearly(materialized):
         data_scale("ood7x")
     with pytest.raises(SchemaError, match="image models"):
         replicate_fraction("ood25")
+
+
+def test_the_zoo_fans_out_one_step_per_architecture_into_the_same_table(materialized):
+    """zoo_group_size 1: one phenoca_member step per architecture, merged into the table of one step."""
+    store, _ = materialized
+    defs = build_definitions(store)
+    instance = dg.DagsterInstance.ephemeral()
+    sync_dataset_partitions(instance, [DS])
+    wh = Warehouse(store.root_path / "warehouse.duckdb", read_only=True)
+    tables, steps = [], []
+    for size in (0, 1):
+        cfg = {"depths": [1, 2], "zoo_group_size": size}
+        res = defs.resolve_job_def("phenoca_job").execute_in_process(
+            instance=instance,
+            partition_key=multi_key(DS, "ood0"),
+            run_config={"ops": {"phenoca_results": {"ops": {"phenoca_zoo": {"config": cfg}}}}},
+        )
+        assert res.success
+        steps.append(sorted(e.step_key for e in res.all_events if e.is_step_success and "phenoca_member" in e.step_key))
+        tables.append(wh.read_table("phenoca_results", {"dataset": DS, "fraction": "ood0"}))
+    assert steps[0] == ["phenoca_results.phenoca_member[zoo]"]
+    assert steps[1] == ["phenoca_results.phenoca_member[d1w32]", "phenoca_results.phenoca_member[d2w32]"]
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert set(tables[1]["model"]) >= {"resmlp_d1_w32", "resmlp_d2_w32", "profiles"}
+    assert not list((store.artifact_dir(DS, "ood0") / "phenoca_members").glob("*.parquet"))  # merged, removed
