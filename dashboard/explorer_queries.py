@@ -15,19 +15,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import queries
+from moa_core.methods import METHODS
 from moa_core.retrieval import IndexError_, RetrievalIndex, load_index, search_terms
 from moa_core.storage import partition_table, quoted_identifier
 
 CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")
 #: How to get each method's embeddings into a (dataset, fraction), for "not available" messages.
-HOW_TO_GET = {
-    "MP": "materialize `mp_checkpoint` + `mp_embeddings` (train_eval_job, which also rebuilds the index)",
-    "CP": "materialize `cp_embeddings` (ingest_job), then `retrieval_index`",
-    "CP published": "materialize `cp_published_embeddings` (published_job), then `retrieval_index` (retrieval_job)",
-    "DP recipe (trained here)": "materialize `dp_checkpoint` + `dp_embeddings` (dp_recipe_job), then "
-    "`retrieval_index` (retrieval_job)",
-    "IBP": "materialize `phenoca_results` for this scale (phenoca_job), then `retrieval_index` (retrieval_job)",
-}
+HOW_TO_GET = {m.name: m.how_to_get for m in METHODS.values()}
 
 
 def indexes() -> pd.DataFrame:

@@ -12,19 +12,13 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from moa_core.methods import METHODS, OTHER_COLOURS, method_order
+
 # ---- methods ------------------------------------------------------------------------
-METHOD_ORDER = ["MP", "CP", "CP published", "DP recipe (trained here)", "IBP", "MP (compound holdout)"]
-METHOD_COLORS = {
-    "MP": "#d62728",  # red
-    "CP": "#1f77b4",  # blue
-    "CP published": "#9467bd",  # purple
-    "DP recipe (trained here)": "#2ca02c",  # green
-    "IBP": "#ff7f0e",  # orange
-    "MP (compound holdout)": "#8c564b",  # brown
-    "random": "#7f7f7f",  # grey: chance / random baselines
-    "chance": "#7f7f7f",
-}
-_EXTRA = ["#e377c2", "#bcbd22", "#17becf", "#aec7e8", "#ffbb78"]
+# one registry of methods (moa_core.methods): its colours and order, here only looked up
+METHOD_ORDER = method_order()
+METHOD_COLORS = {**{m.name: m.colour for m in METHODS.values()}, **OTHER_COLOURS}
+_EXTRA = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5"]  # names outside the registry
 
 
 def method_color(method: str) -> str:

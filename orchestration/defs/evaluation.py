@@ -6,6 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from moa_core.datasets import replicate_fraction
+from moa_core.methods import method_tables
 from moa_core.splits import subsample_training
 from moa_core.storage import partition_table
 from orchestration.defs.ingest import compound_holdout_splits, cp_embeddings, splits
@@ -15,13 +16,8 @@ from orchestration.resources import MoaStore
 
 GROUP = "evaluation"
 
-#: Method name -> (well-embedding table base name, whether it is per fraction).
-METHOD_TABLES = {
-    "MP": ("mp_embeddings", True),
-    "CP": ("cp_embeddings", False),
-    "CP published": ("cp_published_embeddings", False),
-    "DP recipe (trained here)": ("dp_embeddings", True),
-}
+#: Method -> (embedding table base name, per fraction): the registry of moa_core.methods.
+METHOD_TABLES = method_tables()
 
 
 def available_methods(

@@ -26,9 +26,10 @@ from moa_core.data.design import cpjump1_identifiers
 from moa_core.data.load_data import channel_paths
 from moa_core.data.locator import load_locator
 from moa_core.errors import MoaInputError
+from moa_core.methods import method_tables
 from moa_core.provenance import code_version
 from moa_core.storage import partition_table
-from orchestration.defs.evaluation import METHOD_TABLES, available_methods
+from orchestration.defs.evaluation import available_methods
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions
 from orchestration.progress import ProgressLog
 from orchestration.resources import MoaStore
@@ -36,7 +37,7 @@ from orchestration.resources import MoaStore
 GROUP = "retrieval"
 CHANNELS = ("DNA", "ER", "RNA", "AGP", "Mito")
 #: Method -> (embedding table base name, per fraction).
-SOURCES = {**METHOD_TABLES, "IBP": ("ibp_embeddings", True)}
+SOURCES = method_tables(evaluated_only=False)
 INDEX_COLUMNS = [
     "dataset",
     "fraction",
