@@ -43,6 +43,12 @@ Schema of an entry (TOML table ``[datasets.<name>]``)::
     phenoca       keyword overrides of the Pheno-CA study (moa_core.phenoca.config.StudyConfig)
     phenoca_representation  image datasets: the well table a Pheno-CA study reads ("CP"; "MP" is refused at
                   run time: MP was trained on the same wells' labels)
+    controls      which wells are negative controls (moa_core.data.config.ControlSpec: columns and values;
+                  default: Metadata_moa/broad_sample/pert_iname = DMSO or pert_type/control_type = negcon)
+    field_qc      per-channel field QC thresholds and whether flagged fields are skipped
+                  (moa_core.data.config.FieldQCConfig)
+    paper_weights the published MOAProfiler checkpoint to embed this dataset with
+                  (moa_core.model.config.PaperWeightsConfig: checkpoint name, path, channel statistics)
 
 Names must be valid Dagster partition keys and safe folder/table names:
 ``[A-Za-z0-9][A-Za-z0-9_.-]*`` (no ``| , [ ]``, no spaces or slashes).
@@ -63,9 +69,9 @@ from typing import Any
 
 from moa_core.atomic import write_json_atomic
 from moa_core.data.channels import CHANNEL_MAPS
-from moa_core.data.config import SyntheticSpec
+from moa_core.data.config import ControlSpec, FieldQCConfig, SyntheticSpec
 from moa_core.errors import SchemaError
-from moa_core.model.config import TrainConfig
+from moa_core.model.config import PaperWeightsConfig, TrainConfig
 from moa_core.model.config import dp_recipe_config as dp_default_config
 from moa_core.phenoca.config import SCALE_KEYS, JumpReleaseSpec, StudyConfig, SyntheticProfileSpec, parse_scale
 from moa_core.profiles.config import FeatureConfig
@@ -127,6 +133,9 @@ class DatasetEntry:
     metadata: str | None = None
     phenoca: StudyConfig = field(default_factory=StudyConfig)
     phenoca_representation: str = "CP"
+    controls: ControlSpec = field(default_factory=ControlSpec)
+    field_qc: FieldQCConfig = field(default_factory=FieldQCConfig)
+    paper_weights: PaperWeightsConfig | None = None
     origin: str = ""
 
     @property
@@ -271,8 +280,30 @@ def entry_from_dict(
         phenoca_representation=_choice(
             raw.get("phenoca_representation", "CP"), ("CP", "MP"), name, "phenoca_representation"
         ),
+        controls=_sub(ControlSpec, raw.get("controls"), name, "controls"),
+        field_qc=_sub(FieldQCConfig, raw.get("field_qc"), name, "field_qc"),
+        paper_weights=None
+        if raw.get("paper_weights") is None
+        else _paper_weights(raw["paper_weights"], name, base_dir),
         origin=origin,
     )
+
+
+def _paper_weights(raw: Any, name: str, base_dir: Path | None) -> PaperWeightsConfig:
+    pw = _sub(PaperWeightsConfig, raw, name, "paper_weights")
+    if not (pw.checkpoint or (pw.sha256 and pw.study)):
+        raise SchemaError(
+            f"dataset {name}: paper_weights needs `checkpoint` (a known published checkpoint, e.g. jump1_moa) "
+            f"or both `sha256` and `study` (JUMP1 or lincs) for another file"
+        )
+    if not (pw.path or pw.url or pw.checkpoint):
+        raise SchemaError(f"dataset {name}: paper_weights needs `path` (the downloaded file) or `url`")
+    if pw.path:
+        p = Path(pw.path).expanduser()
+        pw = dataclasses.replace(pw, path=str(p if p.is_absolute() or base_dir is None else base_dir / p))
+    if len(pw.channel_mean) != len(pw.channel_std) or len(pw.channel_mean) not in (0, 5):
+        raise SchemaError(f"dataset {name}: paper_weights channel_mean and channel_std need 5 values each (or none)")
+    return pw
 
 
 def read_catalogue_file(path: str | os.PathLike) -> dict[str, DatasetEntry]:

@@ -184,6 +184,37 @@ class Warehouse:
             params = list(where.values())
         return self.read(sql, params)
 
+    #: Column types :meth:`append_columns` may add.
+    _COLUMN_TYPES = {"VARCHAR", "BOOLEAN", "BIGINT", "DOUBLE"}
+
+    def append_columns(self, table: str, columns: dict[str, tuple[str, object]]) -> list[str]:
+        """Add the ``columns`` (name -> (type, default)) that an existing ``table`` lacks, at its end.
+
+        The migration of a table written by an older version (e.g. ``field_qc`` before its ``channel``
+        and ``skipped`` columns); one transaction; returns the columns added (none if the table is absent).
+        """
+        if not self.has_table(table):
+            return []
+        added = []
+        with self.connect() as con:
+            con.begin()
+            try:
+                have = {r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()}
+                for name, (typ, default) in columns.items():
+                    if name in have:
+                        continue
+                    if typ not in self._COLUMN_TYPES:
+                        raise SchemaError(f"{table}: cannot add a column of type {typ!r}")
+                    con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN {_ident(name)} {typ}")
+                    if default is not None:
+                        con.execute(f"UPDATE {_ident(table)} SET {_ident(name)} = ?", [default])
+                    added.append(name)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return added
+
     def has_table(self, table: str) -> bool:
         if not self.path.is_file():
             return False

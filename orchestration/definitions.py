@@ -9,6 +9,7 @@ from orchestration.defs import (
     image_store,
     ingest,
     jobs,
+    paper_weights,
     phenoca,
     publish,
     published,
@@ -17,7 +18,7 @@ from orchestration.defs import (
 )
 from orchestration.resources import MoaStore, gallery_s3
 
-MODULES = [ingest, image_store, published, training, evaluation, phenoca, retrieval, publish]
+MODULES = [ingest, image_store, published, training, paper_weights, evaluation, phenoca, retrieval, publish]
 
 
 def build_definitions(
@@ -35,6 +36,7 @@ def build_definitions(
             jobs.train_eval_job,
             jobs.dp_recipe_job,
             jobs.holdout_job,
+            jobs.paper_weights_job,
             jobs.phenoca_inputs_job,
             jobs.phenoca_job,
             jobs.scaling_job,

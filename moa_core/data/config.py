@@ -40,3 +40,55 @@ class SyntheticSpec:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """Which wells are negative controls (a catalogue entry's ``controls`` table).
+
+    A well is a negative control when any of ``value_columns`` equals one of ``values`` (case-insensitive,
+    stripped) or any of ``type_columns`` equals one of ``type_values``: the conventions of the field's
+    tables (CPJUMP1 and LINCS: ``Metadata_broad_sample``/``Metadata_pert_iname`` = DMSO; JUMP's
+    ``Metadata_pert_type``/``Metadata_control_type`` = negcon). Such wells become the ``DMSO`` class of
+    the wells table (``Metadata_moa``) every method standardizes to, whatever their MOA column said
+    (blank, as JUMP's tables leave it). Columns a table lacks are ignored.
+    """
+
+    value_columns: tuple[str, ...] = ("Metadata_moa", "Metadata_broad_sample", "Metadata_pert_iname")
+    values: tuple[str, ...] = ("DMSO",)
+    type_columns: tuple[str, ...] = ("Metadata_pert_type", "Metadata_control_type")
+    type_values: tuple[str, ...] = ("negcon",)
+    min_per_plate: int = 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FieldQCConfig:
+    """Per-channel field QC (a catalogue entry's ``field_qc`` table); see :mod:`moa_core.data.field_qc`.
+
+    A channel is *blank* when its contrast (99.9th percentile / median) is below ``min_contrast`` (a stained
+    CPJUMP1 channel has 5 to 80, camera background alone about 1.1 to 1.5), or, on a plate of at least
+    ``min_fields_for_plate_stats`` fields, when its robust range (99.9th - 0.1th percentile) is below
+    ``min_range_ratio`` x the plate's median range of that channel; *saturated* when more than
+    ``max_saturated`` of its pixels sit at ``saturation_value`` (65535: the 16-bit top); *out of focus* when
+    its focus score (log of fine- over coarse-scale Laplacian energy) is more than ``focus_mad``
+    robust SDs below the plate's median of that channel (plates of at least ``min_fields_for_plate_stats``
+    fields; the robust SD, 1.4826 x MAD, is at least ``focus_min_sd``: real fields differ by about 0.1 to
+    0.4 in this score, so a plate of near-identical fields does not make every small difference an outlier).
+    ``skip = true`` leaves flagged fields out of every method's profiles (CP's well medians and the image
+    models' training and embeddings); otherwise they are listed in ``field_qc`` and kept.
+    """
+
+    min_contrast: float = 2.0
+    min_range_ratio: float = 0.1
+    max_saturated: float = 0.01
+    saturation_value: int = 65535
+    focus_mad: float = 4.0
+    focus_min_sd: float = 0.25
+    min_fields_for_plate_stats: int = 8
+    skip: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -92,3 +92,35 @@ def dp_recipe_config() -> TrainConfig:
         warmup_epochs=1,
         milestones=(0.75,),
     )
+
+
+@dataclass(frozen=True)
+class PaperWeightsConfig:
+    """A dataset's "MP (paper weights)" settings (its catalogue entry's ``paper_weights`` table).
+
+    ``checkpoint`` names a known published checkpoint (``[paper_weights.<name>]`` of the catalogue:
+    its SHA-256, size, study and URL); ``path`` is the user's downloaded file. For a file that is not
+    in the catalogue, give ``sha256`` and ``study`` ("JUMP1" or "lincs": the channel order) yourself.
+    ``download = true`` fetches the catalogue's URL into ``path`` when the file is missing (verified,
+    atomic). ``channel_mean``/``channel_std`` are the dataset statistics upstream normalized with, in the
+    checkpoint's channel order; left empty they are computed over at most ``max_stat_fields`` of the
+    dataset's own fields by upstream's definition (:func:`moa_core.model.pretrained.upstream_channel_stats`).
+    ``dtype`` is the inference precision ("float32", or "bfloat16" on a GPU).
+    """
+
+    checkpoint: str = ""
+    path: str = ""
+    sha256: str = ""
+    size: int | None = None
+    study: str = ""
+    url: str = ""
+    download: bool = False
+    channel_mean: tuple[float, ...] = ()
+    channel_std: tuple[float, ...] = ()
+    max_stat_fields: int = 512
+    batch_size: int = 8
+    dtype: str = "float32"
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)

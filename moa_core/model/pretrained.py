@@ -50,6 +50,7 @@ from torch import nn
 from moa_core.atomic import atomic_path
 from moa_core.data.channels import CHANNELS
 from moa_core.errors import MoaInputError, SchemaError
+from moa_core.model.config import PaperWeightsConfig
 
 METHOD = "MP (paper weights)"
 #: The catalogue holding the known checkpoints (the same file as the dataset catalogue).
@@ -227,6 +228,139 @@ def upstream_channel_stats(fields: Iterable[torch.Tensor], order: Sequence[str])
     if not means:
         raise MoaInputError("no field with finite channel statistics")
     return np.mean(means, axis=0), np.mean(sds, axis=0)
+
+
+# ---- a dataset's checkpoint and its embeddings ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """What a :class:`~moa_core.model.config.PaperWeightsConfig` names: the file, its hash, its study."""
+
+    path: Path
+    sha256: str
+    size: int | None
+    study: str
+    url: str
+    name: str
+
+    @property
+    def channel_order(self) -> tuple[str, ...]:
+        return STUDY_CHANNEL_ORDER[self.study]
+
+
+def resolve_weights(cfg: PaperWeightsConfig, default_dir: str | os.PathLike | None = None) -> ResolvedWeights:
+    """The file, SHA-256, size, study and URL of ``cfg``: a known checkpoint's from the catalogue unless
+    ``cfg`` gives its own; the file defaults to ``<default_dir>/<checkpoint>.dat``."""
+    known = paper_checkpoint(cfg.checkpoint) if cfg.checkpoint else None
+    sha = (cfg.sha256 or (known.sha256 if known else "")).lower()
+    study = cfg.study or (known.study if known else "")
+    if study not in STUDY_CHANNEL_ORDER:
+        raise SchemaError(f"paper weights: study must be one of {sorted(STUDY_CHANNEL_ORDER)}, got {study!r}")
+    if known and cfg.sha256 and cfg.sha256.lower() != known.sha256:
+        raise CheckpointError(
+            f"paper weights: sha256 {cfg.sha256} differs from the published {known.name} checkpoint's {known.sha256}"
+        )
+    if cfg.path:
+        path = Path(cfg.path).expanduser()
+    elif default_dir is not None:
+        path = Path(default_dir) / f"{cfg.checkpoint or sha[:16]}.dat"
+    else:
+        raise SchemaError("paper weights: no `path` for the checkpoint file")
+    return ResolvedWeights(
+        path=path,
+        sha256=sha,
+        size=cfg.size if cfg.size is not None else (known.size if known and not cfg.sha256 else None),
+        study=study,
+        url=cfg.url or (known.url if known else ""),
+        name=cfg.checkpoint or path.name,
+    )
+
+
+def obtain_weights(w: ResolvedWeights, *, download: bool) -> Path:
+    """The verified checkpoint file of ``w``: the file if it is there, else (``download``) fetched from its URL."""
+    if w.path.is_file() or not download:
+        if not w.path.is_file():
+            how = (
+                f"python -m moa_core.model.pretrained download {w.name} {w.path}"
+                if w.name in paper_checkpoints()
+                else f"download {w.url or 'the file'} to {w.path}"
+            )
+            raise CheckpointError(
+                f"checkpoint {w.path} does not exist: {how}, or set the entry's paper_weights.download = true"
+            )
+        return verify_checkpoint(w.path, w.sha256, w.size)
+    if not w.url:
+        raise CheckpointError(f"checkpoint {w.path} does not exist and paper_weights has no url to download it from")
+    return download_checkpoint(w.url, w.path, w.sha256, w.size)
+
+
+def _raw_batches(source, rows: Sequence[int], batch_size: int) -> Iterable[torch.Tensor]:
+    """``(B, C, H, W)`` raw 16-bit intensities (float32) of ``source``'s fields ``rows``, batch by batch.
+
+    ``source.read(i)`` gives a field scaled to [0, 1] by 65535 (the image store's and TensorFields'
+    convention): multiplied back, it is the raw uint16 field exactly (float32 holds every uint16).
+    """
+    for start in range(0, len(rows), batch_size):
+        yield torch.stack([source.read(int(i)) for i in rows[start : start + batch_size]]) * 65535.0
+
+
+def source_channel_stats(
+    source, order: Sequence[str], *, max_fields: int = 512, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`upstream_channel_stats` over at most ``max_fields`` fields of ``source`` (a seeded sample);
+    returns (mean, std, fields used)."""
+    n = len(source)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, max_fields), replace=False))
+    fields = (f for batch in _raw_batches(source, rows, 16) for f in batch)
+    mean, std = upstream_channel_stats(fields, order)
+    return mean, std, len(rows)
+
+
+def embed_upstream(
+    model: nn.Module,
+    source,
+    order: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    dtype: str = "float32",
+    progress=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 1280)`` pooled features and ``(N, classes)`` softmax probabilities of every field of ``source``,
+    fed as upstream fed them (:func:`upstream_input`: per-field per-channel scaling, the checkpoint's
+    channel ``order``, ``mean``/``std``), at the fields' own resolution (1080² from a native image store).
+
+    ``source`` is a field source of :mod:`moa_core.model.loader` (fields in [0, 1] of the uint16 range).
+    ``dtype="bfloat16"`` runs the network under bf16 autocast (CUDA); features are pooled in float32.
+    """
+    from moa_core.model.network import embed_and_logits
+
+    device = torch.device(device)
+    if dtype not in ("float32", "bfloat16"):
+        raise SchemaError(f"paper weights: dtype must be float32 or bfloat16, got {dtype!r}")
+    model = model.to(device).eval()
+    feats, probs = [], []
+    ctx = (
+        torch.autocast(device.type, dtype=torch.bfloat16)
+        if dtype == "bfloat16"
+        else torch.autocast(device.type, enabled=False)
+    )
+    done = 0
+    with torch.inference_mode(), ctx:
+        for raw in _raw_batches(source, range(len(source)), batch_size):
+            x = upstream_input(raw, order, mean, std).to(device)
+            f, logits = embed_and_logits(model, x)
+            feats.append(f.float().cpu().numpy())
+            probs.append(torch.softmax(logits.float(), 1).cpu().numpy())
+            done += len(raw)
+            if progress:
+                progress(done, len(source))
+    if not feats:
+        raise MoaInputError("no fields to embed")
+    return np.concatenate(feats), np.concatenate(probs)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moa_core.data.config import FieldQCConfig
+from moa_core.data.field_qc import KEYS as FIELD_KEYS
+from moa_core.data.field_qc import QC_COLUMNS, channel_metrics, flag_fields, metrics_frame
 from moa_core.data.image_io import CHANNELS
 from moa_core.data.load_data import read_field_from_row
 from moa_core.profiles.config import OBJECTS, FeatureConfig
@@ -99,16 +102,17 @@ def measure_field(
     return measure_field_with_qc(field, config, seg_params)[0]
 
 
-def _field_qc_worker(
-    args: tuple[dict, object, FeatureConfig, tuple[int, int] | None],
-) -> tuple[pd.DataFrame, str | None]:
-    row, root, config, shape = args
+def _field_qc_worker(args: tuple) -> tuple[pd.DataFrame, str | None, dict]:
+    """One field: (its cells, the segmentation's flag, its per-channel QC metrics)."""
+    row, root, config, shape = args[:4]
+    qc: FieldQCConfig = args[4] if len(args) > 4 else FieldQCConfig()
     field = read_field_from_row(row, CHANNELS, root, expected_shape=shape)
+    metrics = channel_metrics(field, CHANNELS, qc.saturation_value)
     cells, flag = measure_field_with_qc(field, config)
     if not cells.empty:
         for k in ("Metadata_Site", "Metadata_Well", "Metadata_Plate"):
             cells.insert(0, k, row[k])
-    return cells, flag
+    return cells, flag, metrics
 
 
 def _field_worker(args: tuple[dict, object, FeatureConfig, tuple[int, int] | None]) -> pd.DataFrame:
@@ -171,6 +175,7 @@ class PlateProfileReport:
     flagged_fields: pd.DataFrame
     seconds: float
     parquet_path: Path
+    field_metrics: pd.DataFrame | None = None
 
     def as_metadata(self) -> dict:
         return {
@@ -212,7 +217,7 @@ def field_pool(n_workers: int) -> ProcessPoolExecutor | None:
 
 def _iter_fields(
     args: list, pool: ProcessPoolExecutor | None, window: int
-) -> Iterator[tuple[pd.DataFrame, str | None]]:
+) -> Iterator[tuple[pd.DataFrame, str | None, dict]]:
     """Results of ``args`` in order, at most ``window`` fields in flight (no barrier between chunks)."""
     if pool is None:
         for a in args:
@@ -244,6 +249,7 @@ def profile_plate(
     expected_shape: tuple[int, int] | None = None,
     chunk_fields: int = 32,
     progress: Callable[[int, int], None] | None = None,
+    qc: FieldQCConfig = FieldQCConfig(),
 ) -> PlateProfileReport:
     """One plate's single cells, streamed chunk by chunk into one parquet file.
 
@@ -255,7 +261,10 @@ def profile_plate(
     features). The file is written under a temporary name and renamed at the end; an
     error leaves neither, and a process killed mid-plate leaves a temporary file that the next attempt
     at the plate removes. ``root`` (a folder, or an image locator that reads ``s3://``) is
-    passed to the readers as is. Fields without cells are listed with the reason.
+    passed to the readers as is. Fields without cells are listed with the reason, and every field's
+    channels are checked (:mod:`moa_core.data.field_qc`, thresholds ``qc``): the report's
+    ``flagged_fields`` has one row per flagged (field, channel) in :data:`~moa_core.data.field_qc.QC_COLUMNS`
+    (``channel`` empty for a segmentation flag) and ``field_metrics`` every field's channel metrics.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -276,21 +285,21 @@ def profile_plate(
     n_cells = 0
     flagged: list[dict] = []
     pool = field_pool(n_workers)
-    fields = _iter_fields([(r, root, config, expected_shape) for r in rows], pool, window=2 * max(1, n_workers))
+    metrics: list[tuple[dict, dict]] = []
+    fields = _iter_fields([(r, root, config, expected_shape, qc) for r in rows], pool, window=2 * max(1, n_workers))
     try:
         for start in range(0, len(rows), chunk_fields):
             chunk = rows[start : start + chunk_fields]
             cells = []
-            for r, (df, flag) in zip(chunk, fields):
+            for r, (df, flag, m) in zip(chunk, fields):
+                keys = {
+                    "Metadata_Plate": str(r["Metadata_Plate"]),
+                    "Metadata_Well": str(r["Metadata_Well"]),
+                    "Metadata_Site": int(r["Metadata_Site"]),
+                }
+                metrics.append((keys, m))
                 if df.empty:
-                    flagged.append(
-                        {
-                            "Metadata_Plate": str(r["Metadata_Plate"]),
-                            "Metadata_Well": str(r["Metadata_Well"]),
-                            "Metadata_Site": int(r["Metadata_Site"]),
-                            "reason": flag or "no cells segmented",
-                        }
-                    )
+                    flagged.append({**keys, "channel": None, "reason": flag or "no cells segmented", "skipped": False})
                 else:
                     cells.append(df)
             if cells:
@@ -323,8 +332,13 @@ def profile_plate(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    flagged_df = pd.DataFrame(flagged, columns=["Metadata_Plate", "Metadata_Well", "Metadata_Site", "reason"])
-    return PlateProfileReport(str(plates[0]), len(rows), n_cells, flagged_df, time.time() - t0, out)
+    field_metrics = metrics_frame(metrics)
+    flagged_df = pd.concat(
+        [pd.DataFrame(flagged, columns=QC_COLUMNS), flag_fields(field_metrics, qc)], ignore_index=True
+    ).astype({"Metadata_Site": "int64", "skipped": bool})
+    return PlateProfileReport(
+        str(plates[0]), len(rows), n_cells, flagged_df, time.time() - t0, out, field_metrics=field_metrics
+    )
 
 
 def aggregate_plate(parquet_path: str | Path) -> pd.DataFrame:
@@ -333,14 +347,29 @@ def aggregate_plate(parquet_path: str | Path) -> pd.DataFrame:
 
 
 def well_profiles(
-    plate_files: list[str | Path], wells: pd.DataFrame, keys: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well")
+    plate_files: list[str | Path],
+    wells: pd.DataFrame,
+    keys: tuple[str, ...] = ("Metadata_Plate", "Metadata_Well"),
+    *,
+    exclude_fields: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Well medians of every plate's single-cell file, joined to the wells' ``Metadata_`` annotations.
 
     Only annotated wells are kept (inner join); none at all is an error, as it means the
-    wells table and the load_data name different plates or wells.
+    wells table and the load_data name different plates or wells. The cells of the fields in
+    ``exclude_fields`` (plate, well, site rows: fields QC skips) are left out before the medians.
     """
-    prof = pd.concat([aggregate_plate(p) for p in plate_files], ignore_index=True)
+    parts = []
+    for p in plate_files:
+        sc = pd.read_parquet(p)
+        if exclude_fields is not None and len(exclude_fields):
+            drop = pd.MultiIndex.from_frame(exclude_fields[FIELD_KEYS].astype({"Metadata_Site": "int64"}))
+            sc = sc[~pd.MultiIndex.from_frame(sc[FIELD_KEYS].astype({"Metadata_Site": "int64"})).isin(drop)]
+        if not sc.empty:
+            parts.append(aggregate_wells(sc))
+    if not parts:
+        raise ValueError(f"no cells left in {len(plate_files)} plate file(s) after field QC")
+    prof = pd.concat(parts, ignore_index=True)
     meta = [c for c in wells.columns if c.startswith("Metadata_")]
     out = wells[meta].merge(prof, on=list(keys), how="inner")
     if out.empty:

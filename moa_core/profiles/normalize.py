@@ -82,9 +82,12 @@ def standardize_to_controls(
         rows = plates == plate
         c = rows & ctrl
         if c.sum() < 2:
+            from moa_core.data.controls import control_summary
+
             raise NormalizationError(
                 f"plate {plate} has {int(c.sum())} negative-control (DMSO) well(s); per-plate standardization "
-                f"needs at least 2"
+                f"needs at least 2. Found by rule on this plate's {int(rows.sum())} wells: "
+                f"{control_summary(df[rows])}; set the dataset's `controls` if its tables mark them otherwise"
             )
         mu = x[c].mean(axis=0)
         sd = x[c].std(axis=0, ddof=0)

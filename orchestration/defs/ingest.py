@@ -10,6 +10,8 @@ import pandas as pd
 from dagster_aws.s3 import S3Resource
 
 from moa_core.data.design import load_cpjump1_design
+from moa_core.data.field_qc import KEYS as FIELD_KEYS
+from moa_core.data.field_qc import QC_COLUMNS
 from moa_core.data.locator import load_locator, save_locator
 from moa_core.data.sources import open_image_source
 from moa_core.data.sources.annotations import well_annotations
@@ -156,6 +158,7 @@ def cp_profile_plate(context: dg.OpExecutionContext, store: MoaStore, plate: str
         n_workers=store.n_workers,
         expected_shape=shape,
         progress=_progress(context, f"plate {plate}: profiled fields"),
+        qc=entry.field_qc,
     )
     where = executed_by()
     context.log.info(
@@ -183,10 +186,8 @@ def cp_collect(context: dg.OpExecutionContext, store: MoaStore, plates: list[dic
     t0 = time.time()
     wh = store.warehouse()
     wells = wh.read_table(partition_table("wells", ds))
-    prof = well_profiles([p["path"] for p in plates], wells)
     flagged = [f for p in plates for f in p["flagged"]]
-    wh.replace_table(partition_table("cp_profiles", ds), prof, partition={"dataset": ds})
-    qc = pd.DataFrame(flagged, columns=["Metadata_Plate", "Metadata_Well", "Metadata_Site", "reason"])
+    qc = pd.DataFrame(flagged, columns=QC_COLUMNS)
     qc.insert(0, "dataset", ds)
     qc = qc.astype(
         {
@@ -194,9 +195,15 @@ def cp_collect(context: dg.OpExecutionContext, store: MoaStore, plates: list[dic
             "Metadata_Plate": "string",
             "Metadata_Well": "string",
             "Metadata_Site": "int64",
+            "channel": "string",
             "reason": "string",
+            "skipped": bool,
         }
     )  # typed even when empty
+    skipped = qc[qc["skipped"]].drop_duplicates(FIELD_KEYS)
+    prof = well_profiles([p["path"] for p in plates], wells, exclude_fields=skipped)
+    wh.replace_table(partition_table("cp_profiles", ds), prof, partition={"dataset": ds})
+    wh.append_columns("field_qc", {"channel": ("VARCHAR", None), "skipped": ("BOOLEAN", False)})  # older stores
     wh.replace_rows("field_qc", qc, {"dataset": ds}, allow_empty=True)
     context.add_output_metadata(
         {
@@ -204,7 +211,16 @@ def cp_collect(context: dg.OpExecutionContext, store: MoaStore, plates: list[dic
             "wells": len(prof),
             "cells": int(sum(p["cells"] for p in plates)),
             "fields": int(sum(p["fields"] for p in plates)),
-            "flagged_fields": len(flagged),
+            "flagged_fields": int(qc[FIELD_KEYS].drop_duplicates().shape[0]),
+            "flagged_by_reason": dg.MetadataValue.json(
+                qc.assign(kind=qc["reason"].str.split(":").str[0], channel=qc["channel"].fillna("-"))
+                .groupby(["kind", "channel"])
+                .size()
+                .rename("fields")
+                .reset_index()
+                .to_dict("records")
+            ),
+            "skipped_fields": len(skipped),
             "features": len(feature_columns(prof)),
             "median_cells_per_well": float(prof["Metadata_Count_Cells"].median()),
             "wells_without_cells": int(len(wells) - len(prof)),

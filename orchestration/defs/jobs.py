@@ -32,6 +32,12 @@ holdout_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets("mp_holdout_checkpoint", "mp_holdout_embeddings", "holdout_results"),
     description="Compound holdout: train a model without one compound per MOA and predict the held-out MOAs.",
 )
+paper_weights_job = dg.define_asset_job(
+    "paper_weights_job",
+    selection=dg.AssetSelection.groups("paper_weights"),
+    description="MP (paper weights): embed one dataset's image store with MOAProfiler's published checkpoint "
+    "(the entry's paper_weights); evaluation_results and retrieval_index then score and index it.",
+)
 phenoca_inputs_job = dg.define_asset_job(
     "phenoca_inputs_job",
     selection=dg.AssetSelection.assets("phenoca_profiles"),

@@ -66,7 +66,7 @@ def published_profiles(context: dg.AssetExecutionContext, store: MoaStore, s3: S
         wh.replace_table(partition_table("cp_published_embeddings", ds), emb, partition={"dataset": ds})
         meta.update({f"embeddings_{k}": v for k, v in emb_meta.items()})
         if entry.kind == "profiles":  # a profile-only dataset's wells come from its profiles
-            wells = to_wells_table(table[annotated], f"dataset {ds} published profiles")
+            wells = to_wells_table(table[annotated], f"dataset {ds} published profiles", entry.controls)
             wh.replace_table(partition_table("wells", ds), wells, partition={"dataset": ds})
     return dg.MaterializeResult(
         metadata={
@@ -236,9 +236,8 @@ def _published_out_of_core(context: dg.AssetExecutionContext, store: MoaStore, s
     paper = pd.concat([trt, dmso]).sort_values(["Metadata_Plate", "Metadata_Well"])
     if trt.empty:
         raise dg.Failure(f"dataset {ds}: no annotated single-MOA well in the release ({annotations})")
-    wh.replace_table(
-        partition_table("wells", ds), to_wells_table(paper, f"dataset {ds} release"), partition={"dataset": ds}
-    )
+    paper_wells = to_wells_table(paper, f"dataset {ds} release", store.dataset(ds).controls)
+    wh.replace_table(partition_table("wells", ds), paper_wells, partition={"dataset": ds})
     return {
         **meta,
         **load.as_metadata(),

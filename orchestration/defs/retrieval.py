@@ -155,13 +155,15 @@ def _prune(store: MoaStore, folder: Path, keep: set[Path]) -> None:
         "cp_embeddings",
         "dp_embeddings",
         "cp_published_embeddings",
+        "mp_paper_embeddings",
         "phenoca_results",
         "image_store",
     ],
     kinds={"numpy", "duckdb"},
     description=(
-        "MOA-retrieval indexes of one (dataset, fraction): one per embedding method present (MP, CP, CP published, "
-        "DP recipe, IBP): unit-scaled well profiles (PCC), per-compound activity / replicate-consistency mAP "
+        "MOA-retrieval indexes of one (dataset, fraction): one per embedding method present (every method "
+        "of moa_core.methods: MP, MP (paper weights), the CP baselines, DP recipe, IBP): unit-scaled well "
+        "profiles (PCC), per-compound activity / replicate-consistency mAP "
         "(p, q), leave-one-compound-out calibration of the predicted MOA; and where every field's images are."
     ),
 )

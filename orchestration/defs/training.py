@@ -99,11 +99,28 @@ def _fields_for(index: pd.DataFrame, wells: pd.DataFrame) -> pd.DataFrame:
     return index.merge(wells, on=KEYS, how="inner").sort_values(FIELD_KEYS).reset_index(drop=True)
 
 
+def skipped_fields(store: MoaStore, ds: str) -> pd.DataFrame:
+    """The fields of ``ds`` that field QC skips (``field_qc`` rows with ``skipped``; none if it has not run)."""
+    wh = store.warehouse()
+    if not wh.has_table("field_qc"):
+        return pd.DataFrame(columns=FIELD_KEYS)
+    qc = wh.read_table("field_qc", {"dataset": ds})
+    if "skipped" not in qc.columns:  # written before per-channel QC existed: nothing was skipped
+        return pd.DataFrame(columns=FIELD_KEYS)
+    return qc.loc[qc["skipped"].astype(bool), FIELD_KEYS].drop_duplicates()
+
+
 def _store_index(store: MoaStore, ds: str) -> tuple[Path, pd.DataFrame]:
+    """The image store's path and index, without the fields field QC skips."""
     from moa_core.store import ImageStore
 
     path = store.image_store_path(ds)
-    return path, ImageStore(path).index()
+    index = ImageStore(path).index()
+    skip = skipped_fields(store, ds)
+    if len(skip):
+        drop = pd.MultiIndex.from_frame(skip.astype({"Metadata_Site": "int64"}))
+        index = index[~pd.MultiIndex.from_frame(index[FIELD_KEYS].astype({"Metadata_Site": "int64"})).isin(drop)]
+    return path, index
 
 
 def _epoch_logger(context: dg.AssetExecutionContext, epochs: int):

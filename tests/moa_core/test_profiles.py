@@ -210,10 +210,14 @@ def test_profile_plate_streams_the_same_cells_and_flags_empty_fields(mini_datase
     for ch in ("DNA", "ER", "RNA", "AGP", "Mito"):
         write_tiff_atomic(copy / r0[f"PathName_Orig{ch}"] / r0[f"FileName_Orig{ch}"], np.zeros((128, 128), np.uint16))
     rep2 = profile_plate(one, tmp_path / "q.parquet", copy, cfg)
-    assert rep2.flagged_fields[["Metadata_Well", "Metadata_Site"]].values.tolist() == [
+    flags = rep2.flagged_fields
+    assert flags[["Metadata_Well", "Metadata_Site"]].drop_duplicates().values.tolist() == [
         [r0["Metadata_Well"], r0["Metadata_Site"]]
     ]
-    assert "contrast" in rep2.flagged_fields["reason"].iloc[0]
+    assert "contrast" in flags["reason"].iloc[0] and pd.isna(flags["channel"].iloc[0])  # the segmentation's flag
+    # and field QC's: every channel of the all-zero field is blank, named
+    assert sorted(flags["channel"].dropna()) == sorted(("DNA", "ER", "RNA", "AGP", "Mito"))
+    assert flags["reason"].iloc[1:].str.startswith("blank").all() and not flags["skipped"].any()
 
 
 def test_profile_plate_failure_leaves_no_file(mini_dataset, tmp_path):

@@ -34,6 +34,7 @@ from moa_core.model.pretrained import (  # noqa: E402
     verify_checkpoint,
 )
 from moa_core.model.upstream import convert_upstream_state_dict, static_same_padding  # noqa: E402
+from tests.support.upstream_model import input_sensitive_upstream, pooled_spread  # noqa: E402
 
 STAIN_CHANNEL = {"DNA": 5, "ER": 4, "RNA": 3, "AGP": 2, "Mito": 1}  # cpg0000 / source_4 file numbers
 TOL = 1e-4
@@ -63,26 +64,24 @@ def real_fields(shared_dir) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> torch.nn.Module:
-    """efficientnet_pytorch's B0 as upstream builds it, random weights and non-trivial batch-norm statistics."""
-    torch.manual_seed(0)
-    model = efficientnet_pytorch.EfficientNet.from_name("efficientnet-b0", num_classes=11, in_channels=5)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):  # untrained statistics (0, 1) would hide an eps difference
-            m.running_mean.normal_(0, 0.1)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.normal_(1, 0.1)
-            m.bias.data.normal_(0, 0.1)
-    return model.eval()
+def upstream_x(real_fields) -> torch.Tensor:
+    return upstream_input(
+        real_fields, STUDY_CHANNEL_ORDER["JUMP1"], [0.12, 0.09, 0.15, 0.1, 0.2], [0.1, 0.08, 0.12, 0.09, 0.15]
+    )
 
 
 @pytest.fixture(scope="module")
-def reference(upstream, real_fields):
-    """Upstream's input for the real fields, and efficientnet_pytorch's pooled features and logits on it."""
-    x = upstream_input(
-        real_fields, STUDY_CHANNEL_ORDER["JUMP1"], [0.12, 0.09, 0.15, 0.1, 0.2], [0.1, 0.08, 0.12, 0.09, 0.15]
-    )
+def upstream(upstream_x) -> torch.nn.Module:
+    """efficientnet_pytorch's B0 as upstream builds it: random weights, batch norm calibrated on the real fields
+    so that its pooled features depend on the field (see ``tests/support/upstream_model.py``)."""
     torch.set_num_threads(2)
+    return input_sensitive_upstream(upstream_x)
+
+
+@pytest.fixture(scope="module")
+def reference(upstream, upstream_x):
+    """Upstream's input for the real fields, and efficientnet_pytorch's pooled features and logits on it."""
+    x = upstream_x
     with torch.no_grad():
         maps = upstream.extract_features(x)
         feats = upstream._avg_pooling(maps).flatten(1)
@@ -102,6 +101,7 @@ def test_paper_checkpoint_gives_upstreams_features_on_real_fields(upstream, refe
     with torch.no_grad():
         ours, our_logits = embed_and_logits(model, x)
     assert ours.shape == (4, 1280)
+    assert pooled_spread(upstream, x) > 1e-3  # the features depend on the field, so agreement means something
     assert float((ours - feats).abs().max()) <= TOL
     assert float((our_logits - logits).abs().max()) <= TOL
 

@@ -7,7 +7,8 @@
 - ``"cpg0016"``: JUMP's ``well.csv.gz`` + ``compound.csv.gz`` (folder ``$MOA_JUMP_METADATA``)
   joined by InChIKey to the JUMP-Target-1 annotations; controls from ``perturbation_control.csv``;
 - a path: a user's table with ``Metadata_Plate, Metadata_Well, Metadata_broad_sample,
-  Metadata_moa`` (``DMSO`` for negative controls).
+  Metadata_moa``; negative controls by the entry's ``controls``
+  (:mod:`moa_core.data.controls`: ``DMSO`` in the MOA, compound or name column, or ``negcon``).
 
 Every branch ends in :func:`moa_core.data.sources.base.to_wells_table`, so the
 ``wells`` table has the same schema whatever the source.
@@ -112,7 +113,7 @@ def well_annotations(entry: DatasetEntry, load_data: pd.DataFrame, shared_dir: P
             f"{where}: no annotations: set `annotations` to cpjump1, lincs, cpg0016 or a per-well "
             f"table (Metadata_Plate, Metadata_Well, Metadata_broad_sample, Metadata_moa)"
         )
-    out = to_wells_table(_restrict(wells, load_data), where)
+    out = to_wells_table(_restrict(wells, load_data), where, entry.controls)
     if out.empty:
         raise SchemaError(
             f"{where}: none of the {load_data[KEYS].drop_duplicates().shape[0]} wells of the load_data "

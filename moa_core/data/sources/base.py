@@ -15,6 +15,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from moa_core.data.config import ControlSpec
+from moa_core.data.controls import mark_negative_controls
 from moa_core.data.design import DESIGN_COLUMNS, NEGCON
 from moa_core.data.image_io import CHANNELS
 from moa_core.data.load_data import (
@@ -83,11 +85,13 @@ def canonical_load_data(df: pd.DataFrame, source_file: str, etag: str = "") -> p
     return out[LOAD_DATA_COLUMNS].reset_index(drop=True)
 
 
-def to_wells_table(df: pd.DataFrame, source: str) -> pd.DataFrame:
+def to_wells_table(df: pd.DataFrame, source: str, controls: ControlSpec = ControlSpec()) -> pd.DataFrame:
     """Per-well annotations in the schema of :data:`DESIGN_COLUMNS`.
 
     Needs ``Metadata_Plate``, ``Metadata_Well``, ``Metadata_broad_sample`` and
-    ``Metadata_moa`` (``"DMSO"`` for negative controls, ``|``-joined when several);
+    ``Metadata_moa`` (``|``-joined when several). Negative controls are recognised by ``controls``
+    (:func:`moa_core.data.controls.mark_negative_controls`: ``DMSO`` in the MOA, compound or
+    perturbation-name column, or a ``negcon`` perturbation/control type) and become the ``"DMSO"`` class;
     other design columns are filled with NaN when absent, ``Metadata_n_moa`` /
     ``Metadata_single_moa`` are derived from ``Metadata_moa``. A duplicated or blank
     (plate, well) is an error naming it.
@@ -106,6 +110,7 @@ def to_wells_table(df: pd.DataFrame, source: str) -> pd.DataFrame:
     if dup.any():
         r = out[dup].iloc[0]
         raise SchemaError(f"{source}: plate {r['Metadata_Plate']} well {r['Metadata_Well']} is annotated twice")
+    out = mark_negative_controls(out, controls, source)
     moa = out["Metadata_moa"].where(out["Metadata_moa"].astype("string").str.strip().ne(""), np.nan)
     out["Metadata_moa"] = moa
     out["Metadata_n_moa"] = moa.astype("string").str.count(r"\|").add(1).fillna(0).astype(int)
