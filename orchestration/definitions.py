@@ -4,6 +4,7 @@ import dagster as dg
 
 from orchestration.defs import (
     automation,
+    baselines,
     evaluation,
     executors,
     image_store,
@@ -18,7 +19,7 @@ from orchestration.defs import (
 )
 from orchestration.resources import MoaStore, gallery_s3
 
-MODULES = [ingest, image_store, published, training, paper_weights, evaluation, phenoca, retrieval, publish]
+MODULES = [ingest, baselines, image_store, published, training, paper_weights, evaluation, phenoca, retrieval, publish]
 
 
 def build_definitions(

@@ -9,6 +9,7 @@ from moa_core.datasets import replicate_fraction
 from moa_core.methods import method_tables
 from moa_core.splits import subsample_training
 from moa_core.storage import partition_table
+from orchestration.defs.baselines import cp_baselines
 from orchestration.defs.ingest import compound_holdout_splits, cp_embeddings, splits
 from orchestration.defs.paper_weights import mp_paper_embeddings
 from orchestration.defs.training import dp_embeddings, mp_embeddings, mp_holdout_embeddings
@@ -59,7 +60,7 @@ def available_methods(
 @dg.asset(
     partitions_def=dataset_fraction_partitions,
     group_name=GROUP,
-    deps=[mp_embeddings, cp_embeddings, splits, dp_embeddings, mp_paper_embeddings],
+    deps=[mp_embeddings, cp_embeddings, cp_baselines, splits, dp_embeddings, mp_paper_embeddings],
     kinds={"duckdb"},
     description=(
         "Evaluation tables for MP, CP, CP published and the DP recipe (whichever exist) on the same test wells: "

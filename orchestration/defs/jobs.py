@@ -7,13 +7,16 @@ import dagster as dg
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.groups("ingest"),
-    description="Raw images -> CP profiles (per plate) -> CP embeddings, the train/val/test splits and the "
-    "preprocessed image store, for one dataset.",
+    description="Raw images -> CP profiles (per plate) -> CP embeddings and the CP baselines (JUMP recipe, "
+    "spherized, cell count) with their ablation, the train/val/test splits and the preprocessed image store, for "
+    "one dataset.",
 )
 published_job = dg.define_asset_job(
     "published_job",
-    selection=dg.AssetSelection.groups("published") | dg.AssetSelection.assets("splits", "compound_holdout_splits"),
-    description="Published CellProfiler profiles -> DuckDB, splits and their evaluation, for one profile dataset.",
+    selection=dg.AssetSelection.groups("published")
+    | dg.AssetSelection.assets("splits", "compound_holdout_splits", "cp_baselines", "cp_ablation"),
+    description="Published CellProfiler profiles -> DuckDB, splits and their evaluation, the CP baselines and their "
+    "ablation, for one profile dataset.",
 )
 train_eval_job = dg.define_asset_job(
     "train_eval_job",

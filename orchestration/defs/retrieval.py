@@ -156,6 +156,7 @@ def _prune(store: MoaStore, folder: Path, keep: set[Path]) -> None:
         "dp_embeddings",
         "cp_published_embeddings",
         "mp_paper_embeddings",
+        "cp_baselines",
         "phenoca_results",
         "image_store",
     ],

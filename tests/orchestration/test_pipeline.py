@@ -1,9 +1,13 @@
 """Materialize the whole asset graph through Dagster on the mini synthetic dataset."""
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
+from moa_core.evaluation.ablation import ABLATION_METRICS
+from moa_core.profiles.baselines import JUMP_STEPS, SPHERIZE_STEPS
+from moa_core.profiles.normalize import feature_columns
 from moa_core.storage import Warehouse, partition_table
 from orchestration.definitions import build_definitions
 from orchestration.partitions import multi_key
@@ -28,6 +32,8 @@ def test_every_asset_materializes_with_metadata(materialized):
         "raw_images",
         "cp_profiles",
         "cp_embeddings",
+        "cp_baselines",
+        "cp_ablation",
         "splits",
         "compound_holdout_splits",
         "image_store",
@@ -57,7 +63,7 @@ def test_warehouse_holds_mp_and_cp_for_the_same_test_wells(materialized):
     store, _, _ = materialized
     wh = Warehouse(store.snapshot_path, read_only=True)
     res = wh.read_table("evaluation_results", {"dataset": DS, "fraction": FRAC})
-    methods = {"MP", "CP", "DP recipe (trained here)"}
+    methods = {"MP", "CP", "DP recipe (trained here)", "CP (JUMP recipe)", "CP spherized", "cell count"}
     assert set(res["method"]) == methods
     for analysis in ("enrichment", "intra_inter", "knn", "latent"):
         assert set(res[res["analysis"] == analysis]["method"]) == methods, analysis
@@ -69,6 +75,36 @@ def test_warehouse_holds_mp_and_cp_for_the_same_test_wells(materialized):
     sp = wh.read_table(partition_table("splits", DS))
     key = lambda d: set(zip(d.Metadata_Plate, d.Metadata_Well))  # noqa: E731
     assert key(mp) == key(sp) and key(mp) <= key(cp)  # CP profiles every rendered well, MP the split's
+
+
+def test_cp_baselines_are_methods_with_an_ablation(materialized):
+    store, _, results = materialized
+    wh = Warehouse(store.snapshot_path, read_only=True)
+    meta = {
+        m.asset_key.to_user_string(): m.metadata
+        for r in results.values()
+        for ev in r.get_asset_materialization_events()
+        for m in [ev.event_specific_data.materialization]
+    }
+    assert meta["cp_baselines"]["profiles"].value == "cp_profiles"
+    steps = {(s["recipe"], s["step"]): s for s in meta["cp_baselines"]["steps"].value}
+    assert steps[("CP (JUMP recipe)", "Harmony")]["batch"] == "Metadata_Plate"  # the mini dataset: 2 plates
+    jump = wh.read_table(partition_table("cp_jump_embeddings", DS))
+    cp = wh.read_table(partition_table("cp_embeddings", DS))
+    assert len(jump) == len(cp) and 0 < len(feature_columns(jump)) <= len(feature_columns(cp))
+    count = wh.read_table(partition_table("cell_count_embeddings", DS))
+    z = count[feature_columns(count)].to_numpy()
+    assert z.shape[1] == 25 and np.isfinite(z).all() and np.unique(z.argmax(1)).size > 3  # counts differ by well
+    ab = wh.read_table("cp_ablation", {"dataset": DS})
+    got = set(zip(ab["recipe"], ab["step"]))
+    assert {("CP (JUMP recipe)", s) for s in JUMP_STEPS} <= got and {("CP spherized", s) for s in SPHERIZE_STEPS} <= got
+    assert {("reference", "CP (DMSO standardized)"), ("reference", "cell count")} <= got
+    assert set(ab["label"]) == {m[3] for m in ABLATION_METRICS}
+    knn = ab[ab["analysis"].eq("knn")].set_index(["recipe", "step"])["value"]
+    assert knn.notna().all() and knn.between(0, 1).all()
+    # the ablation's last JUMP step is the method evaluation_results scored (same wells: the same k-NN F1 range)
+    res = wh.read_table("evaluation_results", {"dataset": DS, "fraction": FRAC})
+    assert {"CP (JUMP recipe)", "CP spherized", "cell count"} <= set(res["method"])
 
 
 def test_rerun_replaces_partition_rows(materialized):
@@ -158,7 +194,14 @@ def test_retrieval_indexes_images_and_asset_status_are_published(materialized):
     store, _, _ = materialized
     wh = Warehouse(store.snapshot_path, read_only=True)
     rows = wh.read_table("retrieval_indexes", {"dataset": DS, "fraction": FRAC})
-    assert set(rows["method"]) == {"MP", "CP", "DP recipe (trained here)"}
+    assert set(rows["method"]) == {
+        "MP",
+        "CP",
+        "DP recipe (trained here)",
+        "CP (JUMP recipe)",
+        "CP spherized",
+        "cell count",
+    }
     for r in rows.itertuples():
         idx = load_index(store.root_path / r.path, verify=True)
         assert idx.manifest["build_id"] == r.build_id and idx.n_wells == r.n_wells
@@ -212,6 +255,6 @@ def test_index_rebuilds_keep_what_the_snapshot_names_and_remove_the_rest(materia
     on_disk = {str(p.relative_to(store.root_path)) for p in folder.iterdir()}
     assert published.isdisjoint(on_disk) and second <= on_disk and len(on_disk) == 2 * len(second)
     assert {p.split("/")[-1].rsplit("-", 2)[0] for p in on_disk} == {
-        slug(m) for m in ("MP", "CP", "DP recipe (trained here)")
+        slug(m) for m in ("MP", "CP", "DP recipe (trained here)", "CP (JUMP recipe)", "CP spherized", "cell count")
     }
     assert run("publish_job", None).success

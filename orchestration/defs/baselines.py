@@ -1,0 +1,153 @@
+"""CP baselines domain: the field's trusted CellProfiler baselines as methods, and their ablation.
+
+``cp_baselines`` computes "CP (JUMP recipe)", "CP spherized" and "cell count"
+(:mod:`moa_core.profiles.baselines`) from the dataset's CP well profiles: the project's own (``cp_profiles``)
+for an image dataset, the published ones (``published_profiles``) for a profile-only dataset.
+``cp_ablation`` scores every step of the two CP recipes, beside "CP" (DMSO standardization only), with the
+paper's analyses and mAP on the same test wells (:func:`moa_core.evaluation.ablation.ablation_table`).
+Both belong to ``ingest_job`` and ``published_job``; ``evaluation_results`` and ``retrieval_index`` then
+score and index the three methods like every other.
+"""
+
+import time
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from moa_core.methods import METHODS
+from moa_core.storage import partition_table
+from orchestration.partitions import dataset_key, dataset_partitions
+from orchestration.resources import MoaStore
+
+GROUP = "ingest"
+JUMP, SPHERIZED, COUNT = "CP (JUMP recipe)", "CP spherized", "cell count"
+#: Ablation suite settings: point estimates only (no bootstrap, no per-k curves), so the ablation of nine
+#: tables costs about one evaluation of one method with CIs.
+ABLATION_SUITE = {"n_boot": 0, "include_knn_curves": False, "store_knn_predictions": False}
+
+
+def cp_well_profiles(store: MoaStore, ds: str) -> tuple[pd.DataFrame, list[str], np.ndarray, str]:
+    """The dataset's annotated CP well profiles (cleaned), their features, the negative-control mask and where
+    they came from (``cp_profiles`` or ``published_profiles``)."""
+    from moa_core.data.controls import negative_control_mask
+    from moa_core.data.design import NEGCON
+    from moa_core.profiles.normalize import clean_features, feature_columns
+
+    wh = store.warehouse()
+    entry = store.dataset(ds)
+    for base in ("cp_profiles", "published_profiles"):
+        table = partition_table(base, ds)
+        if wh.has_table(table):
+            break
+    else:
+        raise dg.Failure(
+            f"dataset {ds}: no CP well profiles; materialize cp_profiles (ingest_job) or published_profiles "
+            f"(published_job) first"
+        )
+    prof = wh.read_table(table)
+    prof = prof[prof["Metadata_moa"].notna()].reset_index(drop=True)
+    feats = [f for f in feature_columns(prof) if f != "Metadata_Count_Cells"]
+    clean, kept, _ = clean_features(prof, feats)
+    ctrl = clean["Metadata_moa"].eq(NEGCON).fillna(False).to_numpy(bool) | negative_control_mask(clean, entry.controls)
+    return clean.reset_index(drop=True), kept, ctrl, base
+
+
+def _recipes(store: MoaStore, ds: str, seed: int):
+    from moa_core.profiles.baselines import cell_count_profile, count_column, jump_recipe, spherize_recipe
+
+    df, feats, ctrl, base = cp_well_profiles(store, ds)
+    recipes = {JUMP: jump_recipe(df, feats, ctrl, seed=seed), SPHERIZED: spherize_recipe(df, feats, ctrl)}
+    count = cell_count_profile(df, ctrl) if count_column(df) else None
+    return df, recipes, count, base
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=["cp_profiles", "published_profiles"],
+    kinds={"python", "duckdb"},
+    description=(
+        "The field's CP baselines from the dataset's CP well profiles: CP (JUMP recipe) (variance filter -> MAD "
+        "robustize -> INT -> feature selection -> Harmony; pycytominer, harmonypy), CP spherized (the paper's "
+        "optimized CP) and cell count (cells per well; where the profiles carry a count)."
+    ),
+)
+def cp_baselines(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    ds = dataset_key(context)
+    t0 = time.time()
+    entry = store.dataset(ds)
+    df, recipes, count, base = _recipes(store, ds, entry.split_seed)
+    wh = store.warehouse()
+    report = [r for rec in recipes.values() for r in rec.report]
+    written = {}
+    for name, rec in recipes.items():
+        wh.replace_table(partition_table(METHODS[name].table, ds), rec.output, partition={"dataset": ds})
+        written[name] = len(rec.output.columns) - sum(c.startswith("Metadata_") for c in rec.output.columns)
+    if count is not None:
+        wh.replace_table(partition_table(METHODS[COUNT].table, ds), count.output, partition={"dataset": ds})
+        report += count.report
+        written[COUNT] = len(count.output.columns) - sum(c.startswith("Metadata_") for c in count.output.columns)
+    else:
+        context.log.warning(f"dataset {ds}: the {base} carry no cell count; no '{COUNT}' method for it")
+    return dg.MaterializeResult(
+        metadata={
+            "profiles": base,
+            "wells": len(df),
+            "control_wells": int(df["Metadata_moa"].eq("DMSO").sum()),
+            "features_in": len([c for c in df.columns if not c.startswith("Metadata_")]),
+            "features_out": dg.MetadataValue.json(written),
+            "steps": dg.MetadataValue.json(report),
+            "cell_count": "written" if count is not None else f"not available (no count column in {base})",
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=dataset_partitions,
+    group_name=GROUP,
+    deps=[cp_baselines, "splits", "cp_embeddings", "published_profiles"],
+    kinds={"duckdb"},
+    description=(
+        "Ablation of the CP recipes: each step of CP (JUMP recipe) and CP spherized, beside CP (DMSO "
+        "standardization only) and cell count, scored with the paper's analyses and mAP on the same test wells "
+        "(table cp_ablation)."
+    ),
+)
+def cp_ablation(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
+    from moa_core.errors import MoaInputError
+    from moa_core.evaluation.ablation import ablation_table, ablation_wide
+
+    ds = dataset_key(context)
+    t0 = time.time()
+    entry = store.dataset(ds)
+    wh = store.warehouse()
+    _, recipes, count, base = _recipes(store, ds, entry.split_seed)
+    refs = {}
+    for name in ("CP", "CP published"):
+        table = partition_table(METHODS[name].table, ds)
+        if wh.has_table(table):
+            refs[f"{name} (DMSO standardized)"] = wh.read_table(table)
+            break
+    if count is not None:
+        refs[COUNT] = count.output
+    sp = wh.read_table(partition_table("splits", ds))
+    try:
+        tab = ablation_table(
+            list(recipes.values()), sp, references=refs, where=f"dataset {ds}", seed=entry.split_seed, **ABLATION_SUITE
+        )
+    except MoaInputError as exc:
+        raise dg.Failure(str(exc)) from exc
+    tab.insert(0, "dataset", ds)
+    tab.insert(1, "profiles", base)
+    wh.replace_rows("cp_ablation", tab, {"dataset": ds})
+    wide = ablation_wide(tab)
+    return dg.MaterializeResult(
+        metadata={
+            "ablation": dg.MetadataValue.md(wide.round(3).to_markdown(index=False)),
+            "rows": len(tab),
+            "profiles": base,
+            "seconds": round(time.time() - t0, 1),
+        }
+    )
