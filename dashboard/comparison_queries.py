@@ -36,7 +36,6 @@ import pandas as pd
 
 from dashboard import queries
 from dashboard.style import EMPTY, label, sig3, sort_methods, with_ci
-from moa_core.storage import partition_table
 
 NEW_TABLES = ("evaluation_per_moa", "evaluation_confusion", "embedding_maps")
 REMATERIALIZE = "evaluation_results"
@@ -257,46 +256,14 @@ class Chance:
     source: str
 
 
-def prevalence_f1(counts: pd.Series | np.ndarray | list[int]) -> float:
-    """``sum_c p_c^2`` with ``p_c = n_c / sum n``: the expected weighted F1 of a prevalence-matched random guess."""
-    n = np.asarray(counts, dtype=float)
-    n = n[n > 0]
-    if n.size == 0:
-        return math.nan
-    p = n / n.sum()
-    return float((p**2).sum())
-
-
 def chance(dataset: str, fraction: str, results_frame: pd.DataFrame | None = None, path: Path | None = None) -> Chance:
-    """Chance weighted F1 of one partition (per-MOA table, else the splits table, else 1/#MOAs)."""
-    pm = per_moa(dataset, fraction, path)
-    if not pm.empty:
-        first = pm[pm["analysis"] == pm["analysis"].iloc[0]]
-        counts = first[first["method"] == first["method"].iloc[0]]["n"]
-        return Chance(
-            prevalence_f1(counts),
-            int((counts > 0).sum()),
-            "MOA prevalences of the evaluated test wells (evaluation_per_moa)",
-        )
-    table = partition_table("splits", dataset)
-    if queries.has_table(table, path):
-        sp = queries.query(f'SELECT * FROM "{table}"', None, path)
-        need = {"Metadata_split", "Metadata_moa"}
-        if need <= set(sp.columns):
-            test = sp[sp["Metadata_split"].eq("test") & sp["Metadata_moa"].notna() & sp["Metadata_moa"].ne(NEGCON)]
-            if "Metadata_eval_eligible" in test.columns:
-                test = test[test["Metadata_eval_eligible"].fillna(False).astype(bool)]
-            if "Metadata_broad_sample" in test.columns:
-                test = test[test["Metadata_broad_sample"].ne(NEGCON)]
-                ok = test.groupby("Metadata_moa")["Metadata_broad_sample"].nunique()
-                test = test[test["Metadata_moa"].isin(ok[ok >= 2].index)]
-            counts = test["Metadata_moa"].value_counts()
-            if len(counts) >= 2:
-                return Chance(
-                    prevalence_f1(counts),
-                    len(counts),
-                    "MOA prevalences of the split's evaluable test wells (splits table)",
-                )
+    """Chance weighted F1 of one partition: the ``evaluation_chance`` row the evaluation wrote from the wells it
+    scored (:func:`moa_core.evaluation.compare.chance_baselines`); for a snapshot older than that table,
+    1 / #MOAs of the suite's filtering rows."""
+    rows = _partition_rows("evaluation_chance", "metric, value, n_moas", "metric", dataset, fraction, path)
+    if not rows.empty and (rows["metric"] == "weighted_f1").any():
+        r = rows[rows["metric"] == "weighted_f1"].iloc[0]
+        return Chance(float(r["value"]), int(r["n_moas"]), "MOA prevalences of the evaluated test wells")
     res = results_frame if results_frame is not None else results(dataset, fraction, path=path)
     moas = res[(res["analysis"] == "filtering") & (res["metric"] == "n_moas_output")]["value"]
     if not moas.empty and moas.iloc[0] >= 1:
@@ -414,6 +381,22 @@ def holdout_topk(
         .sort_values("parameter")
     )
     return topk.sort_values(["method", "vote", "parameter"]).reset_index(drop=True), rnd.reset_index(drop=True)
+
+
+def cp_ablation(dataset: str, path: Path | None = None) -> pd.DataFrame:
+    """The CP recipes' ablation of one dataset (:func:`moa_core.evaluation.ablation.ablation_wide` of the
+    ``cp_ablation`` rows: one row per recipe step, one column per metric); empty when not materialized."""
+    from moa_core.evaluation.ablation import ablation_wide
+
+    if not queries.has_table("cp_ablation", path):
+        return pd.DataFrame()
+    rows = queries.query(
+        "SELECT recipe, step_index, step, features, label, analysis, metric, parameter, value FROM cp_ablation "
+        "WHERE dataset = ? ORDER BY step_index",
+        [dataset],
+        path,
+    )
+    return ablation_wide(rows) if not rows.empty else rows
 
 
 def fraction_curves(all_fractions: pd.DataFrame, methods: tuple[str, ...] | None = None) -> pd.DataFrame:

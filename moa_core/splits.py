@@ -154,6 +154,16 @@ def subsample_training(
     return out[~drop].reset_index(drop=True)
 
 
+def fraction_split(splits: pd.DataFrame, fraction_key: str, *, seed: int = 0) -> pd.DataFrame:
+    """The well split an image model of fraction ``fraction_key`` (``"100"``, ``"50"``, ...) trains and is
+    scored with: :func:`subsample_training` at the key's replicate share
+    (:func:`moa_core.datasets.replicate_fraction`; an OOD-molecule key is an error). The one rule that
+    training, evaluation and the replicate-fraction scaling curve all use."""
+    from moa_core.datasets import replicate_fraction
+
+    return subsample_training(splits, replicate_fraction(fraction_key), seed=seed)
+
+
 def choose_holdout_compounds(
     wells: pd.DataFrame,
     seed: int = 0,

@@ -63,6 +63,44 @@ def require_evaluable_test_wells(
     return n
 
 
+#: Columns of :func:`chance_baselines` (the warehouse table ``evaluation_chance``).
+CHANCE_COLUMNS = ["metric", "value", "n_moas", "n_wells", "definition"]
+
+
+def prevalence_f1(counts) -> float:
+    """``sum_c p_c^2`` with ``p_c = n_c / sum n``: the expected weighted F1 (and weighted precision and
+    recall) of a random guess that draws each MOA with its prevalence."""
+    import math
+
+    import numpy as np
+
+    n = np.asarray(counts, dtype=float)
+    n = n[n > 0]
+    if n.size == 0:
+        return math.nan
+    p = n / n.sum()
+    return float((p**2).sum())
+
+
+def chance_baselines(splits: pd.DataFrame, tables: Mapping[str, pd.DataFrame], negcon: str = "DMSO") -> pd.DataFrame:
+    """Chance levels of the headline analyses on exactly the wells :func:`compare_methods` scores (the common
+    test wells, through the suite's own :func:`~moa_core.evaluation.filtering.filter_test_wells`):
+    ``weighted_f1`` (:func:`prevalence_f1` of their MOA counts; k-NN, class latent and logistic F1),
+    ``odds_ratio`` (1: no enrichment) and ``intra_inter_delta`` (0). Columns :data:`CHANCE_COLUMNS`."""
+    from .filtering import filter_test_wells
+
+    test = common_test_wells(splits, tables, negcon).merge(splits, on=KEYS)
+    kept, _ = filter_test_wells(test, negcon=negcon)
+    counts = kept["Metadata_moa"].value_counts()
+    n_moas, n_wells = int((counts > 0).sum()), int(counts.sum())
+    rows = [
+        ("weighted_f1", prevalence_f1(counts), n_moas, n_wells, "sum of squared MOA prevalences of the scored wells"),
+        ("odds_ratio", 1.0, n_moas, n_wells, "no enrichment"),
+        ("intra_inter_delta", 0.0, n_moas, n_wells, "no MOA structure"),
+    ]
+    return pd.DataFrame(rows, columns=CHANCE_COLUMNS)
+
+
 def compare_methods(
     tables: Mapping[str, pd.DataFrame],
     splits: pd.DataFrame,

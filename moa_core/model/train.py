@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +138,43 @@ def save_checkpoint_atomic(obj: dict, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename."""
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def write_checkpoint(
+    path: str | os.PathLike,
+    *,
+    state_dict: dict,
+    classes: Sequence[str],
+    channel_mean,
+    channel_sd,
+    config: dict,
+    best_epoch: int,
+    best_val_accuracy: float,
+    selection: str,
+    history: list,
+    in_channels: int,
+    **extra,
+) -> None:
+    """Write a model checkpoint in the project's format (:data:`CHECKPOINT_FORMAT`), atomically: the one
+    writer of the format, for trained models and for a user's pretrained weights alike (``extra`` keys,
+    e.g. ``world_size``, ``cell_crop``, are kept)."""
+    save_checkpoint_atomic(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "state_dict": state_dict,
+            "classes": list(classes),
+            "channel_mean": channel_mean,
+            "channel_sd": channel_sd,
+            "config": config,
+            "best_epoch": int(best_epoch),
+            "best_val_accuracy": float(best_val_accuracy),
+            "selection": selection,
+            "history": history,
+            "in_channels": int(in_channels),
+            **extra,
+        },
+        path,
+    )
 
 
 def resume_path(checkpoint_path: str | os.PathLike) -> Path:
@@ -463,22 +500,21 @@ def train_classifier(
         Path(checkpoint_path), best["epoch"], best["acc"], history, time.time() - t0, list(classes), resumed_from, ""
     )
     if rank == 0:
-        ckpt = {
-            "format": CHECKPOINT_FORMAT,
-            "state_dict": best["state"],
-            "classes": list(classes),
-            "channel_mean": mean,
-            "channel_sd": sd,
-            "config": config.to_dict(),
-            "best_epoch": best["epoch"],
-            "best_val_accuracy": best["acc"],
-            "selection": selection,
-            "history": history,
-            "in_channels": int(train_src.channels),
-            "world_size": world,
+        write_checkpoint(
+            checkpoint_path,
+            state_dict=best["state"],
+            classes=classes,
+            channel_mean=mean,
+            channel_sd=sd,
+            config=config.to_dict(),
+            best_epoch=best["epoch"],
+            best_val_accuracy=best["acc"],
+            selection=selection,
+            history=history,
+            in_channels=int(train_src.channels),
+            world_size=world,
             **(extra or {}),
-        }
-        save_checkpoint_atomic(ckpt, checkpoint_path)
+        )
         rpath.unlink(missing_ok=True)
         result.sha256 = file_sha256(checkpoint_path)
     _barrier()

@@ -22,9 +22,9 @@ from orchestration.resources import MoaStore
 
 GROUP = "ingest"
 JUMP, SPHERIZED, COUNT = "CP (JUMP recipe)", "CP spherized", "cell count"
-#: Ablation suite settings: point estimates only (no bootstrap, no per-k curves), so the ablation of nine
-#: tables costs about one evaluation of one method with CIs.
-ABLATION_SUITE = {"n_boot": 0, "include_knn_curves": False, "store_knn_predictions": False}
+#: Ablation suite settings: point estimates only (no bootstrap, no per-k curves, no logistic regression: see
+#: moa_core.evaluation.ablation), so the ablation of ten tables costs a few evaluations of one method.
+ABLATION_SUITE = {"n_boot": 0, "include_knn_curves": False, "store_knn_predictions": False, "run_logistic": False}
 
 
 def cp_well_profiles(store: MoaStore, ds: str) -> tuple[pd.DataFrame, list[str], np.ndarray, str]:
@@ -53,13 +53,32 @@ def cp_well_profiles(store: MoaStore, ds: str) -> tuple[pd.DataFrame, list[str],
     return clean.reset_index(drop=True), kept, ctrl, base
 
 
-def _recipes(store: MoaStore, ds: str, seed: int):
+def _recipes(store: MoaStore, ds: str, seed: int, log=None):
+    """The recipes that can be computed on the dataset (name -> Recipe), the reasons of those that cannot
+    (name -> message: e.g. a count constant over the controls, no count column), the profiles and their
+    source table."""
+    from moa_core.errors import MoaInputError
     from moa_core.profiles.baselines import cell_count_profile, count_column, jump_recipe, spherize_recipe
 
     df, feats, ctrl, base = cp_well_profiles(store, ds)
-    recipes = {JUMP: jump_recipe(df, feats, ctrl, seed=seed), SPHERIZED: spherize_recipe(df, feats, ctrl)}
-    count = cell_count_profile(df, ctrl) if count_column(df) else None
-    return df, recipes, count, base
+    builders = {
+        JUMP: lambda: jump_recipe(df, feats, ctrl, seed=seed),
+        SPHERIZED: lambda: spherize_recipe(df, feats, ctrl),
+        COUNT: lambda: cell_count_profile(df, ctrl),
+    }
+    done, skipped = {}, {}
+    for name, build in builders.items():
+        if name == COUNT and count_column(df) is None:
+            skipped[name] = f"the {base} carry no cell count"
+            continue
+        try:
+            done[name] = build()
+        except MoaInputError as exc:  # SchemaError, NormalizationError: this dataset cannot have the method
+            skipped[name] = str(exc)
+    for name, why in skipped.items():
+        if log is not None:
+            log(f"dataset {ds}: no '{name}' method: {why}")
+    return df, done, skipped, base
 
 
 @dg.asset(
@@ -77,19 +96,13 @@ def cp_baselines(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
     ds = dataset_key(context)
     t0 = time.time()
     entry = store.dataset(ds)
-    df, recipes, count, base = _recipes(store, ds, entry.split_seed)
+    df, recipes, skipped, base = _recipes(store, ds, entry.split_seed, context.log.warning)
     wh = store.warehouse()
-    report = [r for rec in recipes.values() for r in rec.report]
-    written = {}
+    report, written = [], {}
     for name, rec in recipes.items():
         wh.replace_table(partition_table(METHODS[name].table, ds), rec.output, partition={"dataset": ds})
-        written[name] = len(rec.output.columns) - sum(c.startswith("Metadata_") for c in rec.output.columns)
-    if count is not None:
-        wh.replace_table(partition_table(METHODS[COUNT].table, ds), count.output, partition={"dataset": ds})
-        report += count.report
-        written[COUNT] = len(count.output.columns) - sum(c.startswith("Metadata_") for c in count.output.columns)
-    else:
-        context.log.warning(f"dataset {ds}: the {base} carry no cell count; no '{COUNT}' method for it")
+        written[name] = sum(not c.startswith("Metadata_") for c in rec.output.columns)
+        report += rec.report
     return dg.MaterializeResult(
         metadata={
             "profiles": base,
@@ -98,7 +111,7 @@ def cp_baselines(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
             "features_in": len([c for c in df.columns if not c.startswith("Metadata_")]),
             "features_out": dg.MetadataValue.json(written),
             "steps": dg.MetadataValue.json(report),
-            "cell_count": "written" if count is not None else f"not available (no count column in {base})",
+            "not_computed": dg.MetadataValue.json(skipped),
             "seconds": round(time.time() - t0, 1),
         }
     )
@@ -123,22 +136,28 @@ def cp_ablation(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Materi
     t0 = time.time()
     entry = store.dataset(ds)
     wh = store.warehouse()
-    _, recipes, count, base = _recipes(store, ds, entry.split_seed)
+    _, done, skipped, base = _recipes(store, ds, entry.split_seed, context.log.warning)
+    recipes = [done[n] for n in (JUMP, SPHERIZED) if n in done]
     refs = {}
     for name in ("CP", "CP published"):
         table = partition_table(METHODS[name].table, ds)
         if wh.has_table(table):
             refs[f"{name} (DMSO standardized)"] = wh.read_table(table)
             break
-    if count is not None:
-        refs[COUNT] = count.output
+    if COUNT in done:
+        refs[COUNT] = done[COUNT].output
     sp = wh.read_table(partition_table("splits", ds))
     try:
         tab = ablation_table(
-            list(recipes.values()), sp, references=refs, where=f"dataset {ds}", seed=entry.split_seed, **ABLATION_SUITE
+            recipes, sp, references=refs, where=f"dataset {ds}", seed=entry.split_seed, **ABLATION_SUITE
         )
-    except MoaInputError as exc:
-        raise dg.Failure(str(exc)) from exc
+    except MoaInputError as exc:  # e.g. a user's one plate: too few test wells for the paper's analyses
+        context.log.warning(f"dataset {ds}: no CP ablation: {exc}")
+        if wh.has_table("cp_ablation"):  # a previous ablation of this dataset no longer describes its data
+            wh.replace_rows("cp_ablation", wh.read_table("cp_ablation").head(0), {"dataset": ds}, allow_empty=True)
+        return dg.MaterializeResult(
+            metadata={"skipped": str(exc), "not_computed": dg.MetadataValue.json(skipped), "profiles": base}
+        )
     tab.insert(0, "dataset", ds)
     tab.insert(1, "profiles", base)
     wh.replace_rows("cp_ablation", tab, {"dataset": ds})

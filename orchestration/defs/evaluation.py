@@ -5,9 +5,8 @@ import time
 import dagster as dg
 import pandas as pd
 
-from moa_core.datasets import replicate_fraction
 from moa_core.methods import method_tables
-from moa_core.splits import subsample_training
+from moa_core.splits import fraction_split
 from moa_core.storage import partition_table
 from orchestration.defs.baselines import cp_baselines
 from orchestration.defs.ingest import compound_holdout_splits, cp_embeddings, splits
@@ -66,21 +65,20 @@ def available_methods(
         "Evaluation tables for MP, CP, CP published and the DP recipe (whichever exist) on the same test wells: "
         "enrichment, intra/inter-MOA PCC, k-NN over all k, "
         "class latent assignment, logistic regression, similarity groups, batch effect, mAP, bootstrap CIs, "
-        "and MP image-level classification. Also per (dataset, fraction): evaluation_per_moa (per-MOA precision/"
+        "and MP image-level classification. Also per (dataset, fraction): evaluation_chance (chance levels of the "
+        "scored wells), evaluation_per_moa (per-MOA precision/"
         "recall/F1 of the k-NN vote at the best-F1 k and of the class latent assignment), evaluation_confusion "
         "(their confusion counts) and embedding_maps (2-D PCA of every method's evaluated wells)."
     ),
 )
 def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
-    from moa_core.evaluation.compare import common_test_wells, compare_methods, compare_per_moa
+    from moa_core.evaluation.compare import chance_baselines, common_test_wells, compare_methods, compare_per_moa
 
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
     wh = store.warehouse()
     # the fraction's own training split: logistic regression (and MP) see the same subsample
-    sp = subsample_training(
-        wh.read_table(partition_table("splits", ds)), replicate_fraction(frac), seed=store.dataset(ds).split_seed
-    )
+    sp = fraction_split(wh.read_table(partition_table("splits", ds)), frac, seed=store.dataset(ds).split_seed)
     # a JUMP-scale release: only the split's wells are read (the paper's analysis wells), never the whole table
     tables = available_methods(wh, ds, frac, wells=sp if store.dataset(ds).out_of_core else None)
     if not tables:
@@ -97,9 +95,11 @@ def evaluation_results(context: dg.AssetExecutionContext, store: MoaStore) -> dg
     best_k = out[(out["analysis"] == "knn") & (out["metric"] == "best_f1")].set_index("method")["parameter"]
     per = compare_per_moa(tables, sp, k={m: int(k) for m, k in best_k.items()})
     per_moa_seconds = round(time.time() - t1, 2)
+    chance = chance_baselines(sp, tables)
     where = {"dataset": ds, "fraction": frac}
     wh.replace_rows("evaluation_results", out, where)
     for table, df in (
+        ("evaluation_chance", chance),
         ("evaluation_per_moa", per.per_moa),
         ("evaluation_confusion", per.confusion),
         ("embedding_maps", per.maps),

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from moa_core.datasets import FRACTIONS, data_scale
-from moa_core.splits import SPLIT_COL, subsample_training
+from moa_core.splits import SPLIT_COL, fraction_split
 from moa_core.storage import partition_table, write_parquet_atomic
 from orchestration.defs.executors import executed_by
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
@@ -272,7 +272,7 @@ def _mp_fraction_points(store: MoaStore, ds: str) -> pd.DataFrame:
     wells = {}
     for frac in sorted(ev["fraction"].unique()):
         if frac in FRACTIONS:
-            sub = subsample_training(sp, FRACTIONS[frac], seed=store.dataset(ds).split_seed)
+            sub = fraction_split(sp, frac, seed=store.dataset(ds).split_seed)
             wells[frac] = int(sub[SPLIT_COL].eq("train").sum())
     return fraction_points(ev, wells, ds)
 

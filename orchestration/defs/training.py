@@ -16,10 +16,9 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from moa_core.datasets import replicate_fraction
 from moa_core.model.config import TrainConfig
 from moa_core.model.launch import TrainSpec
-from moa_core.splits import SPLIT_COL, subsample_training
+from moa_core.splits import SPLIT_COL, fraction_split
 from moa_core.storage import partition_table, write_parquet_atomic
 from orchestration.defs.executors import GPU_TAGS, executed_by, in_celery_worker
 from orchestration.defs.image_store import image_store
@@ -325,10 +324,8 @@ def _recorded_checkpoint(store: MoaStore, ds: str, frac: str, model: str) -> pd.
 
 
 def _fraction_splits(store: MoaStore, ds: str, frac: str) -> pd.DataFrame:
-    return subsample_training(
-        store.warehouse().read_table(partition_table("splits", ds)),
-        replicate_fraction(frac),
-        seed=store.dataset(ds).split_seed,
+    return fraction_split(
+        store.warehouse().read_table(partition_table("splits", ds)), frac, seed=store.dataset(ds).split_seed
     )
 
 
@@ -495,26 +492,23 @@ def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, sto
     label = lambda d: d["Metadata_broad_sample"].astype(str).map(ci)  # noqa: E731
     if config.pretrained_weights and cfg.epochs == 0:
         model = load_pretrained_weights(config.pretrained_weights)
-        from moa_core.model.train import CHECKPOINT_FORMAT, save_checkpoint_atomic
+        from moa_core.model.train import write_checkpoint
 
         src = CellCrops(store.image_store_path(ds), tr, crop)
         mean, sd = src.channel_stats()
-        save_checkpoint_atomic(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "state_dict": model.state_dict(),
-                "classes": [f"pretrained_{i}" for i in range(model.classifier[-1].out_features)],
-                "channel_mean": mean,
-                "channel_sd": sd,
-                "config": cfg.to_dict(),
-                "best_epoch": 0,
-                "best_val_accuracy": float("nan"),
-                "selection": "pretrained",
-                "history": [],
-                "in_channels": 5,
-                "cell_crop": crop,
-            },
+        write_checkpoint(
             ckpt_path,
+            state_dict=model.state_dict(),
+            classes=[f"pretrained_{i}" for i in range(model.classifier[-1].out_features)],
+            channel_mean=mean,
+            channel_sd=sd,
+            config=cfg.to_dict(),
+            best_epoch=0,
+            best_val_accuracy=float("nan"),
+            selection="pretrained",
+            history=[],
+            in_channels=5,
+            cell_crop=crop,
         )
         sha = file_sha256(ckpt_path)
         final = content_addressed(ckpt_path, sha)

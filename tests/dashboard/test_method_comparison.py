@@ -125,6 +125,23 @@ def _per_moa_tables(fraction: str) -> dict[str, pd.DataFrame]:
     }
 
 
+def _ablation() -> pd.DataFrame:
+    """cp_ablation rows: CP as the reference, two JUMP-recipe steps; an infinite odds ratio (tiny test sets)."""
+    from moa_core.evaluation.ablation import ABLATION_METRICS
+
+    rows = []
+    for recipe, i, step, feats, base in (
+        ("reference", 0, "CP (DMSO standardized)", 300, 0.4),
+        ("CP (JUMP recipe)", 1, "variance filter", 280, 0.42),
+        ("CP (JUMP recipe)", 2, "MAD robustize", 280, 0.45),
+    ):
+        for analysis, metric, param, label in ABLATION_METRICS:
+            value = np.inf if analysis == "enrichment" and i == 2 else base
+            rows.append((DS, "cp_profiles", recipe, i, step, feats, label, analysis, metric, param, value))
+    cols = ["dataset", "profiles", "recipe", "step_index", "step", "features", "label", "analysis", "metric"]
+    return pd.DataFrame(rows, columns=[*cols, "parameter", "value"]).astype({"parameter": float})
+
+
 def _publish(tmp_path: Path, *, new_tables: bool = True, scale: float = 1.0) -> None:
     wh = Warehouse(tmp_path / "warehouse.duckdb")
     for frac in ("100", "50"):
@@ -134,9 +151,18 @@ def _publish(tmp_path: Path, *, new_tables: bool = True, scale: float = 1.0) -> 
             {"dataset": DS, "fraction": frac},
         )
     wh.replace_rows("holdout_results", _holdout(), {"dataset": DS})
+    wh.replace_rows("cp_ablation", _ablation(), {"dataset": DS})
     if new_tables:  # only fraction 100 has them: fraction 50 plays an older partition
         for name, df in _per_moa_tables("100").items():
             wh.replace_rows(name, df, {"dataset": DS, "fraction": "100"})
+        # what evaluation_results writes: chance levels of the scored wells (2, 2, 4 wells of 3 MOAs)
+        chance = pd.DataFrame(
+            [("weighted_f1", 0.375, 3, 8, "prevalences"), ("odds_ratio", 1.0, 3, 8, "-")],
+            columns=["metric", "value", "n_moas", "n_wells", "definition"],
+        )
+        wh.replace_rows(
+            "evaluation_chance", chance.assign(dataset=DS, fraction="100"), {"dataset": DS, "fraction": "100"}
+        )
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
 
 
@@ -160,6 +186,7 @@ SECTIONS = [
     "Pair groups and field classification",
     "Per MOA and confusion",
     "Embedding map",
+    "CP recipe ablation",
     "All results",
 ]
 
@@ -208,7 +235,7 @@ def test_headline_has_cis_chance_and_method_columns(snapshot):
     assert row.loc["Enrichment OR @ 99th pct", "MP"] == "6.00 [3.00, 12.0]"
     for metric in ("k-NN best weighted F1", "Class latent assignment F1", "Enrichment OR @ 99th pct"):
         assert CI_RE.match(row.loc[metric, "MP"]), row.loc[metric, "MP"]
-    # chance: prevalence-weighted F1 from the per-MOA n (2, 2, 4 wells), OR 1, PCC delta 0
+    # chance: the evaluation's prevalence-weighted F1 of its scored wells (2, 2, 4 wells), OR 1, PCC delta 0
     assert row.loc["k-NN best weighted F1", "chance"] == "0.375"
     assert row.loc["Logistic regression F1", "chance"] == "0.375"
     assert row.loc["Enrichment OR @ 99th pct", "chance"] == "1"
@@ -231,6 +258,14 @@ def test_p_values_are_scientific_and_no_cell_is_none(snapshot):
             v = d.value
             assert not v.isna().any().any(), v
             assert not v.astype(str).isin(["None", "nan", "NaN", "<NA>"]).any().any(), v
+
+
+def test_cp_ablation_lists_every_step_in_order(snapshot):
+    at = _show(_run(), "CP recipe ablation")
+    ab = _frame(at, "recipe")
+    assert list(ab["after step"]) == ["CP (DMSO standardized)", "variance filter", "MAD robustize"]
+    assert list(ab["k-NN best weighted F1"]) == ["0.400", "0.420", "0.450"]
+    assert ab["enrichment odds ratio @ 99th pct"].iloc[2] in {"inf", "\u221e"}
 
 
 def test_held_out_plot_uses_method_colours_and_grey_dashed_random(snapshot):
@@ -350,5 +385,7 @@ def test_labels_for_metrics_and_analyses():
         "mean difference: same compound vs different compound, same MOA"
     )
     assert cq.analysis_label("knn") == "k-NN vote"
-    assert cq.prevalence_f1([2, 2, 4]) == pytest.approx(0.375)
-    assert cq.prevalence_f1([5, 5, 5, 5]) == pytest.approx(0.25)
+    from moa_core.evaluation.compare import prevalence_f1
+
+    assert prevalence_f1([2, 2, 4]) == pytest.approx(0.375)
+    assert prevalence_f1([5, 5, 5, 5]) == pytest.approx(0.25)

@@ -69,6 +69,14 @@ def test_warehouse_holds_mp_and_cp_for_the_same_test_wells(materialized):
         assert set(res[res["analysis"] == analysis]["method"]) == methods, analysis
     n = res[(res["analysis"] == "knn") & (res["metric"] == "f1")].groupby("method")["parameter"].max()
     assert n["MP"] == n["CP"]  # k runs to N-1 on the same wells
+    # the chance level is written by the evaluation from the wells it scored (the per-MOA table's n)
+    from moa_core.evaluation.compare import prevalence_f1
+
+    ch = wh.read_table("evaluation_chance", {"dataset": DS, "fraction": FRAC}).set_index("metric")
+    per = wh.read_table("evaluation_per_moa", {"dataset": DS, "fraction": FRAC})
+    per = per[(per["method"] == "MP") & (per["analysis"] == per["analysis"].iloc[0])]
+    assert ch.loc["weighted_f1", "value"] == pytest.approx(prevalence_f1(per["n"]))
+    assert ch.loc["weighted_f1", "n_wells"] == per["n"].sum() and ch.loc["odds_ratio", "value"] == 1
     cp = wh.read_table(partition_table("cp_embeddings", DS))
     mp = wh.read_table(partition_table("mp_embeddings", DS, FRAC))
     assert len([c for c in mp.columns if c.startswith("MP_")]) <= 1280

@@ -163,3 +163,15 @@ def test_paper_weights_embed_full_fields_as_efficientnet_pytorch_does(user_plate
     assert len(real) >= 100 and set(real) <= set(cols)
     diff = np.abs(got.loc[keep, real].to_numpy() - ref_std.loc[keep, real].to_numpy())
     assert diff.max() < 1e-2, diff.max()
+
+
+def test_baselines_a_plate_cannot_have_are_named_and_do_not_fail_ingest(user_plate):
+    """D14 and D15 hold one field (D15 transposed): the same cell count, so the count has no spread over the
+    controls; and 5 wells are too few for the paper's analyses. Both are said, neither fails ingest_job."""
+    _, results, _, _ = user_plate
+    res = results["ingest_job"]
+    base = res.asset_materializations_for_node("cp_baselines")[0].metadata
+    assert "constant over the controls" in base["not_computed"].value["cell count"]
+    assert set(base["features_out"].value) == {"CP (JUMP recipe)", "CP spherized"}
+    abl = res.asset_materializations_for_node("cp_ablation")[0].metadata
+    assert "evaluable test well" in abl["skipped"].value
