@@ -209,16 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "cp_baselines.json")
     args = ap.parse_args(argv)
 
-    from moa_core.provenance import code_version
-    from orchestration.report import run_facts
+    from orchestration.report import bench_facts
 
-    rf = run_facts()
-    facts = {
-        "code_version": code_version(),
-        "finished_at": rf["finished_at"],
-        "cpu": rf["machine"]["cpu"],
-        "cores": rf["machine"]["cores"],
-    }
+    facts = bench_facts()
     demo = demo_ablation(args.demo_store) if args.demo_store else None
     lincs = lincs_ablation()
     growth = cost_growth()

@@ -159,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "paper_weights.json")
     args = ap.parse_args(argv)
     from moa_core.model.pretrained import STUDY_CHANNEL_ORDER, upstream_input
-    from moa_core.provenance import code_version
-    from orchestration.report import run_facts
+    from orchestration.report import bench_facts
 
     torch.set_num_threads(os.cpu_count() or 1)
     raw = real_fields()
@@ -173,15 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(speed(x, "cuda", 10 * args.batches, 16))
     for r in runs:
         print("speed", json.dumps(r))
-    rf = run_facts()
-    facts = {
-        "code_version": code_version(),
-        "finished_at": rf["finished_at"],
-        "cpu": rf["machine"]["cpu"],
-        "cores": rf["machine"]["cores"],
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+    facts = bench_facts()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({**facts, "equivalence": eq, "speed": runs}, indent=1))
     args.out.write_text(render(eq, runs, facts))

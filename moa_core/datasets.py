@@ -41,8 +41,8 @@ Schema of an entry (TOML table ``[datasets.<name>]``)::
     metadata      the folder of JUMP's well.csv.gz, compound.csv.gz, crispr.csv.gz, perturbation_control.csv
                   (default: the release's own ``metadata/``, else ``$MOA_JUMP_METADATA``)
     phenoca       keyword overrides of the Pheno-CA study (moa_core.phenoca.config.StudyConfig)
-    phenoca_representation  image datasets: the well table a Pheno-CA study reads ("CP"; "MP" is refused at
-                  run time: MP was trained on the same wells' labels)
+    phenoca_representation  image datasets: the method (moa_core.methods) whose well table a Pheno-CA study
+                  reads (default "CP"; a method trained on MoA labels, e.g. "MP", is refused at run time)
     controls      which wells are negative controls (moa_core.data.config.ControlSpec: columns and values;
                   default: Metadata_moa/broad_sample/pert_iname = DMSO or pert_type/control_type = negcon)
     field_qc      per-channel field QC thresholds and whether flagged fields are skipped
@@ -71,6 +71,7 @@ from moa_core.atomic import write_json_atomic
 from moa_core.data.channels import CHANNEL_MAPS
 from moa_core.data.config import ControlSpec, FieldQCConfig, SyntheticSpec
 from moa_core.errors import SchemaError
+from moa_core.methods import METHODS
 from moa_core.model.config import PaperWeightsConfig, TrainConfig
 from moa_core.model.config import dp_recipe_config as dp_default_config
 from moa_core.phenoca.config import SCALE_KEYS, JumpReleaseSpec, StudyConfig, SyntheticProfileSpec, parse_scale
@@ -278,7 +279,7 @@ def entry_from_dict(
         metadata=raw.get("metadata"),
         phenoca=_sub(StudyConfig, raw.get("phenoca"), name, "phenoca"),
         phenoca_representation=_choice(
-            raw.get("phenoca_representation", "CP"), ("CP", "MP"), name, "phenoca_representation"
+            raw.get("phenoca_representation", "CP"), tuple(METHODS), name, "phenoca_representation"
         ),
         controls=_sub(ControlSpec, raw.get("controls"), name, "controls"),
         field_qc=_sub(FieldQCConfig, raw.get("field_qc"), name, "field_qc"),

@@ -24,6 +24,9 @@ class Method:
     how_to_get: str
     evaluated: bool = True  # compared by evaluation_results (IBP is a Pheno-CA model: retrieval only)
     label: str = ""
+    #: learned nothing from MoA labels (CP and its recipes): a Pheno-CA study may read it without testing on
+    #: what the method was trained on
+    label_free: bool = False
 
     @property
     def display(self) -> str:
@@ -58,6 +61,7 @@ METHODS: dict[str, Method] = {
             "#1f77b4",  # blue
             "CellProfiler-style features computed here -> well median -> per-plate DMSO standardization",
             "materialize `cp_embeddings` (ingest_job), then `retrieval_index`",
+            label_free=True,
         ),
         Method(
             "CP published",
@@ -66,6 +70,7 @@ METHODS: dict[str, Method] = {
             "#9467bd",  # purple
             "the dataset's published well-level CellProfiler profiles, DMSO-standardized per plate",
             "materialize `cp_published_embeddings` (published_job), then `retrieval_index` (retrieval_job)",
+            label_free=True,
         ),
         Method(
             "CP (JUMP recipe)",
@@ -76,6 +81,7 @@ METHODS: dict[str, Method] = {
             "rank-based inverse normal transform -> feature selection -> Harmony on plate/batch/source "
             "(pycytominer, harmonypy)",
             "materialize `cp_baselines` (ingest_job), then `retrieval_index`",
+            label_free=True,
         ),
         Method(
             "CP spherized",
@@ -85,6 +91,7 @@ METHODS: dict[str, Method] = {
             "the paper's optimized CP (ESI Figs. 4, 6): per-plate DMSO standardization -> feature selection -> ZCA "
             "sphering fitted on DMSO wells (pycytominer's Spherize)",
             "materialize `cp_baselines` (ingest_job), then `retrieval_index`",
+            label_free=True,
         ),
         Method(
             "cell count",
@@ -94,6 +101,7 @@ METHODS: dict[str, Method] = {
             "cells per well alone (segmentation or the published Count features), standardized to DMSO per plate "
             "(Seal et al. 2026's baseline)",
             "materialize `cp_baselines` (ingest_job), then `retrieval_index`",
+            label_free=True,
         ),
         Method(
             "DP recipe (trained here)",
@@ -127,6 +135,11 @@ OTHER_COLOURS = {
 def method_tables(*, evaluated_only: bool = True) -> dict[str, tuple[str, bool]]:
     """Method name -> (warehouse table base name, per fraction), in registry order."""
     return {m.name: (m.table, m.per_fraction) for m in METHODS.values() if m.evaluated or not evaluated_only}
+
+
+def phenoca_inputs() -> list[str]:
+    """The methods a Pheno-CA study of an image dataset may read (:attr:`Method.label_free`)."""
+    return [m.name for m in METHODS.values() if m.label_free]
 
 
 def method_order() -> list[str]:

@@ -78,6 +78,20 @@ def run_facts() -> dict:
     return facts
 
 
+def bench_facts() -> dict:
+    """The flat facts a bench page starts with: code version, finish time, CPU, cores, torch, GPU."""
+    rf = run_facts()
+    m = rf["machine"]
+    return {
+        "code_version": rf["code_version"],
+        "finished_at": rf["finished_at"],
+        "cpu": m["cpu"],
+        "cores": m["cores"],
+        "torch": m.get("torch"),
+        "gpu": m.get("cuda"),
+    }
+
+
 def _records(df) -> list[dict]:
     """JSON-safe records (NaN -> None)."""
     out = []

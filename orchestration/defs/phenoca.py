@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from moa_core.datasets import FRACTIONS, data_scale
+from moa_core.methods import METHODS, phenoca_inputs
 from moa_core.splits import SPLIT_COL, fraction_split
 from moa_core.storage import partition_table, write_parquet_atomic
 from orchestration.defs.executors import executed_by
@@ -62,17 +63,17 @@ def _study_source(context: dg.AssetExecutionContext, store: MoaStore, ds: str) -
         from moa_core.phenoca.synthetic import generate_profiles
 
         return generate_profiles(entry.profile_spec).profiles, "synthetic_jump_profiles generator"
-    if entry.kind == "profiles":
-        table = partition_table("cp_published_embeddings", ds)
-    elif entry.phenoca_representation == "MP":
-        # MP was trained on MoA labels of this dataset's own split: Pheno-CA's test wells and novel compounds
+    rep = METHODS[entry.phenoca_representation]
+    if entry.kind == "profiles" and rep.name == "CP":  # a profile dataset's CP is its published profiles
+        rep = METHODS["CP published"]
+    if not rep.label_free:
+        # e.g. MP, trained on MoA labels of this dataset's own split: Pheno-CA's test wells and novel compounds
         # would have been its training data
         raise dg.Failure(
-            f"dataset {ds}: Pheno-CA on MP embeddings would test on wells MP was trained on (its "
-            f"splits differ); use phenoca_representation = 'CP'"
+            f"dataset {ds}: Pheno-CA on {rep.name} embeddings would test on what {rep.name} learned from MoA "
+            f"labels; set phenoca_representation to one of {', '.join(phenoca_inputs())}"
         )
-    else:
-        table = partition_table("cp_embeddings", ds)
+    table = partition_table(rep.table, ds)
     if not wh.has_table(table):
         raise dg.Failure(f"dataset {ds}: no {table} table to run Pheno-CA on; materialize it first")
     if entry.out_of_core:  # a JUMP-scale release: metadata + a float32 matrix, never a frame of the features

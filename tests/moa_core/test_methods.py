@@ -33,3 +33,19 @@ def test_dashboard_and_assets_read_the_registry():
     for name, m in METHODS.items():
         assert METHOD_COLORS[name] == m.colour == method_color(name)
     assert method_color("some other model") not in {m.colour for m in METHODS.values()}
+
+
+def test_pheno_ca_reads_only_label_free_methods(tmp_path):
+    import pytest
+
+    from moa_core.datasets import read_catalogue_file
+    from moa_core.errors import SchemaError
+    from moa_core.methods import phenoca_inputs
+
+    assert phenoca_inputs() == ["CP", "CP published", "CP (JUMP recipe)", "CP spherized", "cell count"]
+    cat = tmp_path / "c.toml"
+    cat.write_text('[datasets.a]\nkind = "synthetic"\nphenoca_representation = "CP (JUMP recipe)"\n')
+    assert read_catalogue_file(cat)["a"].phenoca_representation == "CP (JUMP recipe)"
+    cat.write_text('[datasets.a]\nkind = "synthetic"\nphenoca_representation = "CP recipe"\n')
+    with pytest.raises(SchemaError, match="phenoca_representation"):
+        read_catalogue_file(cat)
