@@ -130,6 +130,22 @@ class Warehouse:
                 con.rollback()
                 raise
 
+    def drop_table(self, table: str) -> bool:
+        """Drop ``table`` and its ``catalog`` rows in one transaction (e.g. a method a dataset can no longer
+        have, so no stale table of it is scored); False when there was none."""
+        if not self.has_table(table):
+            return False
+        with self.connect() as con:
+            con.begin()
+            try:
+                con.execute(f"DROP TABLE {_ident(table)}")
+                con.execute("DELETE FROM catalog WHERE table_name = ?", [table])
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return True
+
     def replace_rows(
         self, table: str, df: pd.DataFrame, where: dict[str, object], *, allow_empty: bool = False
     ) -> None:

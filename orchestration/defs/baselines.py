@@ -103,6 +103,9 @@ def cp_baselines(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
         wh.replace_table(partition_table(METHODS[name].table, ds), rec.output, partition={"dataset": ds})
         written[name] = sum(not c.startswith("Metadata_") for c in rec.output.columns)
         report += rec.report
+    for name in skipped:  # a table of an earlier run no longer describes this dataset's data
+        if wh.drop_table(partition_table(METHODS[name].table, ds)):
+            context.log.warning(f"dataset {ds}: dropped the earlier '{name}' table")
     return dg.MaterializeResult(
         metadata={
             "profiles": base,

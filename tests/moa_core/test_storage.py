@@ -82,3 +82,11 @@ def test_replace_rows_allow_empty_clears_the_partition(tmp_path):
     wh.replace_rows("qc", a, {"dataset": "d1"})
     wh.replace_rows("qc", a.iloc[:0], {"dataset": "d1"}, allow_empty=True)
     assert wh.read("SELECT count(*) AS n FROM qc")["n"].iloc[0] == 0
+
+
+def test_drop_table_removes_the_table_and_its_catalog_rows(tmp_path):
+    wh = Warehouse(tmp_path / "w.duckdb")
+    wh.replace_table("cell_count_embeddings__d", pd.DataFrame({"Metadata_Well": ["A01"], "x": [1.0]}))
+    assert wh.drop_table("cell_count_embeddings__d") and not wh.has_table("cell_count_embeddings__d")
+    assert wh.read("SELECT count(*) AS n FROM catalog WHERE table_name = ?", ["cell_count_embeddings__d"])["n"][0] == 0
+    assert not wh.drop_table("cell_count_embeddings__d")
