@@ -61,6 +61,19 @@ def quoted_identifier(name: str) -> str:
     return _ident(name)
 
 
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN`` on ``con``; ``COMMIT`` when the block ends, ``ROLLBACK`` (and re-raise) when it raises, so a
+    failed write leaves nothing half-written."""
+    con.begin()
+    try:
+        yield con
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+
+
 class Warehouse:
     """A DuckDB file the pipeline writes (one writer; retries while another holds the lock)."""
 
@@ -118,32 +131,20 @@ class Warehouse:
         """Create or replace ``table`` with ``df`` in one transaction."""
         if df.empty:
             raise SchemaError(f"refusing to write an empty table {table}")
-        with self.connect() as con:
-            con.begin()
-            try:
-                con.register("_incoming", df)
-                con.execute(f"CREATE OR REPLACE TABLE {_ident(table)} AS SELECT * FROM _incoming")
-                con.unregister("_incoming")
-                self._register_catalog(con, table, partition or {}, df)
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+        with self.connect() as con, transaction(con):
+            con.register("_incoming", df)
+            con.execute(f"CREATE OR REPLACE TABLE {_ident(table)} AS SELECT * FROM _incoming")
+            con.unregister("_incoming")
+            self._register_catalog(con, table, partition or {}, df)
 
     def drop_table(self, table: str) -> bool:
         """Drop ``table`` and its ``catalog`` rows in one transaction (e.g. a method a dataset can no longer
         have, so no stale table of it is scored); False when there was none."""
         if not self.has_table(table):
             return False
-        with self.connect() as con:
-            con.begin()
-            try:
-                con.execute(f"DROP TABLE {_ident(table)}")
-                con.execute("DELETE FROM catalog WHERE table_name = ?", [table])
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+        with self.connect() as con, transaction(con):
+            con.execute(f"DROP TABLE {_ident(table)}")
+            con.execute("DELETE FROM catalog WHERE table_name = ?", [table])
         return True
 
     def replace_rows(
@@ -161,29 +162,21 @@ class Warehouse:
         for k, v in where.items():
             if k not in df.columns or not (df[k] == v).all():
                 raise SchemaError(f"{table}: every row must have {k} == {v!r}")
-        with self.connect() as con:
-            con.begin()
-            try:
-                con.register("_incoming", df)
-                exists = con.execute(
-                    "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-                ).fetchone()[0]
-                if not exists:
-                    con.execute(f"CREATE TABLE {_ident(table)} AS SELECT * FROM _incoming LIMIT 0")
-                cols = [r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()]
-                if list(cols) != list(df.columns):
-                    raise SchemaError(
-                        f"{table}: schema drift; table has columns {cols}, new rows have {list(df.columns)}"
-                    )
-                cond = " AND ".join(f"{_ident(k)} = ?" for k in where)
-                con.execute(f"DELETE FROM {_ident(table)} WHERE {cond}", list(where.values()))
-                con.execute(f"INSERT INTO {_ident(table)} SELECT * FROM _incoming")
-                con.unregister("_incoming")
-                self._register_catalog(con, table, where, df)
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+        with self.connect() as con, transaction(con):
+            con.register("_incoming", df)
+            exists = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchone()[0]
+            if not exists:
+                con.execute(f"CREATE TABLE {_ident(table)} AS SELECT * FROM _incoming LIMIT 0")
+            cols = [r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()]
+            if list(cols) != list(df.columns):
+                raise SchemaError(f"{table}: schema drift; table has columns {cols}, new rows have {list(df.columns)}")
+            cond = " AND ".join(f"{_ident(k)} = ?" for k in where)
+            con.execute(f"DELETE FROM {_ident(table)} WHERE {cond}", list(where.values()))
+            con.execute(f"INSERT INTO {_ident(table)} SELECT * FROM _incoming")
+            con.unregister("_incoming")
+            self._register_catalog(con, table, where, df)
 
     # ---- reads --------------------------------------------------------------------
     def read(self, sql: str, params: list | None = None) -> pd.DataFrame:
@@ -212,23 +205,17 @@ class Warehouse:
         if not self.has_table(table):
             return []
         added = []
-        with self.connect() as con:
-            con.begin()
-            try:
-                have = {r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()}
-                for name, (typ, default) in columns.items():
-                    if name in have:
-                        continue
-                    if typ not in self._COLUMN_TYPES:
-                        raise SchemaError(f"{table}: cannot add a column of type {typ!r}")
-                    con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN {_ident(name)} {typ}")
-                    if default is not None:
-                        con.execute(f"UPDATE {_ident(table)} SET {_ident(name)} = ?", [default])
-                    added.append(name)
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+        with self.connect() as con, transaction(con):
+            have = {r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()}
+            for name, (typ, default) in columns.items():
+                if name in have:
+                    continue
+                if typ not in self._COLUMN_TYPES:
+                    raise SchemaError(f"{table}: cannot add a column of type {typ!r}")
+                con.execute(f"ALTER TABLE {_ident(table)} ADD COLUMN {_ident(name)} {typ}")
+                if default is not None:
+                    con.execute(f"UPDATE {_ident(table)} SET {_ident(name)} = ?", [default])
+                added.append(name)
         return added
 
     def has_table(self, table: str) -> bool:

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from moa_core.errors import NormalizationError, SchemaError
-from moa_core.storage import Warehouse, quoted_identifier
+from moa_core.storage import Warehouse, quoted_identifier, transaction
 
 __all__ = [
     "KEYS",
@@ -290,15 +290,10 @@ def load_release(
             raise SchemaError(
                 "duplicate wells in the release: " + ", ".join(f"plate {p} well {w} ({n} rows)" for p, w, n in dup)
             )
-        con.begin()
-        try:
+        with transaction(con):
             con.execute(f"DROP TABLE IF EXISTS {quoted_identifier(table)}")
             con.execute(f"ALTER TABLE {quoted_identifier(stage)} RENAME TO {quoted_identifier(table)}")
             con.execute("DELETE FROM release_load_progress WHERE table_name = ?", [stage])
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
     rep.seconds = time.time() - t0
     return rep
 
@@ -317,50 +312,48 @@ def _insert_plates(con, stage: str, cols: str, chunk: list) -> dict[str, int]:
     paths = [str(f.path) for f, _st, _prev in chunk]
     by_path = {str(f.path): f for f, _st, _prev in chunk}
     t = quoted_identifier(stage)
-    con.begin()
     try:
-        for f, _st, prev in chunk:
-            if prev is not None:
-                con.execute(f"DELETE FROM {t} WHERE Metadata_Plate = ?", [f.plate])
-                con.execute("DELETE FROM release_load_progress WHERE table_name = ? AND plate = ?", [stage, f.plate])
-        rows = con.execute(
-            "SELECT filename, CAST(Metadata_Plate AS VARCHAR), count(*) FROM read_parquet(?, filename = true) "
-            "GROUP BY 1, 2",
-            [paths],
-        ).fetchall()
-        counts: dict[str, int] = {f.plate: 0 for f, _st, _prev in chunk}
-        for fname, plate, n in rows:
-            f = by_path.get(fname)
-            if f is None:  # pragma: no cover - DuckDB reports the path as given
-                raise SchemaError(f"DuckDB read an unexpected file {fname!r}")
-            if plate != f.plate:
-                raise SchemaError(f"{fname}: holds rows of plate {plate!r} ({n} rows), not only {f.plate}")
-            counts[f.plate] += int(n)
-        con.execute(
-            f"INSERT INTO {t} SELECT NULL, NULL, CAST(Metadata_Plate AS VARCHAR), CAST(Metadata_Well AS VARCHAR), "
-            f"{cols} FROM read_parquet(?)",
-            [paths],
-        )
-        for f, st, _prev in chunk:
+        with transaction(con):
+            for f, _st, prev in chunk:
+                if prev is not None:
+                    con.execute(f"DELETE FROM {t} WHERE Metadata_Plate = ?", [f.plate])
+                    con.execute(
+                        "DELETE FROM release_load_progress WHERE table_name = ? AND plate = ?", [stage, f.plate]
+                    )
+            rows = con.execute(
+                "SELECT filename, CAST(Metadata_Plate AS VARCHAR), count(*) FROM read_parquet(?, filename = true) "
+                "GROUP BY 1, 2",
+                [paths],
+            ).fetchall()
+            counts: dict[str, int] = {f.plate: 0 for f, _st, _prev in chunk}
+            for fname, plate, n in rows:
+                f = by_path.get(fname)
+                if f is None:  # pragma: no cover - DuckDB reports the path as given
+                    raise SchemaError(f"DuckDB read an unexpected file {fname!r}")
+                if plate != f.plate:
+                    raise SchemaError(f"{fname}: holds rows of plate {plate!r} ({n} rows), not only {f.plate}")
+                counts[f.plate] += int(n)
             con.execute(
-                f"UPDATE {t} SET Metadata_Source = ?, Metadata_Batch = ? WHERE Metadata_Plate = ? "
-                f"AND Metadata_Source IS NULL",
-                [f.source, f.batch, f.plate],
+                f"INSERT INTO {t} SELECT NULL, NULL, CAST(Metadata_Plate AS VARCHAR), CAST(Metadata_Well AS VARCHAR), "
+                f"{cols} FROM read_parquet(?)",
+                [paths],
             )
-            con.execute(
-                "INSERT INTO release_load_progress VALUES (?, ?, ?, ?, ?, ?, now())",
-                [stage, f.plate, str(f.path), st.st_size, st.st_mtime, counts[f.plate]],
-            )
-        con.commit()
-    except BaseException as exc:
-        con.rollback()
-        if isinstance(exc, duckdb.Error):
-            what = f"plate {chunk[0][0].plate}" if len(chunk) == 1 else f"{len(chunk)} plates from {chunk[0][0].plate}"
-            raise SchemaError(
-                f"{what}: cannot load {paths[0] if len(chunk) == 1 else paths}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:300]}"
-            ) from None
-        raise
+            for f, st, _prev in chunk:
+                con.execute(
+                    f"UPDATE {t} SET Metadata_Source = ?, Metadata_Batch = ? WHERE Metadata_Plate = ? "
+                    f"AND Metadata_Source IS NULL",
+                    [f.source, f.batch, f.plate],
+                )
+                con.execute(
+                    "INSERT INTO release_load_progress VALUES (?, ?, ?, ?, ?, ?, now())",
+                    [stage, f.plate, str(f.path), st.st_size, st.st_mtime, counts[f.plate]],
+                )
+    except duckdb.Error as exc:
+        what = f"plate {chunk[0][0].plate}" if len(chunk) == 1 else f"{len(chunk)} plates from {chunk[0][0].plate}"
+        raise SchemaError(
+            f"{what}: cannot load {paths[0] if len(chunk) == 1 else paths}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:300]}"
+        ) from None
     return counts
 
 
@@ -729,8 +722,7 @@ def normalize_release(
     with wh.connect() as con:
         con.register("_meta", meta)
         sel = ", ".join(f"s.{_q(c)}" for c in rep.selected)
-        con.begin()
-        try:
+        with transaction(con):
             con.execute(f"DROP TABLE IF EXISTS {quoted_identifier(out_table)}")
             con.execute(
                 f"CREATE TABLE {quoted_identifier(out_table)} AS SELECT m.*, {sel} FROM _meta m JOIN "
@@ -739,10 +731,6 @@ def normalize_release(
             )
             con.execute(f"DROP TABLE {quoted_identifier(stage)}")
             wh.register_write(con, out_table, partition or {}, written, len(meta.columns) + len(rep.selected))
-            con.commit()
-        except BaseException:
-            con.rollback()
-            raise
         con.unregister("_meta")
     rep.seconds = time.time() - t0
     return rep
