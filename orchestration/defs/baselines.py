@@ -53,6 +53,19 @@ def cp_well_profiles(store: MoaStore, ds: str) -> tuple[pd.DataFrame, list[str],
     return clean.reset_index(drop=True), kept, ctrl, base
 
 
+def out_of_core_reason(store: MoaStore, ds: str) -> str | None:
+    """Why the dataset's CP baselines are not computed, for an out-of-core (JUMP-scale) release: its raw features
+    stay in DuckDB, plate by plate (``moa_core.profiles.release``), while the recipes fit their transforms on the
+    whole table in memory (``moa_core.profiles.baselines``); None for every other dataset."""
+    if not store.dataset(ds).out_of_core:
+        return None
+    return (
+        "an out-of-core release keeps its raw features in DuckDB plate by plate; the CP baseline recipes fit on the "
+        "whole table in memory, so they are computed for in-memory datasets only (its 'CP published' method is the "
+        "release's plate-by-plate normalization)"
+    )
+
+
 def _recipes(store: MoaStore, ds: str, seed: int, log=None):
     """The recipes that can be computed on the dataset (name -> Recipe), the reasons of those that cannot
     (name -> message: e.g. a count constant over the controls, no count column), the profiles and their
@@ -96,8 +109,16 @@ def cp_baselines(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
     ds = dataset_key(context)
     t0 = time.time()
     entry = store.dataset(ds)
-    df, recipes, skipped, base = _recipes(store, ds, entry.split_seed, context.log.warning)
     wh = store.warehouse()
+    why = out_of_core_reason(store, ds)
+    if why is not None:
+        context.log.warning(f"dataset {ds}: no CP baselines: {why}")
+        for name in (JUMP, SPHERIZED, COUNT):
+            wh.drop_table(partition_table(METHODS[name].table, ds))
+        return dg.MaterializeResult(
+            metadata={"not_computed": dg.MetadataValue.json(dict.fromkeys((JUMP, SPHERIZED, COUNT), why))}
+        )
+    df, recipes, skipped, base = _recipes(store, ds, entry.split_seed, context.log.warning)
     report, written = [], {}
     for name, rec in recipes.items():
         wh.replace_table(partition_table(METHODS[name].table, ds), rec.output, partition={"dataset": ds})
@@ -120,6 +141,12 @@ def cp_baselines(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
     )
 
 
+def _clear_ablation(wh, ds: str) -> None:
+    """Remove the dataset's rows of ``cp_ablation``: a previous ablation no longer describes its data."""
+    if wh.has_table("cp_ablation"):
+        wh.replace_rows("cp_ablation", wh.read_table("cp_ablation").head(0), {"dataset": ds}, allow_empty=True)
+
+
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
@@ -139,6 +166,11 @@ def cp_ablation(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Materi
     t0 = time.time()
     entry = store.dataset(ds)
     wh = store.warehouse()
+    why = out_of_core_reason(store, ds)
+    if why is not None:
+        context.log.warning(f"dataset {ds}: no CP ablation: {why}")
+        _clear_ablation(wh, ds)
+        return dg.MaterializeResult(metadata={"skipped": why})
     _, done, skipped, base = _recipes(store, ds, entry.split_seed, context.log.warning)
     recipes = [done[n] for n in (JUMP, SPHERIZED) if n in done]
     refs = {}
@@ -156,8 +188,7 @@ def cp_ablation(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Materi
         )
     except MoaInputError as exc:  # e.g. a user's one plate: too few test wells for the paper's analyses
         context.log.warning(f"dataset {ds}: no CP ablation: {exc}")
-        if wh.has_table("cp_ablation"):  # a previous ablation of this dataset no longer describes its data
-            wh.replace_rows("cp_ablation", wh.read_table("cp_ablation").head(0), {"dataset": ds}, allow_empty=True)
+        _clear_ablation(wh, ds)
         return dg.MaterializeResult(
             metadata={"skipped": str(exc), "not_computed": dg.MetadataValue.json(skipped), "profiles": base}
         )

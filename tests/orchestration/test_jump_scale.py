@@ -49,6 +49,11 @@ def test_release_loads_normalizes_and_evaluates(jump_1pct):
     ev = wh.read_table("evaluation_results", {"dataset": DS})
     knn = ev[(ev["analysis"] == "knn") & (ev["metric"] == "best_f1")]["value"].iloc[0]
     assert knn > 0.1  # MoA signal in the processed profiles (chance ~1/40)
+    # the in-memory CP baselines are named as not computed for an out-of-core release, not failed or faked
+    base = _meta(results, f"published_job:{DS}", "cp_baselines")
+    assert set(base["not_computed"]) == {"CP (JUMP recipe)", "CP spherized", "cell count"}
+    assert all("out-of-core" in why for why in base["not_computed"].values())
+    assert not wh.has_table("cp_jump_embeddings__jump_synthetic_1pct")
 
 
 @pytest.mark.slow
