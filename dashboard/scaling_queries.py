@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from dashboard import queries
-from moa_core.scaling import FORMS, ScalingReport, best_of_zoo, extrapolate, fit_scaling_laws
+from moa_core.scaling import AVERAGED, FORMS, ScalingReport, best_of_zoo, extrapolate, fit_scaling_laws
 
 SCALING_TABLES = ("scaling_points", "scaling_laws", "phenoca_results")
 DEFAULT_DATASET = "synthetic_jump_profiles"
@@ -87,6 +87,7 @@ TASK_NAMES = {
     "latent": "Class latent assignment",
 }
 FORM_LABELS = {
+    AVERAGED: "Averaged over the laws (back-test weights)",
     "linear": "Linear, a + bN (Pheno-CA)",
     "log_linear": "Log-linear, a + b log10 N",
     "power_floor": "Power law with floor, a\u221e \u2212 A N^\u2212\u03b1",
@@ -94,6 +95,7 @@ FORM_LABELS = {
     "broken_power": "Broken power law (Caballero et al.)",
 }
 FORM_NAMES_IN_TEXT = {
+    AVERAGED: "the averaged law",
     "linear": "the linear law",
     "log_linear": "the log-linear law",
     "power_floor": "the power law with floor",
@@ -137,7 +139,14 @@ COLORS = {
     "MP (compound holdout)": "#ff7f0e",
 }
 _PALETTE = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#9467bd", "#aec7e8", "#98df8a", "#ffbb78"]
-FORM_DASH = {"linear": "dot", "log_linear": "dashdot", "power_floor": "solid", "m4": "dash", "broken_power": "longdash"}
+FORM_DASH = {
+    AVERAGED: "solid",
+    "linear": "dot",
+    "log_linear": "dashdot",
+    "power_floor": "solid",
+    "m4": "dash",
+    "broken_power": "longdash",
+}
 
 
 def _pretty(raw: str) -> str:
@@ -375,14 +384,19 @@ def at_target(report: ScalingReport, target: float, cost_per_compound: float, re
     return dataclasses.replace(report, results=results, target=target, settings=settings)
 
 
-def default_forms(reports: dict[str, ScalingReport], k: int = 2) -> list[str]:
-    """The ``k`` forms with the best mean back-test rank over the given families' fits."""
+LAW_CHOICES: tuple[str, ...] = (AVERAGED, *FORMS)
+"""What the page can draw: the averaged law first, then every form."""
+
+
+def default_forms(reports: dict[str, ScalingReport], k: int = 1) -> list[str]:
+    """The averaged law (its band includes the uncertainty about the form) and the ``k`` forms
+    with the best mean back-test rank over the given families' fits."""
     ranks: dict[str, list[int]] = {}
     for rep in reports.values():
         for i, name in enumerate(rep.ranking):
             ranks.setdefault(name, []).append(i + 1)
     order = sorted(ranks, key=lambda f: (float(np.mean(ranks[f])), list(FORMS).index(f) if f in FORMS else 99))
-    return order[:k] if order else list(FORMS)[:k]
+    return [AVERAGED, *(order[:k] if order else list(FORMS)[:k])]
 
 
 def default_target(pts: pd.DataFrame, stored: pd.DataFrame) -> float:
@@ -423,6 +437,7 @@ def forms_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                     "Law": form_label(r["form"]),
                     "Rank (back-test)": "\u2013" if pd.isna(rank) else str(int(rank)),
                     "Back-test error": sig(r["backtest_error"]),
+                    "Weight in the average": sig(r.get("weight", float("nan"))),
                     "In-sample R\u00b2": sig(r["r2"]),
                     "Asymptote [95% CI]": _asymptote_text(r),
                     "Reliability": _status(r),
@@ -436,6 +451,7 @@ def forms_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "Law",
             "Rank (back-test)",
             "Back-test error",
+            "Weight in the average",
             "In-sample R\u00b2",
             "Asymptote [95% CI]",
             "Reliability",

@@ -17,7 +17,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from dashboard import common  # noqa: E402
 from dashboard import scaling_queries as sq  # noqa: E402
-from moa_core.scaling import FORMS, ScalingError  # noqa: E402
+from moa_core.scaling import ScalingError  # noqa: E402
 
 st.title("Scaling laws: how much data reaches a target?")
 st.caption(
@@ -116,11 +116,12 @@ def scaling_section() -> None:
     stored = sq.stored_laws(dataset, study, task)
     forms = st.multiselect(
         "Laws",
-        list(FORMS),
+        list(sq.LAW_CHOICES),
         default=sq.default_forms(reports),
         format_func=sq.form_label,
         key=f"forms:{view_key}",
-        help="Default: the two laws with the lowest back-test error.",
+        help="Default: the average over the laws weighted by how well each predicted the withheld sizes (its band "
+        "includes the uncertainty about the form), and the law with the lowest back-test error.",
     )
 
     n_max = max(float(fp["n"].max()) for fp in fam_points.values())

@@ -29,11 +29,19 @@ Deliberate differences from the papers: all forms, the line included, are fitted
 objective (so losses and back-tests compare like with like; Linsley et al. use OLS on the metric);
 M4's ``e0`` and BNSL's ``f1`` are fixed constants (not identifiable from 5-8 sizes).
 
-*Bootstrap* (:func:`bootstrap_fit`): resample runs with replacement (or points when there is no
-run column), refit every resample (the same objective, integer weights) warm-started at the
-full-data optimum and at up to two distinct other grid optima, keeping the cheapest, iterations
-capped; percentile intervals of parameters, curves (:meth:`BootstrapResult.band`) and ``N``
-needed. With 3 runs there are only 10 distinct run resamples, so intervals are coarse.
+*Bootstrap* (:func:`bootstrap_fit`): a parametric bootstrap - every resample redraws each point
+as its size's observed mean plus Gaussian noise whose SD is itself drawn from its uncertainty
+(:func:`bootstrap_offsets`; the noise from the replicates' pooled within-size SD, or with one
+point per size from the fit's residuals; fewer than 2 degrees of freedom: "no interval") - each
+refitted (the same objective) warm-started at the full-data optimum and at up to two distinct
+other grid optima, keeping the cheapest, iterations capped; percentile intervals of parameters,
+curves (:meth:`BootstrapResult.band`) and ``N`` needed. The case-resampling run bootstrap it
+replaced (``resample="runs"``: 10 distinct resamples of 3 runs) covered the truth far less often
+than it claimed (``bench/bench_scaling_calibration.py``, :mod:`.calibration`).
+
+*Averaged law* (:mod:`.averaging`): the forms' bootstrap distributions mixed with pseudo-BMA
+weights from the back-test, so the interval includes the uncertainty about the form - the
+largest source of extrapolation error; the ``averaged`` row of the table.
 
 *Back-test* (:func:`backtest`): withhold every point at the ``holdout`` largest sizes, fit on the
 rest, error = mean absolute error (metric units) of the predicted vs observed mean metric at the
@@ -51,24 +59,31 @@ incremental ``N``) with its interval. Flat or non-monotone points (:func:`check_
 ``scaling_laws`` table (:data:`SCALING_LAW_COLUMNS`), ``.curves(n_grid)`` the curves with bands.
 """
 
+from .averaging import AVERAGED, AveragedEstimate, averaged_band, averaged_n_needed, backtest_weights, prediction_sd
 from .errors import ScalingError
 from .fit import (
     DEFAULT_F_SCALE,
     ERROR_FLOOR,
+    MIN_NOISE_DOF,
     BacktestResult,
     BootstrapResult,
     Extrapolation,
     FitResult,
+    NoiseModel,
     ScalingData,
     TrendCheck,
     backtest,
     best_of_zoo,
     bootstrap_fit,
+    bootstrap_offsets,
     bootstrap_weights,
     check_trend,
     extrapolate,
     fit_form,
     interval,
+    no_interval_reason,
+    replicate_noise,
+    residual_noise,
     safe_log_error,
     validate_points,
 )
@@ -90,10 +105,13 @@ from .report import SCALING_LAW_COLUMNS, FormResult, ScalingReport, fit_scaling_
 from .solver import LMResult, robust_cost, robust_lm
 
 __all__ = [
+    "AVERAGED",
     "DEFAULT_F_SCALE",
     "ERROR_FLOOR",
     "FORMS",
+    "MIN_NOISE_DOF",
     "SCALING_LAW_COLUMNS",
+    "AveragedEstimate",
     "BacktestResult",
     "BootstrapResult",
     "BrokenPowerLaw",
@@ -106,14 +124,19 @@ __all__ = [
     "LinearLaw",
     "LogLinearLaw",
     "M4Law",
+    "NoiseModel",
     "PowerFloorLaw",
     "ScalingData",
     "ScalingError",
     "ScalingReport",
     "TrendCheck",
+    "averaged_band",
+    "averaged_n_needed",
     "backtest",
+    "backtest_weights",
     "best_of_zoo",
     "bootstrap_fit",
+    "bootstrap_offsets",
     "bootstrap_weights",
     "broken_power_form",
     "check_trend",
@@ -124,6 +147,10 @@ __all__ = [
     "interval",
     "m4_error",
     "m4_form",
+    "no_interval_reason",
+    "prediction_sd",
+    "replicate_noise",
+    "residual_noise",
     "robust_cost",
     "robust_lm",
     "safe_log_error",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .averaging import AVERAGED, AveragedEstimate, averaged_band, averaged_n_needed, backtest_weights
 from .errors import ScalingError
 from .fit import (
     DEFAULT_F_SCALE,
@@ -60,11 +61,16 @@ SCALING_LAW_COLUMNS: tuple[str, ...] = (
     "n_boot",
     "boot_ok",
     "resample",
+    "weight",
 )
-"""Columns of the ``scaling_laws`` table (one row per form). ``params*`` are JSON objects
-(natural parameters, fixed constants included in ``params``); ``loss`` is the robust cost of the
-full fit; ``boot_ok`` the share of usable bootstrap fits; ``rank`` 1 = lowest back-test error
-(null when the form could not be back-tested or fitted)."""
+"""Columns of the ``scaling_laws`` table (one row per form, plus the ``averaged`` row).
+``params*`` are JSON objects (natural parameters, fixed constants included in ``params``);
+``loss`` is the robust cost of the full fit; ``boot_ok`` the share of usable bootstrap fits;
+``rank`` 1 = lowest back-test error (null when the form could not be back-tested or fitted, and
+for ``averaged``); ``weight`` the form's back-test weight in the averaged law
+(:func:`moa_core.scaling.averaging.backtest_weights`; 1 on the ``averaged`` row); ``resample``
+the bootstrap used (``noise-replicates``, ``noise-residuals``, ``runs``, ``points``). Where the
+data cannot support an interval its bounds are null and ``reason`` starts "no interval"."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +115,78 @@ class ScalingReport:
         ranking = self.ranking
         return ranking[0] if ranking else None
 
+    @property
+    def weights(self) -> dict[str, float]:
+        """Back-test weight of every fitted form in the averaged law (summing to 1)."""
+        return backtest_weights(self)
+
+    def averaged(self, target: float | None = None, ci: float | None = None) -> AveragedEstimate | None:
+        """The averaged law's ``N`` needed for ``target`` (default: the report's), or None without one."""
+        target = self.target if target is None else target
+        return None if target is None else averaged_n_needed(self, target, ci)
+
+    def _averaged_row(self, weights: dict[str, float]) -> dict[str, object]:
+        nan = float("nan")
+        fits = [r for r in self.results.values() if r.fit is not None]
+        row: dict[str, object] = {c: nan for c in SCALING_LAW_COLUMNS}
+        boots = [r.bootstrap for r in fits if r.bootstrap is not None and weights.get(r.form.name, 0) > 0]
+        row.update(
+            form=AVERAGED,
+            rank=None,
+            params=_json(weights),
+            params_low=None,
+            params_high=None,
+            n_points=fits[0].fit.n_points,  # type: ignore[union-attr]
+            n_sizes=fits[0].fit.n_sizes,  # type: ignore[union-attr]
+            n_max_observed=fits[0].fit.n_max,  # type: ignore[union-attr]
+            reliable=self.trend.reliable,
+            flagged=True,
+            target=nan if self.target is None else float(self.target),
+            n_boot=self.n_boot,
+            resample=",".join(sorted({b.mode for b in boots})) or None,
+            boot_ok=float(np.mean([b.ok.mean() for b in boots])) if boots else nan,
+            weight=1.0,
+        )
+        reasons = [f"back-test-weighted average of {len(weights)} form(s)"]
+        if not self.trend.reliable:
+            row["reason"] = "; ".join(reasons + [f"no reliable extrapolation: {self.trend.reason}"])
+            return row
+        est = self.averaged()
+        if est is None:
+            row.update(flagged=False, reason=reasons[0])
+            return row
+        n_max = float(row["n_max_observed"])  # type: ignore[arg-type]
+        factor = est.n_needed / n_max if n_max > 0 else nan
+        flag_factor = float(self.settings.get("flag_factor", 3.0))  # type: ignore[arg-type]
+        flagged = not math.isfinite(est.n_needed) or (math.isfinite(factor) and factor > flag_factor)
+        if not est.has_interval:
+            reasons.append("no interval: no form has bootstrap fits (see the forms' rows)")
+        elif not math.isfinite(est.high):
+            flagged = True
+            reasons.append("upper bound of the N-needed interval is infinite (some resamples never reach the target)")
+        if math.isfinite(factor) and factor > flag_factor:
+            reasons.append(f"extrapolates {factor:.3g}x past the largest observed N (> {flag_factor:g}x)")
+        row.update(
+            n_needed=est.n_needed,
+            n_needed_low=est.low,
+            n_needed_high=est.high,
+            p_reachable=est.p_reachable,
+            extrapolation_factor=factor,
+            flagged=bool(flagged),
+            reason="; ".join(reasons),
+        )
+        cpc = self.settings.get("cost_per_compound")
+        if cpc is not None:
+            unit = float(cpc) * int(self.settings.get("replicates", 1))  # type: ignore[arg-type]
+            row.update(cost=est.n_needed * unit, cost_low=est.low * unit, cost_high=est.high * unit)
+        return row
+
     def table(self) -> pd.DataFrame:
-        """One row per form with :data:`SCALING_LAW_COLUMNS` (tidy, for DuckDB ``scaling_laws``)."""
+        """One row per form with :data:`SCALING_LAW_COLUMNS`, then the ``averaged`` row (tidy, for
+        DuckDB ``scaling_laws``)."""
         rows = []
         nan = float("nan")
+        weights = self.weights
         for name, r in self.results.items():
             row: dict[str, object] = {c: nan for c in SCALING_LAW_COLUMNS}
             row.update(
@@ -127,6 +201,7 @@ class ScalingReport:
                 params_low=None,
                 params_high=None,
                 resample=None,
+                weight=weights.get(name, nan),
             )
             if r.fit is not None:
                 f = r.fit
@@ -173,6 +248,8 @@ class ScalingReport:
                 row["flagged"] = True
                 row["reason"] = "; ".join(x for x in (r.error, f"no reliable extrapolation: {self.trend.reason}") if x)
             rows.append(row)
+        if weights:
+            rows.append(self._averaged_row(weights))
         out = pd.DataFrame(rows, columns=list(SCALING_LAW_COLUMNS))
         out["rank"] = out["rank"].astype("Int64")
         for col in ("backtest_holdout", "n_points", "n_sizes", "n_boot"):
@@ -182,8 +259,8 @@ class ScalingReport:
         return out.sort_values(["rank", "form"], na_position="last", kind="mergesort").reset_index(drop=True)
 
     def curves(self, n_grid: FloatArray | Sequence[float] | None = None, ci: float | None = None) -> pd.DataFrame:
-        """Fitted curves with pointwise bootstrap bands: columns ``form, rank, n, metric,
-        metric_low, metric_high`` (long format, for a plotly line + band chart). Default grid:
+        """Fitted curves with pointwise bootstrap bands, the ``averaged`` law's last: columns ``form,
+        rank, n, metric, metric_low, metric_high`` (long format, for a plotly line + band chart). Default grid:
         100 log-spaced sizes from the smallest observed ``N`` to 10x the largest."""
         n_obs = self.points["n"].to_numpy(np.float64)
         if n_grid is None:
@@ -203,6 +280,13 @@ class ScalingReport:
             frames.append(
                 pd.DataFrame(
                     {"form": name, "rank": r.rank, "n": grid, "metric": metric, "metric_low": lo, "metric_high": hi}
+                )
+            )
+        if frames:
+            mid, lo, hi = averaged_band(self, grid, ci)
+            frames.append(
+                pd.DataFrame(
+                    {"form": AVERAGED, "rank": None, "n": grid, "metric": mid, "metric_low": lo, "metric_high": hi}
                 )
             )
         if not frames:
@@ -254,7 +338,10 @@ def fit_scaling_laws(
             errors.append(f"not fitted: {exc}")
         if fit is not None:
             if n_boot > 0:
-                boot = bootstrap_fit(fit, n_boot=n_boot, seed=seed, resample=resample)
+                try:
+                    boot = bootstrap_fit(fit, n_boot=n_boot, seed=seed, resample=resample)
+                except ScalingError as exc:
+                    errors.append(str(exc))
             try:
                 bt = backtest(data, form, holdout=holdout, bounded=bounded, f_scale=f_scale)
             except ScalingError as exc:

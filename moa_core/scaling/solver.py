@@ -73,11 +73,15 @@ def robust_lm(
     ftol: float = 1e-10,
     xtol: float = 1e-10,
     geodesic: bool = True,
+    offsets: FloatArray | None = None,
 ) -> LMResult:
     """Solve ``B`` robust least-squares problems from starts ``theta0`` (B, P).
 
     ``residuals(theta)`` maps (b, P) -> (b, m) for any subset of rows; ``jacobian(theta)``, if
     given, maps (b, P) -> (b, m, P) (else forward differences); ``weights`` is (B, m) or None.
+    ``offsets`` (B, m) or None shifts each row's observations: row ``b`` minimizes the cost of
+    ``residuals(theta_b) - offsets[b]`` (a parametric bootstrap's resampled observations, all
+    solved in one batch; the Jacobian is unchanged).
     Rows stop when an accepted step lowers the cost by less than ``ftol`` (relative), the step is
     below ``xtol`` (relative), or the damping exceeds 1e10 (no descent left).
     ``geodesic`` adds Transtrum & Sethna's geodesic acceleration (one extra residual evaluation
@@ -90,9 +94,18 @@ def robust_lm(
     hi = np.full(p, np.inf) if upper is None else np.asarray(upper, dtype=np.float64)
     theta = np.clip(theta, lo, hi)
     w_all = None if weights is None else np.asarray(weights, dtype=np.float64)
+    off = None if offsets is None else np.asarray(offsets, dtype=np.float64)
+    if off is not None and off.shape[0] != b_all:
+        raise ValueError(f"offsets has {off.shape[0]} rows for {b_all} starts")
+
+    def resid(th: FloatArray, rows: NDArray[np.int64] | None = None) -> FloatArray:
+        r0 = residuals(th)
+        if off is None:
+            return r0
+        return r0 - (off if rows is None else off[rows])
 
     with np.errstate(all="ignore"):
-        r = residuals(theta)
+        r = resid(theta)
         cost = robust_cost(r, w_all, f_scale)
         m = r.shape[1]
         jac = np.zeros((b_all, m, p))
@@ -114,7 +127,7 @@ def robust_lm(
                 th = theta[jdx]
                 step = 1e-6 * np.maximum(1.0, np.abs(th))
                 pert = np.repeat(th[:, None, :], p, axis=1) + step[:, :, None] * eye[None, :, :]
-                rp = residuals(pert.reshape(-1, p)).reshape(jdx.size, p, m)
+                rp = resid(pert.reshape(-1, p), np.repeat(jdx, p)).reshape(jdx.size, p, m)
                 jac[jdx] = np.transpose((rp - r[jdx][:, None, :]) / step[:, :, None], (0, 2, 1))
                 need_jac[jdx] = False
             rr, jj = r[idx], jac[idx]
@@ -139,7 +152,7 @@ def robust_lm(
             delta = -_solve(a, g)
             if geodesic:
                 # second directional derivative of the residuals along delta (finite difference)
-                r_h = residuals(th_i + _GEO_H * delta)
+                r_h = resid(th_i + _GEO_H * delta, idx)
                 rvv = (2.0 / _GEO_H) * ((r_h - rr) / _GEO_H - np.einsum("bnp,bp->bn", jj, delta))
                 g2 = np.einsum("bn,bnp,bn->bp", om, jj, np.nan_to_num(rvv, posinf=0.0, neginf=0.0))
                 if frozen.any():
@@ -154,7 +167,7 @@ def robust_lm(
                 geo_ok = np.ones(idx.size, dtype=bool)
                 step_vec = delta
             th_new = np.clip(th_i + step_vec, lo, hi)
-            r_new = residuals(th_new)
+            r_new = resid(th_new, idx)
             c_new = robust_cost(r_new, None if w_all is None else w_all[idx], f_scale)
             c_new = np.where(geo_ok, c_new, np.inf)
             c_old = cost[idx]

@@ -163,11 +163,15 @@ def test_page_renders_points_curves_and_ranked_forms(snapshot):
     assert len(chosen) == 2
     forms = _frame(at, "Rank (back-test)")
     assert set(forms["Law"]) == {
-        sq.form_label(f) for f in ("linear", "log_linear", "power_floor", "m4", "broken_power")
+        sq.form_label(f) for f in ("averaged", "linear", "log_linear", "power_floor", "m4", "broken_power")
     }
+    assert chosen[0] == "averaged"  # the first view draws the averaged law (form uncertainty in its band)
     for family in LAWS:
-        ranks = forms[forms["Model family"] == family]["Rank (back-test)"].tolist()
-        assert sorted(ranks) == ["1", "2", "3", "4", "5"]
+        fam = forms[forms["Model family"] == family]
+        ranks = fam["Rank (back-test)"].tolist()
+        assert sorted(ranks) == ["1", "2", "3", "4", "5", "\u2013"]  # the averaged law has no rank
+        weights = fam[fam["Law"] != sq.form_label("averaged")]["Weight in the average"].astype(float)
+        assert weights.sum() == pytest.approx(1.0, abs=0.01)
         # the default laws are the top-2 by back-test rank (mean over families)
         top = forms[(forms["Model family"] == family) & forms["Rank (back-test)"].isin(["1", "2"])]["Law"]
         assert set(top) & {sq.form_label(f) for f in chosen}

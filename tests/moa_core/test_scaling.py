@@ -12,6 +12,7 @@ from scipy.optimize import brentq, least_squares
 
 from moa_core.errors import MoaInputError
 from moa_core.scaling import (
+    AVERAGED,
     FORMS,
     SCALING_LAW_COLUMNS,
     ScalingData,
@@ -19,6 +20,7 @@ from moa_core.scaling import (
     backtest,
     best_of_zoo,
     bootstrap_fit,
+    bootstrap_offsets,
     bootstrap_weights,
     check_trend,
     extrapolate,
@@ -237,19 +239,29 @@ def test_analytic_jacobians_match_finite_differences(bounded: bool) -> None:
         assert np.abs(analytic - numeric).max() <= 1e-6 * np.abs(numeric).max(), name
 
 
+@pytest.mark.parametrize("resample", ["noise", "runs"])
 @pytest.mark.parametrize("name", ["m4", "broken_power"])
-def test_bootstrap_fits_are_converged_optima(name: str) -> None:
-    """Warm-started, iteration-capped batched refits reach what scipy reaches from the same start."""
+def test_bootstrap_fits_are_converged_optima(name: str, resample: str) -> None:
+    """Warm-started, iteration-capped batched refits reach what scipy reaches from the same start
+    (noise bootstrap: on the redrawn observations; run bootstrap: on the repeated points)."""
     pts = make_points(name, CASES[name][0], sd=0.01, runs=3, sizes=np.geomspace(2e4, 1e6, 7), seed=1)
     fit = fit_form(pts, name)
-    boot = bootstrap_fit(fit, n_boot=6, seed=2)
+    boot = bootstrap_fit(fit, n_boot=6, seed=2, resample=resample)  # type: ignore[arg-type]
     data, form = fit.data, FORMS[name]
     lo, hi = form.raw_bounds(data.space)
     resid, jac = data.residual_fn(form), data.jacobian_fn(form)
+    if resample == "noise":
+        assert boot.mode == "noise-replicates" and boot.noise is not None and boot.noise.dof == 14
+        offsets = bootstrap_offsets(data, boot.noise, 6, seed=2)
     for b in range(boot.n_boot):
-        idx = np.repeat(np.arange(data.n.size), boot.weights[b].astype(int))
+        if resample == "noise":
+            idx = np.arange(data.n.size)
+            off = offsets[b]
+        else:
+            idx = np.repeat(np.arange(data.n.size), boot.weights[b].astype(int))
+            off = np.zeros(idx.size)
         sol = least_squares(
-            lambda t: resid(t[None])[0][idx],
+            lambda t: resid(t[None])[0][idx] - off,
             fit.theta,
             jac=lambda t: jac(t[None])[0][idx],
             loss="soft_l1",
@@ -295,7 +307,10 @@ def test_bootstrap_without_runs_resamples_points() -> None:
     truth, _ = CASES["log_linear"]
     pts = make_points("log_linear", truth, runs=None, sd=0.002)
     fit = fit_form(pts, "log_linear")
-    boot = bootstrap_fit(fit, n_boot=100, seed=1)
+    auto = bootstrap_fit(fit, n_boot=100, seed=1)
+    assert auto.mode == "noise-residuals" and auto.noise is not None
+    assert auto.noise.dof == len(pts) - 2  # one point per size: the noise comes from the fit's residuals
+    boot = bootstrap_fit(fit, n_boot=100, seed=1, resample="points")
     assert boot.mode == "points"
     assert np.all(boot.weights.sum(axis=1) == len(pts))
     assert np.all((boot.weights > 0).sum(axis=1) >= 3)
@@ -440,9 +455,18 @@ def test_report_table_curves_and_determinism(saturating: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(tab, fit_scaling_laws(saturating, **kw).table())
     other = fit_scaling_laws(saturating, **dict(kw, seed=8)).table()
     assert not np.allclose(other["n_needed_low"], tab["n_needed_low"], equal_nan=True)
-    assert set(tab["form"]) == set(FORMS)
+    assert set(tab["form"]) == set(FORMS) | {AVERAGED}
     np.testing.assert_allclose(tab["cost"], tab["n_needed"] * 500.0)
-    for _, row in tab.iterrows():
+    avg = tab.set_index("form").loc[AVERAGED]
+    forms = tab[tab["form"] != AVERAGED]
+    assert pd.isna(avg["rank"]) and avg["weight"] == 1.0
+    assert forms["weight"].sum() == pytest.approx(1.0)
+    assert json.loads(avg["params"]) == pytest.approx(dict(zip(forms["form"], forms["weight"])))
+    assert avg["n_needed_low"] <= avg["n_needed"] <= avg["n_needed_high"]
+    # the mixture's interval spans at least the heaviest form's
+    heavy = forms.loc[forms["weight"].idxmax()]
+    assert avg["n_needed_high"] - avg["n_needed_low"] >= 0.5 * (heavy["n_needed_high"] - heavy["n_needed_low"])
+    for _, row in forms.iterrows():
         params = json.loads(row["params"])
         assert set(FORMS[row["form"]].param_names) <= set(params)
         assert set(json.loads(row["params_low"])) == set(FORMS[row["form"]].param_names)
@@ -459,7 +483,7 @@ def test_report_table_curves_and_determinism(saturating: pd.DataFrame) -> None:
     grid = np.geomspace(1e3, 1e7, 25)
     cur = rep.curves(grid)
     assert list(cur.columns) == ["form", "rank", "n", "metric", "metric_low", "metric_high"]
-    assert len(cur) == 25 * len(FORMS)
+    assert len(cur) == 25 * (len(FORMS) + 1)  # every form and the averaged law
     assert (cur["metric_low"] <= cur["metric_high"]).all()
     pf = cur[(cur["form"] == "power_floor") & (cur["n"] <= 1e6)]
     assert ((pf["metric"] >= pf["metric_low"] - 1e-3) & (pf["metric"] <= pf["metric_high"] + 1e-3)).all()
@@ -487,7 +511,7 @@ def test_default_report_with_1000_resamples() -> None:
     tab = rep.table()
     assert (tab["n_boot"] == 1000).all()
     assert (tab["boot_ok"] >= 0.99).all()
-    assert (tab["resample"] == "runs").all()
+    assert (tab["resample"] == "noise-replicates").all()
     assert tab["reliable"].all()
 
 
