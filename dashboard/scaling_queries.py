@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dashboard import queries
-from moa_core.scaling import AVERAGED, FORMS, ScalingReport, best_of_zoo, extrapolate, fit_scaling_laws
+from dashboard import queries, style
+from moa_core.scaling import AVERAGED, FORMS, ScalingReport, extrapolate, fit_scaling_laws, studies
+from moa_core.scaling.studies import curve_points
 
 SCALING_TABLES = ("scaling_points", "scaling_laws", "phenoca_results")
 DEFAULT_DATASET = "synthetic_jump_profiles"
@@ -127,18 +128,6 @@ PROBE_LABELS = {
     "knn": "k-NN",
     "linear": "linear",
 }
-COLORS = {
-    "IBP": "#2ca02c",
-    "IBP invariant": "#17becf",
-    "task-supervised": "#ff7f0e",
-    "profiles (CP)": "#1f77b4",
-    "CP": "#1f77b4",
-    "MP": "#d62728",
-    "CP published": "#9467bd",
-    "DP recipe (trained here)": "#2ca02c",
-    "MP (compound holdout)": "#ff7f0e",
-}
-_PALETTE = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#9467bd", "#aec7e8", "#98df8a", "#ffbb78"]
 FORM_DASH = {
     AVERAGED: "solid",
     "linear": "dot",
@@ -188,18 +177,12 @@ def family_label(family: str) -> str:
     return FAMILY_LABELS.get(str(family).lower(), str(family))
 
 
-def family_color(family: str, order: list[str] | None = None) -> str:
-    if family in COLORS:
-        return COLORS[family]
-    others = [f for f in (order or [family]) if f not in COLORS]
-    i = others.index(family) if family in others else abs(hash(family))
-    return _PALETTE[i % len(_PALETTE)]
+def family_color(family: str) -> str:
+    """The family's colour: the method registry's (:mod:`moa_core.methods`, as on every page)."""
+    return style.method_color(family)
 
 
-def rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
+rgba = style.rgba
 
 
 # ---------------------------------------------------------------------- formatting
@@ -331,30 +314,13 @@ def phenoca_results(dataset: str, path: Path | None = None) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------- compute
 def family_points(pts: pd.DataFrame, family: str, model_sizes: str = "best") -> pd.DataFrame:
-    """The points of one family ready for :func:`fit_scaling_laws` (``n, metric`` [, ``run``]).
-
-    A family that mixes model sizes (a Pheno-CA zoo) is reduced either to the ``best`` model
-    per size (the default, Pheno-CA's envelope and what the pipeline's ``scaling_laws`` fits:
-    biased upward by the maximum over models) or to its ``largest`` model only. For the
-    envelope, when every run is one model (the pipeline's zoo: run = model), the maximum is
-    over all models at each size and the bootstrap resamples sizes; when runs are seeds that
-    each span several sizes, it is per size and seed (:func:`moa_core.scaling.best_of_zoo`)."""
-    sel = pts[pts["family"] == family]
-    out = sel[["n", "metric", "run"]].copy()
-    out["run"] = out["run"].fillna("").astype(str)
-    sizes = sel["model_size"].dropna().unique() if "model_size" in sel.columns else []
-    if len(sizes) > 1:
-        if model_sizes == "largest":
-            out = out[sel["model_size"].to_numpy() == max(sizes)]
-        elif sel.assign(run=out["run"]).groupby("run")["model_size"].nunique().max() <= 1:  # run = model
-            return out.groupby("n", as_index=False, sort=True)["metric"].max()
-        else:
-            out = best_of_zoo(out)
-    return out.sort_values(["n", "run"]).reset_index(drop=True)
+    """The points of one family ready for :func:`fit_scaling_laws`: :func:`moa_core.scaling.studies.curve_points`,
+    the rule the pipeline's ``scaling_laws`` fits by (the best-of-zoo envelope of a zoo, or its ``largest`` model)."""
+    return curve_points(pts[pts["family"] == family], model_sizes)
 
 
 def mixes_model_sizes(pts: pd.DataFrame) -> bool:
-    return bool((pts.dropna(subset=["model_size"]).groupby("family")["model_size"].nunique() > 1).any())
+    return studies.mixes_model_sizes(pts)
 
 
 def fit(points_: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = SEED) -> ScalingReport:

@@ -127,6 +127,11 @@ METHODS: dict[str, Method] = {
 #: Colours of what is not a method in METHODS but is drawn next to them.
 OTHER_COLOURS = {
     "MP (compound holdout)": "#8c564b",  # brown
+    # the scaling studies' model families: IBP's own orange, its invariant variant a lighter orange, the CP
+    # profiles CP's blue
+    "IBP invariant": "#ffbb78",  # light orange
+    "task-supervised": "#637939",  # dark olive
+    "profiles (CP)": "#1f77b4",  # CP's blue
     "random": "#7f7f7f",  # grey: chance / random baselines
     "chance": "#7f7f7f",
 }

@@ -157,26 +157,37 @@ class Warehouse:
         empty ``df`` is refused unless ``allow_empty`` (e.g. "no flagged fields"), which
         then just clears the partition.
         """
-        if df.empty and not allow_empty:
-            raise SchemaError(f"refusing to write an empty partition {where} of {table}")
-        for k, v in where.items():
-            if k not in df.columns or not (df[k] == v).all():
-                raise SchemaError(f"{table}: every row must have {k} == {v!r}")
+        self.replace_partitions({table: df}, where, allow_empty=allow_empty)
+
+    def replace_partitions(
+        self, tables: dict[str, pd.DataFrame], where: dict[str, object], *, allow_empty: bool = False
+    ) -> None:
+        """:meth:`replace_rows` of several tables in one transaction: all are replaced, or none."""
+        for table, df in tables.items():
+            if df.empty and not allow_empty:
+                raise SchemaError(f"refusing to write an empty partition {where} of {table}")
+            for k, v in where.items():
+                if k not in df.columns or not (df[k] == v).all():
+                    raise SchemaError(f"{table}: every row must have {k} == {v!r}")
         with self.connect() as con, transaction(con):
-            con.register("_incoming", df)
-            exists = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
-            ).fetchone()[0]
-            if not exists:
-                con.execute(f"CREATE TABLE {_ident(table)} AS SELECT * FROM _incoming LIMIT 0")
-            cols = [r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()]
-            if list(cols) != list(df.columns):
-                raise SchemaError(f"{table}: schema drift; table has columns {cols}, new rows have {list(df.columns)}")
-            cond = " AND ".join(f"{_ident(k)} = ?" for k in where)
-            con.execute(f"DELETE FROM {_ident(table)} WHERE {cond}", list(where.values()))
-            con.execute(f"INSERT INTO {_ident(table)} SELECT * FROM _incoming")
-            con.unregister("_incoming")
-            self._register_catalog(con, table, where, df)
+            for table, df in tables.items():
+                self._replace_rows(con, table, df, where)
+
+    def _replace_rows(self, con: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, where: dict) -> None:
+        con.register("_incoming", df)
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[
+            0
+        ]
+        if not exists:
+            con.execute(f"CREATE TABLE {_ident(table)} AS SELECT * FROM _incoming LIMIT 0")
+        cols = [r[0] for r in con.execute(f"DESCRIBE {_ident(table)}").fetchall()]
+        if list(cols) != list(df.columns):
+            raise SchemaError(f"{table}: schema drift; table has columns {cols}, new rows have {list(df.columns)}")
+        cond = " AND ".join(f"{_ident(k)} = ?" for k in where)
+        con.execute(f"DELETE FROM {_ident(table)} WHERE {cond}", list(where.values()))
+        con.execute(f"INSERT INTO {_ident(table)} SELECT * FROM _incoming")
+        con.unregister("_incoming")
+        self._register_catalog(con, table, where, df)
 
     # ---- reads --------------------------------------------------------------------
     def read(self, sql: str, params: list | None = None) -> pd.DataFrame:

@@ -15,13 +15,14 @@ documentation's results page.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from moa_core.datasets import DEFAULT_DATASET, DEFAULT_FRACTION, FRACTIONS
+from moa_core.datasets import DEFAULT_DATASET, DEFAULT_FRACTION, FRACTIONS, data_scale
 
 DEMO_FRACTIONS = "100,50,25"
 DEMO_PROFILES = "synthetic_jump_profiles_small"
@@ -62,6 +63,8 @@ class Run:
     after: tuple[str, ...] = ()
     #: Uses every core itself (its plates run ``store.n_workers`` processes): runs alone.
     exclusive: bool = False
+    #: How the results name this run where its job and partition do not tell it apart.
+    label: str = ""
 
     @property
     def name(self) -> str:
@@ -90,6 +93,21 @@ def demo_plan(dataset: str, fractions: list[str], profiles: str, scales: list[st
     if profiles:
         inputs = Run("phenoca_inputs_job", profiles, f0, (ingest.name,))
         zoo = [Run("phenoca_job", profiles, s, (inputs.name,)) for s in scales]
+        early = []
+        if len(scales) >= 4:  # the laws of every scale but the largest first: the ledger then scores their forecasts
+            largest = max(scales, key=data_scale)
+            smaller = [r for r in zoo if r.fraction != largest]
+            early = [
+                Run(
+                    "scaling_job",
+                    profiles,
+                    f"before-{largest}",
+                    tuple(r.name for r in smaller),
+                    label=f"before scale {largest}",
+                )
+            ]
+            last = [dataclasses.replace(r, after=(*r.after, early[0].name)) for r in zoo if r.fraction == largest]
+            zoo = [*smaller, *early, *last]
         runs += [inputs, *zoo, Run("scaling_job", profiles, f0, tuple(r.name for r in zoo))]
         if f0 in scales:  # the explorer's indexes of the profile dataset (its profiles and IBP)
             runs.append(Run("retrieval_job", profiles, f0, (f"phenoca_job:{profiles}:{f0}",)))
@@ -221,8 +239,10 @@ def run_plan(plan: list[Run], pool, parallel: int) -> tuple[list[dict], list[dic
                     "started_s": round(t0 - t_plan, 1),
                     "worker": out["pid"],
                 }
+                | ({"label": run.label} if run.label else {})
             )
             part = {"fraction": run.fraction, "dataset": run.dataset}.get(_PER_PARTITION.get(run.job, ""), "")
+            part = f"{part}, {run.label}" if run.label else part
             assets += [
                 {"asset": name, "partition": part, "job": run.job, "seconds": sec} for name, sec in out["assets"]
             ]

@@ -171,6 +171,15 @@ def collect(wh, dataset: str, fractions: Sequence[str], profiles: str = "") -> d
                 [dataset, profiles or dataset],
             )
         )
+    if wh.has_table("scaling_ledger"):  # forecasts of earlier fits scored against the scales materialized since
+        out["forecast_ledger"] = _records(
+            wh.read(
+                "SELECT dataset, study, task, family, form, reliable, n_max_observed, n, decades, predicted, low, "
+                "high, observed, error, inside FROM scaling_ledger WHERE dataset IN (?, ?) "
+                "ORDER BY dataset, study, task, family, form, n",
+                [dataset, profiles or dataset],
+            )
+        )
     if wh.has_table("retrieval_indexes"):
         out["retrieval"] = _records(
             wh.read(
@@ -346,6 +355,34 @@ def phenoca_table(res: dict, fraction: str = "100") -> str:
     return _table(["split", "task", "metric", *fams], out)
 
 
+def ledger_record_table(res: dict) -> str:
+    """Per law form: forecasts scored, mean absolute error, the share inside the interval, distance."""
+    import pandas as pd
+
+    from moa_core.scaling.ledger import ledger_record
+
+    led = pd.DataFrame(res.get("forecast_ledger", []))
+    if led.empty:
+        return ""
+    led["inside"] = led["inside"].astype("boolean")
+    rows = []
+    for r in ledger_record(led).itertuples():
+        rows.append(
+            (
+                r.form,
+                str(r.fits),
+                str(r.scored),
+                fmt(r.mae),
+                f"{r.coverage:.0%} of {r.with_interval}" if r.with_interval else "no interval",
+                f"{fmt(r.median_decades)} / {fmt(r.max_decades)}",
+            )
+        )
+    return _table(
+        ["law", "curves", "forecasts scored", "mean abs. error", "inside the 95 % interval", "decades (median / max)"],
+        rows,
+    )
+
+
 def laws_table(res: dict) -> str:
     rows = []
     for r in res.get("scaling_laws", []):
@@ -504,6 +541,16 @@ def render_markdown(runs: Sequence[dict]) -> str:
             laws_table(first),
             "",
         ]
+    if first.get("forecast_ledger"):
+        parts += [
+            "## Forecast ledger",
+            "",
+            "The laws fitted before the largest scale was materialized, scored against the point it then measured "
+            "(every curve of the OOD study; 95 % predictive intervals of the next measured point).",
+            "",
+            ledger_record_table(first),
+            "",
+        ]
     if first.get("retrieval"):
         parts += [
             "## Retrieval indexes",
@@ -561,6 +608,8 @@ def render_console(res: dict) -> str:
         lines += ["Pheno-CA (data scale 100):", phenoca_table(res), ""]
     if res.get("scaling_laws"):
         lines += ["Scaling laws:", laws_table(res), ""]
+    if res.get("forecast_ledger"):
+        lines += ["Forecast ledger (earlier fits scored against later scales):", ledger_record_table(res), ""]
     if res.get("retrieval"):
         lines += ["Retrieval indexes:", retrieval_table(res), ""]
     return "\n".join(lines)

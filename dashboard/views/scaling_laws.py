@@ -163,12 +163,11 @@ def scaling_section() -> None:
     labelled = {sq.family_label(f): rep for f, rep in reports.items()}
 
     # ---- chart
-    order = list(labelled)
     grid = np.geomspace(n_min, budget_n, 120)
     fig = go.Figure()
     for family, rep in reports.items():
         name = sq.family_label(family)
-        color = sq.family_color(name, order)
+        color = sq.family_color(name)
         reliable = sq.unreliable_reason(tables[name]) is None
         curves = rep.curves(grid if reliable else np.geomspace(n_min, float(fam_points[family]["n"].max()), 60))
         for form in forms:
@@ -298,7 +297,7 @@ def comparison_section() -> None:
         go.Bar(
             x=comp["family"],
             y=comp["value"],
-            marker_color=[sq.family_color(f, order) for f in order],
+            marker_color=[sq.family_color(f) for f in order],
             error_y={"type": "data", "array": err_hi, "arrayminus": err_lo, "visible": bool(np.isfinite(err_hi).any())},
             text=[sq.sig(v) for v in comp["value"]],
             textposition="outside",

@@ -17,9 +17,13 @@ Two kinds of curve feed :func:`moa_core.scaling.fit_scaling_laws`:
 - **MOAProfiler's replicate-fraction curve** (``evaluation_results`` at fractions 25 … 100):
   study ``mp_fractions``, x = training wells of the fraction, one run per method.
 
-:func:`fit_curves` fits every (study, task, family) curve with at least three sizes and
-returns the ``scaling_laws`` rows (``SCALING_LAW_COLUMNS`` with the curve's keys); curves
-with fewer sizes are listed with the reason, not fitted.
+:func:`curve_points` is the one rule of what a curve's fitted points are (the envelope of a zoo,
+the seeds of one model kept as replicates); :func:`mp_targets` and :func:`default_target` the
+targets; :func:`next_scales` the scales a curve can still grow to (for the forecast ledger,
+:mod:`moa_core.scaling.ledger`). :func:`fit_curve_reports` fits every (study, task, family)
+curve with at least three sizes and :func:`laws_table` returns the ``scaling_laws`` rows
+(``SCALING_LAW_COLUMNS`` with the curve's keys; :func:`fit_curves` does both); curves with fewer
+sizes are listed with the reason, not fitted.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import pandas as pd
 
 from moa_core.scaling.errors import ScalingError
+from moa_core.scaling.fit import best_of_zoo
 from moa_core.scaling.report import SCALING_LAW_COLUMNS, fit_scaling_laws
 
 POINT_COLUMNS = ["dataset", "study", "task", "family", "n", "metric", "run", "model_size"]
@@ -122,7 +127,59 @@ def fraction_points(
     return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
-def fit_curves(
+def curve_points(points: pd.DataFrame, model_sizes: str = "best") -> pd.DataFrame:
+    """The points one curve's law is fitted to (``n, metric, run``) - the one rule the
+    ``scaling_laws`` asset, the forecast ledger and the dashboard share.
+
+    Runs of one model (seeds, or MOAProfiler's one run per method) are kept as they are: they are
+    replicates. A curve that mixes model sizes (a Pheno-CA zoo, ``model_size`` varying) is reduced
+    to the ``best`` model per size (the paper's best-of-zoo envelope, biased upward by the maximum
+    over models: stated, not corrected) or to its ``largest`` model only. For the envelope, when
+    every run is one model (the pipeline's zoo: run = model) the maximum is over all models at each
+    size (the bootstrap then resamples sizes); when runs are seeds that each span several model
+    sizes, it is per size and seed (:func:`moa_core.scaling.best_of_zoo`).
+    """
+    if model_sizes not in ("best", "largest"):
+        raise ScalingError(f"model_sizes must be 'best' or 'largest', got {model_sizes!r}")
+    pts = points[["n", "metric", "run"]].copy()
+    pts["run"] = pts["run"].fillna("").astype(str)
+    sizes = points["model_size"].dropna().unique() if "model_size" in points.columns else []
+    if len(sizes) > 1:
+        if model_sizes == "largest":
+            pts = pts[points["model_size"].to_numpy() == max(sizes)]
+        elif points.assign(run=pts["run"]).groupby("run")["model_size"].nunique().max() <= 1:  # run = model
+            pts = pts.groupby("n", as_index=False, sort=True)["metric"].max()
+        else:
+            pts = best_of_zoo(pts)
+    return pts.sort_values([c for c in ("n", "run") if c in pts.columns]).reset_index(drop=True)
+
+
+def mixes_model_sizes(points: pd.DataFrame) -> bool:
+    """Whether any family of ``points`` mixes model sizes (a zoo: :func:`curve_points` takes its envelope)."""
+    if "model_size" not in points.columns:
+        return False
+    return bool((points.dropna(subset=["model_size"]).groupby("family")["model_size"].nunique() > 1).any())
+
+
+def mp_targets(points: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """The target of MOAProfiler's replicate-fraction curves: how much data until MP meets CP's
+    (flat) line - CP's mean metric over the fractions, per task."""
+    targets = {}
+    mp = points[points["study"].eq("mp_fractions")]
+    for task, g in mp.groupby("task"):
+        cp = g[g["family"].eq("CP")]["metric"]
+        if len(cp):
+            targets[("mp_fractions", str(task))] = float(cp.mean())
+    return targets
+
+
+def default_target(pts: pd.DataFrame) -> float:
+    """A curve's default target: halfway from its best observed value to 1."""
+    best = float(pts["metric"].max())
+    return best + (1 - best) / 2
+
+
+def fit_curve_reports(
     points: pd.DataFrame,
     *,
     targets: dict[tuple[str, str], float] | None = None,
@@ -130,24 +187,22 @@ def fit_curves(
     cost_per_compound: float | None = 100.0,
     replicates: int = 1,
     seed: int = 0,
-) -> pd.DataFrame:
-    """Fit every (dataset, study, task, family) curve of ``points``; one ``scaling_laws`` row per law form.
+) -> list[tuple[dict, pd.DataFrame, object]]:
+    """Every (dataset, study, task, family) curve of ``points`` fitted: ``(key, fitted points,
+    ScalingReport or the ScalingError)``.
 
-    ``targets`` maps (study, task) to the metric whose N is asked (default: halfway from the
-    best observed value to 1). The best-of-zoo envelope is fitted where a curve has several
-    runs per size. Curves with fewer than three sizes, or whose fit fails, get one row with
-    the reason and no numbers.
+    ``targets`` maps (study, task) to the metric whose N is asked (default: :func:`default_target`).
+    Each curve is fitted to :func:`curve_points` (the best-of-zoo envelope where it mixes model
+    sizes). A curve with fewer than three sizes, or whose fit fails, carries the error, which
+    :func:`laws_table` turns into one row with the reason and no numbers.
     """
-    out = []
+    out: list[tuple[dict, pd.DataFrame, object]] = []
     for keys, g in points.groupby(CURVE_KEYS, sort=True):
         key = dict(zip(CURVE_KEYS, keys))
-        pts = g[["n", "metric", "run"]].copy()
-        if pts.groupby("n")["run"].nunique().max() > 1:  # the zoo: its best model per size (bootstrap over sizes)
-            pts = pts.groupby("n", as_index=False, sort=True)["metric"].max()
-        best = float(pts["metric"].max())
-        target = (targets or {}).get((key["study"], key["task"]), best + (1 - best) / 2)
+        pts = curve_points(g)
+        target = (targets or {}).get((key["study"], key["task"]), default_target(pts))
         try:
-            rep = fit_scaling_laws(
+            rep: object = fit_scaling_laws(
                 pts,
                 n_boot=n_boot,
                 target=min(target, 0.999),
@@ -155,20 +210,37 @@ def fit_curves(
                 cost_per_compound=cost_per_compound if key["study"] == "phenoca_ood" else None,
                 replicates=replicates,
             )
-            table = rep.table()
         except ScalingError as exc:
+            rep = exc
+        out.append((key, pts, rep))
+    return out
+
+
+def laws_table(fitted: list[tuple[dict, pd.DataFrame, object]]) -> pd.DataFrame:
+    """The ``scaling_laws`` rows of :func:`fit_curve_reports`' output."""
+    out = []
+    for key, _, rep in fitted:
+        if isinstance(rep, ScalingError):
             table = pd.DataFrame(
                 [
                     {c: None for c in SCALING_LAW_COLUMNS}
-                    | {"form": None, "reason": str(exc), "reliable": False, "flagged": True}
+                    | {"form": None, "reason": str(rep), "reliable": False, "flagged": True}
                 ]
             )
+        else:
+            table = rep.table()  # type: ignore[attr-defined]
         for k, v in key.items():
             table.insert(list(key).index(k), k, v)
         out.append(table)
     if not out:
         return typed_laws(pd.DataFrame(columns=CURVE_KEYS + list(SCALING_LAW_COLUMNS)))
     return typed_laws(pd.concat(out, ignore_index=True))
+
+
+def fit_curves(points: pd.DataFrame, **settings) -> pd.DataFrame:
+    """Fit every (dataset, study, task, family) curve of ``points``; one ``scaling_laws`` row per law form
+    (``settings``: those of :func:`fit_curve_reports`)."""
+    return laws_table(fit_curve_reports(points, **settings))
 
 
 _TEXT = {"form", "params", "params_low", "params_high", "reason", "resample"}
@@ -189,4 +261,18 @@ def typed_laws(laws: pd.DataFrame) -> pd.DataFrame:
             out[c] = out[c].astype("boolean")
         else:
             out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+    return out
+
+
+def next_scales(points: pd.DataFrame, sizes: dict[str, dict[str, float]]) -> dict[tuple[str, str], dict[str, float]]:
+    """The scales each (study, task) of ``points`` can still grow to: of ``sizes`` (study -> {scale key:
+    its size N}, e.g. every replicate fraction's training wells), those above the curve's largest N."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    if points.empty:
+        return out
+    for (study, task), g in points.groupby(["study", "task"], sort=True):
+        n_max = float(g["n"].max())
+        above = {k: float(v) for k, v in sizes.get(str(study), {}).items() if float(v) > n_max * (1 + 1e-9)}
+        if above:
+            out[(str(study), str(task))] = above
     return out

@@ -261,21 +261,20 @@ def phenoca_results(phenoca_profiles):
     return phenoca_collect(phenoca_zoo(phenoca_profiles).map(phenoca_member).collect())
 
 
-def _mp_fraction_points(store: MoaStore, ds: str) -> pd.DataFrame:
-    """MOAProfiler's replicate-fraction curve of an image dataset (x = training wells of each fraction)."""
+def _mp_fraction_points(store: MoaStore, ds: str) -> tuple[pd.DataFrame, dict[str, float]]:
+    """MOAProfiler's replicate-fraction curve of an image dataset (x = training wells of each fraction), and
+    the training wells of every replicate fraction of the catalogue (the scales the curve can grow to)."""
     from moa_core.scaling.studies import fraction_points
 
     wh = store.warehouse()
     if not wh.has_table("evaluation_results") or not wh.has_table(partition_table("splits", ds)):
-        return pd.DataFrame()
+        return pd.DataFrame(), {}
     ev = wh.read_table("evaluation_results", {"dataset": ds})
     sp = wh.read_table(partition_table("splits", ds))
-    wells = {}
-    for frac in sorted(ev["fraction"].unique()):
-        if frac in FRACTIONS:
-            sub = fraction_split(sp, frac, seed=store.dataset(ds).split_seed)
-            wells[frac] = int(sub[SPLIT_COL].eq("train").sum())
-    return fraction_points(ev, wells, ds)
+    seed = store.dataset(ds).split_seed
+    wells = {frac: int(fraction_split(sp, frac, seed=seed)[SPLIT_COL].eq("train").sum()) for frac in FRACTIONS}
+    done = {f: wells[f] for f in ev["fraction"].astype(str).unique() if f in wells}
+    return fraction_points(ev, done, ds), {f: float(n) for f, n in wells.items()}
 
 
 @dg.asset(
@@ -290,7 +289,9 @@ def _mp_fraction_points(store: MoaStore, ds: str) -> pd.DataFrame:
     ),
 )
 def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.MaterializeResult:
-    from moa_core.scaling.studies import fit_curves, phenoca_points
+    from moa_core.provenance import code_version
+    from moa_core.scaling import ScalingReport, ledger
+    from moa_core.scaling.studies import fit_curve_reports, laws_table, mp_targets, next_scales, phenoca_points
 
     ds = dataset_key(context)
     t0 = time.time()
@@ -298,7 +299,8 @@ def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
     parts = []
     if wh.has_table("phenoca_results"):
         parts.append(phenoca_points(wh.read_table("phenoca_results", {"dataset": ds})))
-    parts.append(_mp_fraction_points(store, ds))
+    mp_points, mp_sizes = _mp_fraction_points(store, ds)
+    parts.append(mp_points)
     points = (
         pd.concat([p for p in parts if not p.empty], ignore_index=True)
         if any(not p.empty for p in parts)
@@ -309,17 +311,32 @@ def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
             f"dataset {ds}: no phenoca_results and no replicate-fraction evaluation to fit; materialize "
             f"phenoca_results (profile datasets) or evaluation_results at several fractions"
         )
-    targets = {}
-    mp = points[points["study"].eq("mp_fractions")]
-    for task, g in mp.groupby("task"):  # MP's curve: how much data until MP meets CP's (flat) line?
-        cp = g[g["family"].eq("CP")]["metric"]
-        if len(cp):
-            targets[("mp_fractions", task)] = float(cp.mean())
-    laws = fit_curves(points, targets=targets)
-    for tbl, df in (("scaling_points", points), ("scaling_laws", laws)):
-        df = df.copy()
-        df["dataset"] = ds
-        wh.replace_rows(tbl, df, {"dataset": ds})
+    fitted = fit_curve_reports(points, targets=mp_targets(points))
+    laws = laws_table(fitted)
+    # the forecast ledger: this fit's predictions above its data join the record; every stored forecast is
+    # scored against the points as they are now (larger scales materialized since it was made)
+    new = ledger.forecasts(
+        [(k, p, r if isinstance(r, ScalingReport) else None) for k, p, r in fitted],
+        next_scales=next_scales(points, {"mp_fractions": mp_sizes}),
+        code_version=code_version(),
+    )
+    old = wh.read_table("scaling_forecasts", {"dataset": ds}) if wh.has_table("scaling_forecasts") else None
+    stored = ledger.merge_forecasts(old, new)
+    curves = pd.concat(
+        [p.assign(**{c: str(k[c]) for c in ledger.KEY_COLUMNS}) for k, p, _ in fitted], ignore_index=True
+    )
+    scored = ledger.score_forecasts(stored, curves)
+    wh.replace_partitions(  # one transaction: the laws, their points and the ledger agree
+        {
+            "scaling_points": points.assign(dataset=ds),
+            "scaling_laws": laws.assign(dataset=ds),
+            "scaling_forecasts": stored,
+            "scaling_ledger": scored,
+        },
+        {"dataset": ds},
+        allow_empty=True,
+    )
+    record = ledger.ledger_record(scored)
     best = laws[laws["rank"].eq(1)] if "rank" in laws else laws.head(0)
     lines = [
         f"{r.study}/{r.task}/{r.family}: {r.form}, N needed {r.n_needed:.3g} "
@@ -336,6 +353,17 @@ def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
             "curves": int(points.groupby(["study", "task", "family"]).ngroups),
             "laws": len(laws),
             "best_forms": dg.MetadataValue.md("\n".join(f"- {x}" for x in lines) or "none"),
+            "forecasts_stored": int(stored["fit_id"].nunique()) if not stored.empty else 0,
+            "forecasts_new": int(new["fit_id"].nunique()) if not new.empty else 0,
+            "forecasts_scored": len(scored),
+            "ledger": dg.MetadataValue.md(
+                "\n".join(
+                    f"- {r.form}: {r.scored} forecast(s) scored, MAE {r.mae:.3g}, inside the interval "
+                    f"{r.coverage:.0%} of {r.with_interval}, up to {r.max_decades:.2f} decade(s) out"
+                    for r in record.itertuples()
+                )
+                or "no forecast scored yet"
+            ),
             "seconds": round(time.time() - t0, 1),
         }
     )

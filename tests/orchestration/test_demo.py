@@ -19,7 +19,7 @@ SCALES = ["ood0", "ood10", "ood25", "100"]
 def test_plan_orders_every_run_after_what_it_needs():
     plan = demo_plan("synthetic_cpjump1", FRACTIONS, "synthetic_jump_profiles_small", SCALES)
     names = [r.name for r in plan]
-    assert len(names) == len(set(names)) == 15
+    assert len(names) == len(set(names)) == 16
     pos = {n: i for i, n in enumerate(names)}
     for r in plan:
         assert all(pos[a] < pos[r.name] for a in r.after), r  # a run only waits for runs listed before it
@@ -30,6 +30,11 @@ def test_plan_orders_every_run_after_what_it_needs():
     assert set(by["scaling_job:synthetic_cpjump1:100"].after) == {
         f"train_eval_job:synthetic_cpjump1:{f}" for f in FRACTIONS
     }
+    # the forecast ledger: the laws of the three smaller scales are fitted before the largest is materialized
+    early = by["scaling_job:synthetic_jump_profiles_small:before-100"]
+    assert set(early.after) == {f"phenoca_job:synthetic_jump_profiles_small:{s}" for s in SCALES[:3]}
+    assert early.name in by["phenoca_job:synthetic_jump_profiles_small:100"].after
+    assert early.name in by["scaling_job:synthetic_jump_profiles_small:100"].after
     no_profiles = demo_plan("synthetic_cpjump1", ["100"], "", SCALES)
     assert [r.job for r in no_profiles] == [
         "ingest_job",

@@ -49,6 +49,8 @@ def materialized(tmp_path_factory):
         results.append(
             defs.resolve_job_def("phenoca_job").execute_in_process(instance=instance, partition_key=multi_key(DS, s))
         )
+        if s == SCALES[-2]:  # the laws of the three smaller scales: their forecasts go into the ledger
+            results.append(defs.resolve_job_def("scaling_job").execute_in_process(instance=instance, partition_key=DS))
     results.append(defs.resolve_job_def("scaling_job").execute_in_process(instance=instance, partition_key=DS))
     return store, results
 
@@ -123,3 +125,26 @@ def test_the_zoo_fans_out_one_step_per_architecture_into_the_same_table(material
     pd.testing.assert_frame_equal(tables[0], tables[1])
     assert set(tables[1]["model"]) >= {"resmlp_d1_w32", "resmlp_d2_w32", "profiles"}
     assert not list((store.artifact_dir(DS, "ood0") / "phenoca_members").glob("*.parquet"))  # merged, removed
+
+
+def test_the_ledger_scores_the_smaller_scales_forecasts_against_the_larger_one(materialized):
+    store, results = materialized
+    wh = Warehouse(store.root_path / "warehouse.duckdb", read_only=True)
+    fc = wh.read_table("scaling_forecasts", {"dataset": DS})
+    ood = fc[fc["study"] == "phenoca_ood"]
+    # every fitted curve recorded two fits: three scales (kept, the record), then four (new)
+    per_curve = ood.groupby(["task", "family"])["n_sizes"].unique()
+    assert per_curve.map(lambda v: sorted(v) == [3, 4]).any()
+    led = wh.read_table("scaling_ledger", {"dataset": DS})
+    pts = wh.read_table("scaling_points", {"dataset": DS})
+    early = led[led["study"] == "phenoca_ood"]
+    assert not early.empty and (early["decades"] > 0).all()
+    for r in early.itertuples():  # scored against the point the 100 % scale added, past the early fit's data
+        curve = pts[(pts["study"] == r.study) & (pts["task"] == r.task) & (pts["family"] == r.family)]
+        assert r.n == curve["n"].max() > r.n_max_observed
+        assert r.observed == pytest.approx(curve[curve["n"] == r.n]["metric"].max())
+        assert r.error == pytest.approx(r.predicted - r.observed)
+        if not np.isnan(r.low):
+            assert r.inside == (r.low <= r.observed <= r.high)
+    meta = results[-1].asset_materializations_for_node("scaling_laws")[0].metadata
+    assert meta["forecasts_scored"].value == len(led)
