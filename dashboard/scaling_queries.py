@@ -23,15 +23,11 @@ import numpy as np
 import pandas as pd
 
 from dashboard import queries, style
-from moa_core.scaling import AVERAGED, FORMS, ScalingReport, extrapolate, fit_scaling_laws, studies
+from moa_core.scaling import AVERAGED, FORMS, ScalingReport, extrapolate, fit_scaling_laws, ledger, studies
 from moa_core.scaling.studies import curve_points
 
-SCALING_TABLES = ("scaling_points", "scaling_laws", "phenoca_results")
-DEFAULT_DATASET = "synthetic_jump_profiles"
-_CLI = f"uv run python -m orchestration.materialize {DEFAULT_DATASET}"
-MATERIALIZE = f"{_CLI} phenoca_job"  # one data scale per run: add --fraction KEY for each scale
-FIT = f"{_CLI} scaling_job"
-PUBLISH = f"{_CLI} publish_job"
+SCALING_TABLES = ("scaling_points", "scaling_laws", "phenoca_results", "scaling_ledger")
+_CLI = "uv run python -m orchestration.materialize"
 N_BOOT = 500
 """Bootstrap resamples of the page's live fits: enough for stable 95% percentile intervals while
 keeping a refit under ~1 s per model family on 2 cores (the pipeline's stored fits may use more)."""
@@ -40,16 +36,56 @@ MIN_SIZES = 3
 FLAG_FACTOR = 3.0
 CI = 0.95
 
+#: The jobs behind each study's points: (job, the partition keys it runs at, what it materializes).
+STUDY_JOBS = {
+    "mp_fractions": (
+        "train_eval_job",
+        "100, 50 and 25",
+        "MOAProfiler's training and `evaluation_results` at each fraction",
+    ),
+    "phenoca_ood": (
+        "phenoca_job",
+        "ood0, ood10, ood25 and 100",
+        "the Pheno-CA zoo (`phenoca_results`) at each OOD share",
+    ),
+    "phenoca_replicates": (
+        "phenoca_job",
+        "100, 75, 50 and 25",
+        "the Pheno-CA zoo (`phenoca_results`) at each replicate share",
+    ),
+}
+WELLS_PER_PLATE = 384
+
+
+def what_to_run(dataset: str | None, study: str | None = None) -> str:
+    """What to run so that ``study`` of ``dataset`` has points and fits: its own jobs, named for that dataset."""
+    ds = dataset or "DATASET"
+    if dataset is None and study is None:  # no dataset yet: the embedded ones as the example
+        return (
+            f"materialize `phenoca_results` at each data scale for a profile dataset (`{_CLI} synthetic_jump_profiles "
+            f"phenoca_job --fraction KEY`) or `evaluation_results` at each replicate fraction for an image dataset "
+            f"(`{_CLI} synthetic_cpjump1 train_eval_job --fraction F`); then the `scaling_laws` of that dataset "
+            f"(`{_CLI} DATASET scaling_job`) and the snapshot (`{_CLI} DATASET publish_job`)."
+        )
+    job, keys, what = STUDY_JOBS.get(study or "", ("phenoca_job", "each data scale", "the study at each scale"))
+    if study is None:  # no study yet: both kinds
+        return (
+            f"materialize `phenoca_results` at each data scale for a profile dataset (`{_CLI} {ds} phenoca_job "
+            f"--fraction KEY`) or `evaluation_results` at each replicate fraction for an image dataset (`{_CLI} {ds} "
+            f"train_eval_job --fraction F`); then the `scaling_laws` (`{_CLI} {ds} scaling_job`) and the snapshot "
+            f"(`{_CLI} {ds} publish_job`)."
+        )
+    return (
+        f"run {what} (`{_CLI} {ds} {job} --fraction KEY` for KEY in {keys}), then the `scaling_laws` "
+        f"(`{_CLI} {ds} scaling_job`), then publish the snapshot (`{_CLI} {ds} publish_job`)."
+    )
+
+
 # ---------------------------------------------------------------------- labels
 STUDY_LABELS = {
     "phenoca_ood": "Pheno-CA: more training molecules (out-of-distribution share grows)",
     "phenoca_replicates": "Pheno-CA: more replicate wells per molecule",
     "mp_fractions": "MOAProfiler: replicate-fraction curve",
-}
-STUDY_X = {
-    "phenoca_ood": "training molecules",
-    "phenoca_replicates": "training wells",
-    "mp_fractions": "training wells",
 }
 TASK_LABELS = {
     "moa_top10": "MoA top-10 accuracy",
@@ -60,14 +96,6 @@ TASK_LABELS = {
     "discovery_auc": "Discovery AUC",
     "knn_f1": "k-NN weighted F1",
     "latent_f1": "Class latent assignment F1",
-}
-SCALING_TASK_SOURCE = {  # scaling task -> (task, metric, split) of phenoca_results (as the pipeline maps them)
-    "moa_top10": ("moa", "top10", "replicate"),
-    "moa_top10_novel": ("moa", "top10", "novel"),
-    "target_top10": ("target", "top10", "replicate"),
-    "target_top10_novel": ("target", "top10", "novel"),
-    "molecule_top10": ("molecule", "top10", "replicate"),
-    "discovery_auc": ("discovery", "auc", "novel"),
 }
 METRIC_LABELS = {
     "top10": "top-10 accuracy",
@@ -147,7 +175,7 @@ def study_label(study: str) -> str:
 
 
 def x_label(study: str) -> str:
-    return STUDY_X.get(study, "training-set size N")
+    return studies.STUDY_X.get(study, "training-set size N")
 
 
 def task_label(task: str, metric: str | None = None) -> str:
@@ -185,66 +213,8 @@ def family_color(family: str) -> str:
 rgba = style.rgba
 
 
-# ---------------------------------------------------------------------- formatting
-def sig(x: object, digits: int = 3) -> str:
-    """A number to ``digits`` significant figures for people: 0.523, 1,140, 3.25M; "–" for
-    missing, "∞" for infinite."""
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "\u2013"
-    if math.isnan(v):
-        return "\u2013"
-    if math.isinf(v):
-        return "\u221e" if v > 0 else "\u2212\u221e"
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if a >= 1e15:
-        return f"{v:.{digits}g}"
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
-        if a >= scale:
-            scaled = f"{v / scale:#.{digits}g}"
-            return (scaled[:-1] if scaled.endswith(".") else scaled) + suffix
-    if a >= 10 ** (digits - 1):
-        return f"{round(v, digits - 1 - int(math.floor(math.log10(a)))):,.0f}"
-    out = f"{v:#.{digits}g}"  # keep trailing zeros: 0.720, 1.00
-    return out[:-1] if out.endswith(".") else out
-
-
-def count(x: object) -> str:
-    """A count (sizes, wells, molecules): 1,600; 3.25M from a million on."""
-    try:
-        v = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "\u2013"
-    if not math.isfinite(v):
-        return sig(v)
-    return sig(v) if abs(v) >= 1e6 else f"{round(v):,}"
-
-
-def sig_ci(v: object, lo: object, hi: object, prefix: str = "") -> str:
-    """``v [lo, hi]`` (the interval left off when it is missing); ``prefix`` (a currency) only on
-    finite numbers."""
-
-    def fmt(x: object) -> str:
-        text = sig(x)
-        return text if text in ("\u2013", "\u221e", "\u2212\u221e") else prefix + text
-
-    core = fmt(v)
-    try:
-        missing = math.isnan(float(lo)) and math.isnan(float(hi))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        missing = True
-    return core if missing else f"{core} [{fmt(lo)}, {fmt(hi)}]"
-
-
-def pct(p: object) -> str:
-    try:
-        v = float(p)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "\u2013"
-    return "\u2013" if math.isnan(v) else f"{sig(100.0 * v)}%"
+# ---------------------------------------------------------------------- formatting: the dashboard's one formatter
+sig, count, sig_ci, pct = style.sig3, style.count, style.sig_ci, style.pct
 
 
 def _n_needed(v: float, lo: float, hi: float) -> str:
@@ -299,6 +269,44 @@ def stored_laws(dataset: str, study: str, task: str, path: Path | None = None) -
     return queries.query(
         "SELECT * FROM scaling_laws WHERE dataset = ? AND study = ? AND task = ? "
         "ORDER BY family, rank NULLS LAST, form",
+        [dataset, study, task],
+        path,
+    )
+
+
+STUDY_ORDER = ("phenoca_ood", "mp_fractions", "phenoca_replicates")
+
+
+def default_view(path: Path | None = None) -> tuple[str, str, str] | None:
+    """The (dataset, study, task) the page opens on: the curve with the most model families whose stored
+    averaged law is reliable and has an interval of N needed (then the most with a reliable fit at all), by
+    study (Pheno-CA's OOD study first) and task; None without stored fits."""
+    if not queries.has_table("scaling_laws", path):
+        return None
+    df = queries.query(
+        "SELECT dataset, study, task, "
+        "count(*) FILTER (WHERE form = ? AND reliable AND n_needed_low IS NOT NULL AND isfinite(n_needed)) AS good, "
+        "count(*) FILTER (WHERE form = ? AND reliable) AS fitted "
+        "FROM scaling_laws GROUP BY dataset, study, task",
+        [AVERAGED, AVERAGED],
+        path,
+    )
+    if df.empty:
+        return None
+    df["study_rank"] = df["study"].map(lambda x: STUDY_ORDER.index(x) if x in STUDY_ORDER else len(STUDY_ORDER))
+    df["task_rank"] = df["task"].map(lambda x: list(TASK_LABELS).index(x) if x in TASK_LABELS else len(TASK_LABELS))
+    top = df.sort_values(
+        ["good", "fitted", "study_rank", "task_rank", "dataset"], ascending=[False, False, True, True, True]
+    ).iloc[0]
+    return str(top["dataset"]), str(top["study"]), str(top["task"])
+
+
+def ledger_rows(dataset: str, study: str, task: str, path: Path | None = None) -> pd.DataFrame:
+    """The scored forecasts (``scaling_ledger``) of one (dataset, study, task); empty if absent."""
+    if not queries.has_table("scaling_ledger", path):
+        return pd.DataFrame(columns=ledger.LEDGER_COLUMNS)
+    return queries.query(
+        "SELECT * FROM scaling_ledger WHERE dataset = ? AND study = ? AND task = ? ORDER BY family, form, made_at, n",
         [dataset, study, task],
         path,
     )
@@ -444,19 +452,54 @@ def unreliable_reason(table: pd.DataFrame) -> str | None:
     return _sentence(r[r.index("no reliable extrapolation") :])
 
 
+def backtest_distance(report: ScalingReport) -> float:
+    """How far the back-test extrapolated, in decades: from the largest size it kept to the one it withheld."""
+    sizes = np.unique(report.points["n"].to_numpy(np.float64))
+    holdout = int(report.settings.get("holdout", 1))  # type: ignore[arg-type]
+    if sizes.size <= holdout:
+        return float("nan")
+    return float(np.log10(sizes[-1] / sizes[-1 - holdout]))
+
+
+def expected_error(row: pd.Series, report: ScalingReport, decades: float) -> float:
+    """The back-test error expected at ``decades`` past the data: the form's back-test error (for the
+    averaged law, the weighted mean of the forms') scaled by ``decades`` over the back-test's own distance,
+    and never below it - assuming the error grows linearly with the distance in decades, which the
+    calibration study's errors roughly follow (a rule of thumb, stated, not a bound)."""
+    if row["form"] == AVERAGED:
+        w = report.weights
+        errs = [
+            (w[k], r.backtest.error)
+            for k, r in report.results.items()
+            if k in w and r.backtest is not None and math.isfinite(r.backtest.error)
+        ]
+        total = sum(x for x, _ in errs)
+        bt = sum(x * e for x, e in errs) / total if total > 0 else float("nan")
+    else:
+        bt = float(row["backtest_error"])
+    d_bt = backtest_distance(report)
+    if not (math.isfinite(bt) and math.isfinite(d_bt) and d_bt > 0 and math.isfinite(decades)):
+        return float("nan")
+    return bt * max(1.0, decades / d_bt)
+
+
 def readoff_table(
     tables: dict[str, pd.DataFrame], reports: dict[str, ScalingReport], forms: list[str], budget_n: float
 ) -> pd.DataFrame:
-    """N needed with CI, P(reachable), extrapolation distance (flag > 3x), cost with CI and the
-    predicted metric at the data budget, for the chosen forms of the reliable families."""
+    """N needed with CI, P(reachable), the extrapolation distance (x and decades past the data, flagged
+    beyond 3x), the back-test error expected at that distance, cost with CI and the predicted metric at
+    the data budget, for the chosen forms of the reliable families."""
     rows = []
     for family, tab in tables.items():
         if unreliable_reason(tab) is not None:
             continue
-        at_budget = reports[family].curves([budget_n])
+        rep = reports[family]
+        at_budget = rep.curves([budget_n])
+        d_bt = backtest_distance(rep)
         for _, r in tab[tab["form"].isin(forms)].iterrows():
             factor = float(r["extrapolation_factor"])
-            finite = math.isfinite(factor)
+            finite = math.isfinite(factor) and factor > 0
+            decades = math.log10(factor) if finite else float("nan")
             b = at_budget[at_budget["form"] == r["form"]]
             rows.append(
                 {
@@ -467,7 +510,11 @@ def readoff_table(
                     ),
                     "P(reachable)": pct(r["p_reachable"]),
                     "Extrapolation (\u00d7 largest observed N)": f"{sig(factor)}\u00d7" if finite else "\u2013",
+                    "Decades past the data": sig(max(decades, 0.0)) if finite else "\u2013",
                     f"Beyond {FLAG_FACTOR:g}\u00d7 observed?": ("yes" if factor > FLAG_FACTOR else "no")
+                    if finite
+                    else "\u2013",
+                    f"Expected error there (back-test at {sig(d_bt)} decades)": sig(expected_error(r, rep, decades))
                     if finite
                     else "\u2013",
                     "Cost [95% CI]": "\u2013"
@@ -479,6 +526,81 @@ def readoff_table(
                 }
             )
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- forecast ledger
+def ledger_record_table(led: pd.DataFrame) -> pd.DataFrame:
+    """The ledger's record per law form (:func:`moa_core.scaling.ledger.ledger_record`), for people."""
+    rec = ledger.ledger_record(led)
+    return pd.DataFrame(
+        {
+            "Law": rec["form"].map(form_label),
+            "Curves": rec["fits"].map(count),
+            "Forecasts scored": rec["scored"].map(count),
+            "Mean absolute error": rec["mae"].map(sig),
+            "Inside the 95% interval": [
+                f"{pct(c)} of {count(n)}" if n else "no interval" for c, n in zip(rec["coverage"], rec["with_interval"])
+            ],
+            "Decades out (median, max)": [
+                f"{sig(a)}, {sig(b)}" for a, b in zip(rec["median_decades"], rec["max_decades"])
+            ],
+        }
+    )
+
+
+def ledger_table(led: pd.DataFrame) -> pd.DataFrame:
+    """Every scored forecast, for people."""
+    return pd.DataFrame(
+        {
+            "Model family": led["family"].map(family_label),
+            "Law": led["form"].map(form_label),
+            "Fitted up to N": led["n_max_observed"].map(count),
+            "Scored at N": led["n"].map(count),
+            "Decades out": led["decades"].map(sig),
+            "Forecast [95% predictive interval]": [
+                sig_ci(v, lo, hi) for v, lo, hi in zip(led["predicted"], led["low"], led["high"])
+            ],
+            "Observed": led["observed"].map(sig),
+            "Error": led["error"].map(sig),
+            "Inside?": led["inside"].map(lambda x: "\u2013" if pd.isna(x) else ("yes" if x else "no")),
+            "Trend reliable when made?": led["reliable"].map(lambda x: "yes" if bool(x) else "no"),
+            "Made at": led["made_at"].astype(str),
+        }
+    )
+
+
+# ---------------------------------------------------------------------- chart
+def x_range(n_min: float, budget_n: float) -> list[float]:
+    """The chart's log x range: from just below the smallest observed N to just past the data budget."""
+    return [math.log10(n_min) - 0.1, math.log10(budget_n) + 0.1]
+
+
+def y_range(values: list[float], bounded: bool = True) -> list[float] | None:
+    """The chart's y range: the drawn values (points, target, curves and bands within the budget) with a
+    margin, within the metric's own range [0, 1] when it is bounded."""
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=np.float64)
+    if v.size == 0:
+        return [0.0, 1.0] if bounded else None
+    lo, hi = float(v.min()), float(v.max())
+    pad = max(0.02, 0.05 * (hi - lo))
+    lo, hi = lo - pad, hi + pad
+    return [max(0.0, lo), min(1.0, hi)] if bounded else [lo, hi]
+
+
+def cost_axis(
+    x_rng: list[float], study: str, *, wells_per_plate: int, cost_per_unit: float, replicates: int
+) -> tuple[list[float], list[str]]:
+    """Tick positions (N, one per decade in the range) and their labels in plates and dollars for the chart's
+    top axis: wells = N (x counts wells) or N x replicates (x counts molecules); plates = wells / wells per
+    plate; dollars = N x cost per compound x replicates (the read-off's cost)."""
+    lo, hi = math.ceil(x_rng[0]), math.floor(x_rng[1])
+    ticks = [10.0**k for k in range(lo, hi + 1)]
+    wells_per_n = 1 if x_label(study) == "training wells" else max(1, replicates)
+    labels = [
+        f"{sig(n * wells_per_n / max(1, wells_per_plate))} plates \u00b7 ${sig(n * cost_per_unit * replicates)}"
+        for n in ticks
+    ]
+    return ticks, labels
 
 
 def stored_table(stored: pd.DataFrame, families: list[str]) -> pd.DataFrame:
@@ -526,9 +648,9 @@ def task_options(results: pd.DataFrame) -> list[tuple[str, str]]:
 def matching_option(options: list[tuple[str, str]], scaling_task: str | None) -> int:
     """Index of the (task, metric) of ``phenoca_results`` that matches the scaling page's task."""
     if scaling_task:
-        source = SCALING_TASK_SOURCE.get(scaling_task)
+        source = studies.task_source(scaling_task)
         for test in (
-            lambda t, m: source is not None and (t, m) == source[:2],
+            lambda t, m: source is not None and (t, m) == (source[0], source[2]),
             lambda t, m: f"{t}_{m}" == scaling_task,
             lambda t, m: t == scaling_task,
             lambda t, m: scaling_task.startswith(f"{t}_"),
@@ -541,9 +663,9 @@ def matching_option(options: list[tuple[str, str]], scaling_task: str | None) ->
 
 def matching_split(splits: list[str], scaling_task: str | None) -> int:
     """Index of the split the scaling task was measured on (``moa_top10_novel`` -> ``novel``)."""
-    source = SCALING_TASK_SOURCE.get(scaling_task or "")
-    if source is not None and source[2] in splits:
-        return splits.index(source[2])
+    source = studies.task_source(scaling_task or "")
+    if source is not None and source[1] in splits:
+        return splits.index(source[1])
     return 0
 
 

@@ -96,21 +96,74 @@ def _missing(x: object) -> bool:
         return False
 
 
-def sig3(x: object, digits: int = 3) -> str:
-    """3 significant figures ("0.553", "35.1", "1.02e+03" -> "1020"); missing -> en dash."""
+def _number(x: object) -> float | None:
+    """``x`` as a float, or None when it is missing or not a number."""
     if _missing(x):
+        return None
+    try:
+        return float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def sig3(x: object, digits: int = 3) -> str:
+    """A number to ``digits`` significant figures for people: 0.553, 35.1, 1,020, 3.25M, 1.20B; "1.00"
+    keeps its trailing zeros; missing -> en dash; infinite -> "∞". The one number formatter of every page."""
+    v = _number(x)
+    if v is None:
         return EMPTY
-    v = float(x)  # type: ignore[arg-type]
     if math.isinf(v):
-        return "\u221e" if v > 0 else "-\u221e"
+        return "\u221e" if v > 0 else "\u2212\u221e"
     if v == 0:
         return "0"
-    v = float(f"{v:.{digits}g}")  # round first: 0.99999 -> 1.00, not 1.000
-    mag = math.floor(math.log10(abs(v)))
-    if mag >= 6 or mag < -4:
+    a = abs(v)
+    if a >= 1e15:
+        return f"{v:.{digits}g}"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if a >= scale:
+            scaled = f"{v / scale:#.{digits}g}"
+            return (scaled[:-1] if scaled.endswith(".") else scaled) + suffix
+    if a >= 10 ** (digits - 1):
+        return f"{round(v, digits - 1 - int(math.floor(math.log10(a)))):,.0f}"
+    out = f"{v:#.{digits}g}"  # keep trailing zeros: 0.720, 1.00
+    if "e" in out:  # below 1e-4: scientific, as Python writes it
         return f"{v:.{digits - 1}e}"
-    decimals = max(0, digits - 1 - mag)
-    return f"{round(v, decimals):.{decimals}f}"
+    return out[:-1] if out.endswith(".") else out
+
+
+def count(x: object) -> str:
+    """A count (sizes, wells, molecules): 1,600; 3.25M from a million on."""
+    v = _number(x)
+    if v is None:
+        return EMPTY
+    if not math.isfinite(v):
+        return sig3(v)
+    return sig3(v) if abs(v) >= 1e6 else f"{round(v):,}"
+
+
+def pct(p: object) -> str:
+    """A share as a percentage to 3 significant figures: 0.953 -> "95.3%"."""
+    if _missing(p):
+        return EMPTY
+    return f"{sig3(100.0 * float(p))}%"  # type: ignore[arg-type]
+
+
+def sig_ci(v: object, lo: object, hi: object, prefix: str = "") -> str:
+    """``v [lo, hi]``: the interval left off when it is missing, "(no interval)" when it is degenerate
+    (``lo == hi``: no spread to speak of); ``prefix`` (a currency) only on finite numbers."""
+
+    def fmt(x: object) -> str:
+        text = sig3(x)
+        return text if text in (EMPTY, "\u221e", "\u2212\u221e") else prefix + text
+
+    core = fmt(v)
+    if _missing(v):
+        return EMPTY
+    if _missing(lo) or _missing(hi):
+        return core
+    if float(lo) == float(hi):  # type: ignore[arg-type]
+        return f"{core} (no interval)"
+    return f"{core} [{fmt(lo)}, {fmt(hi)}]"
 
 
 def pval(p: object) -> str:
@@ -121,12 +174,8 @@ def pval(p: object) -> str:
 
 
 def with_ci(value: object, low: object, high: object) -> str:
-    """ "0.553 [0.430, 0.690]" (CI omitted when missing)."""
-    if _missing(value):
-        return EMPTY
-    if _missing(low) or _missing(high):
-        return sig3(value)
-    return f"{sig3(value)} [{sig3(low)}, {sig3(high)}]"
+    """ "0.553 [0.430, 0.690]" (CI omitted when missing): :func:`sig_ci`."""
+    return sig_ci(value, low, high)
 
 
 P_COLUMNS = ("p", "q", "p_value", "q_value", "corrected_p_value", "p (enrichment)", "q (BH)")

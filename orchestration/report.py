@@ -174,8 +174,8 @@ def collect(wh, dataset: str, fractions: Sequence[str], profiles: str = "") -> d
     if wh.has_table("scaling_ledger"):  # forecasts of earlier fits scored against the scales materialized since
         out["forecast_ledger"] = _records(
             wh.read(
-                "SELECT dataset, study, task, family, form, reliable, n_max_observed, n, decades, predicted, low, "
-                "high, observed, error, inside FROM scaling_ledger WHERE dataset IN (?, ?) "
+                "SELECT dataset, study, task, family, form, fit_id, reliable, n_max_observed, n, decades, predicted, "
+                "low, high, observed, error, abs_error, inside FROM scaling_ledger WHERE dataset IN (?, ?) "
                 "ORDER BY dataset, study, task, family, form, n",
                 [dataset, profiles or dataset],
             )

@@ -26,12 +26,6 @@ st.caption(
     f"runs ({sq.N_BOOT} resamples, refitted live). Flat or non-monotone points get no extrapolation."
 )
 
-WHAT_TO_RUN = (
-    f"materialize the `phenoca_results` asset at every data scale (run `{sq.MATERIALIZE}`, with "
-    f"`--fraction` for each scale), then the `scaling_laws` asset (`{sq.FIT}`), then publish the "
-    f"snapshot (`{sq.PUBLISH}`)."
-)
-
 
 @st.cache_data(show_spinner="Fitting scaling laws\u2026", max_entries=64)
 def fit_family(points: pd.DataFrame, n_boot: int, seed: int):
@@ -39,31 +33,55 @@ def fit_family(points: pd.DataFrame, n_boot: int, seed: int):
     return sq.fit(points, n_boot=n_boot, seed=seed)
 
 
-common.require_snapshot(WHAT_TO_RUN.rstrip("."))
+common.require_snapshot(sq.what_to_run(None).rstrip("."))
 present = sq.tables_present()
 if not present["scaling_points"] and not present["phenoca_results"]:
-    st.warning(f"The snapshot holds no scaling points and no Pheno-CA results yet: {WHAT_TO_RUN}")
+    st.warning(f"The snapshot holds no scaling points and no Pheno-CA results yet: {sq.what_to_run(None)}")
     st.stop()
 
-dataset = st.selectbox("Dataset", sq.datasets(), key="dataset")
-scaling_task: str | None = None
+# the first view: the curve with a reliable fit and an interval (not merely the first dataset by name)
+opening = sq.default_view()
+all_datasets = sq.datasets()
+dataset = st.selectbox(
+    "Dataset",
+    all_datasets,
+    index=all_datasets.index(opening[0]) if opening and opening[0] in all_datasets else 0,
+    key="dataset",
+)
 
 
-def scaling_section() -> None:
-    global scaling_task
+def _index_of(options: list[str], wanted: str | None) -> int:
+    return options.index(wanted) if wanted in options else 0
+
+
+def scaling_section() -> str | None:
+    """The scaling-law view of one (study, task) of the dataset; returns the task shown (None if none)."""
     if not present["scaling_points"]:
-        st.warning(f"The snapshot holds no scaling points (`scaling_points`) yet: {WHAT_TO_RUN}")
-        return
+        st.warning(f"The snapshot holds no scaling points (`scaling_points`) yet: {sq.what_to_run(dataset)}")
+        return None
     index = sq.scaling_index(dataset)
     if index.empty:
-        st.warning(f"No scaling points for {dataset}: {WHAT_TO_RUN}")
-        return
+        st.warning(f"No scaling points for {dataset}: {sq.what_to_run(dataset)}")
+        return None
+    first = opening if opening and opening[0] == dataset else None
     c1, c2, c3 = st.columns([2, 1, 2])
     studies = index["study"].drop_duplicates().tolist()
-    study = c1.selectbox("Study", studies, format_func=sq.study_label, key="study")
+    study = c1.selectbox(
+        "Study",
+        studies,
+        index=_index_of(studies, first[1] if first else None),
+        format_func=sq.study_label,
+        key="study",
+    )
     tasks = index[index["study"] == study]["task"].drop_duplicates().tolist()
-    task = c2.selectbox("Task and metric", tasks, format_func=sq.task_label, key="task")
-    scaling_task = task
+    task = c2.selectbox(
+        "Task and metric",
+        tasks,
+        index=_index_of(tasks, first[2] if first and first[1] == study else None),
+        format_func=sq.task_label,
+        key="task",
+    )
+    todo = sq.what_to_run(dataset, study)
     fam_index = index[(index["study"] == study) & (index["task"] == task)]
     all_families = fam_index["family"].tolist()
     # Widgets whose options or defaults depend on the dataset, study and task are keyed by them: a choice
@@ -78,7 +96,7 @@ def scaling_section() -> None:
     )
     if not families:
         st.info("Pick at least one model family.")
-        return
+        return task
 
     pts = sq.points(dataset, study, task)
     model_sizes = "best"
@@ -101,7 +119,7 @@ def scaling_section() -> None:
         if k < sq.MIN_SIZES:
             st.warning(
                 f"{sq.family_label(family)} has {k} training-set size{'s' if k != 1 else ''}; a scaling law "
-                f"needs at least {sq.MIN_SIZES}. Materialize more data scales: {WHAT_TO_RUN}"
+                f"needs at least {sq.MIN_SIZES}. Materialize more data scales: {todo}"
             )
             continue
         try:
@@ -111,7 +129,7 @@ def scaling_section() -> None:
             continue
         fam_points[family] = fp
     if not reports:
-        return
+        return task
 
     stored = sq.stored_laws(dataset, study, task)
     forms = st.multiselect(
@@ -126,7 +144,7 @@ def scaling_section() -> None:
 
     n_max = max(float(fp["n"].max()) for fp in fam_points.values())
     n_min = min(float(fp["n"].min()) for fp in fam_points.values())
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     target = c1.slider(
         f"Target {sq.task_label(task)}", 0.0, 1.0, sq.default_target(pts, stored), 0.01, key=f"target:{view_key}"
     )
@@ -147,6 +165,16 @@ def scaling_section() -> None:
         help="The Pheno-CA paper's $100 per compound.",
     )
     replicates = int(c4.number_input("Replicates per compound", min_value=1, value=1, step=1, key="replicates"))
+    wells_per_plate = int(
+        c5.number_input(
+            "Wells per plate",
+            min_value=1,
+            value=sq.WELLS_PER_PLATE,
+            step=1,
+            key="wells_per_plate",
+            help="For the chart's top axis, which reads the x axis in plates and dollars.",
+        )
+    )
     budget_n = budget * n_max
     st.caption(
         f"Largest observed N: {sq.count(n_max)} {sq.x_label(study)}; the data budget is "
@@ -165,6 +193,7 @@ def scaling_section() -> None:
     # ---- chart
     grid = np.geomspace(n_min, budget_n, 120)
     fig = go.Figure()
+    drawn = [target]  # the y values shown, for an axis bounded by what is drawn (and by [0, 1])
     for family, rep in reports.items():
         name = sq.family_label(family)
         color = sq.family_color(name)
@@ -174,7 +203,9 @@ def scaling_section() -> None:
             c = curves[curves["form"] == form]
             if c.empty:
                 continue
+            drawn += list(c["metric"])
             if c["metric_low"].notna().any():
+                drawn += list(c["metric_low"]) + list(c["metric_high"])
                 fig.add_trace(
                     go.Scatter(
                         x=list(c["n"]) + list(c["n"])[::-1],
@@ -198,26 +229,65 @@ def scaling_section() -> None:
                 )
             )
         p = fam_points[family]
-        fig.add_trace(
-            go.Scatter(
-                x=p["n"],
-                y=p["metric"],
-                mode="markers",
-                name=f"{name}: observed",
-                legendgroup=name,
-                marker={"color": color, "size": 7},
-            )
-        )
+        drawn += list(p["metric"])
+        holdout = int(rep.settings.get("holdout", 1))
+        withheld_n = sorted(p["n"].unique())[-holdout:] if p["n"].nunique() > holdout + 2 else []
+        withheld = p["n"].isin(withheld_n)
+        for mask, label, symbol in (
+            (~withheld, "fitted", "circle"),
+            (withheld, "withheld in the back-test (largest size)", "circle-open"),
+        ):
+            if mask.any():
+                fig.add_trace(
+                    go.Scatter(
+                        x=p.loc[mask, "n"],
+                        y=p.loc[mask, "metric"],
+                        mode="markers",
+                        name=f"{name}: points {label}",
+                        legendgroup=name,
+                        marker={"color": color, "size": 8, "symbol": symbol, "line": {"width": 2, "color": color}},
+                    )
+                )
+    x_rng = sq.x_range(n_min, budget_n)
     fig.add_hline(y=target, line_dash="dash", line_color="#555", annotation_text=f"target {sq.sig(target)}")
     fig.add_vline(x=n_max, line_dash="dot", line_color="#999", annotation_text="largest observed N")
+    ticks, tick_text = sq.cost_axis(
+        x_rng, study, wells_per_plate=wells_per_plate, cost_per_unit=cost, replicates=replicates
+    )
+    fig.add_trace(  # carries the top axis (plates, dollars) over the same N
+        go.Scatter(
+            x=[10 ** x_rng[0], 10 ** x_rng[1]],
+            y=[target, target],
+            xaxis="x2",
+            mode="lines",
+            line={"width": 0},
+            showlegend=False,
+            hoverinfo="skip",
+        )
+    )
     fig.update_layout(
-        xaxis_type="log",
-        xaxis_title=sq.x_label(study),
-        yaxis_title=sq.task_label(task),
-        title=f"{sq.task_label(task)} vs {sq.x_label(study)} (bands: 95% bootstrap intervals)",
+        xaxis={"type": "log", "range": x_rng, "title": sq.x_label(study)},
+        xaxis2={
+            "type": "log",
+            "range": x_rng,
+            "overlaying": "x",
+            "side": "top",
+            "tickvals": ticks,
+            "ticktext": tick_text,
+            "title": "cost: plates \u00b7 dollars",
+            "showgrid": False,
+        },
+        yaxis={"range": sq.y_range(drawn, bounded=True), "title": sq.task_label(task)},
+        title={"text": f"{sq.task_label(task)} vs {sq.x_label(study)} (bands: 95% bootstrap intervals)", "y": 0.98},
         legend_title_text="",
+        margin={"t": 110},
     )
     st.plotly_chart(fig, width="stretch", key="scaling_chart")
+    st.caption(
+        "Filled points were fitted; open ones (the largest size) were also withheld in the back-test that ranks "
+        "the laws. The axes stop at the data budget and at the metric's range [0, 1]; the top axis reads N in "
+        f"plates ({wells_per_plate} wells each) and dollars."
+    )
 
     # ---- read-off
     st.subheader(f"Data needed for {sq.task_label(task)} = {sq.sig(target)}")
@@ -255,18 +325,49 @@ def scaling_section() -> None:
         with st.expander("The pipeline's stored fits (its default target and bootstrap size)"):
             st.dataframe(view, hide_index=True, width="stretch", key="stored")
     elif not present["scaling_laws"]:
-        st.info(f"The snapshot holds no stored fits (`scaling_laws`) yet: {WHAT_TO_RUN}")
+        st.info(f"The snapshot holds no stored fits (`scaling_laws`) yet: {todo}")
+    ledger_section(study, task, families, todo)
+    return task
 
 
-def comparison_section() -> None:
+def ledger_section(study: str, task: str, families: list[str], todo: str) -> None:
+    """The forecast ledger of the curve: earlier fits' forecasts scored against the scales materialized since."""
+    st.subheader("Forecast ledger: earlier predictions checked against later data")
+    led = sq.ledger_rows(dataset, study, task)
+    led = led[led["family"].isin(families)]
+    if led.empty:
+        st.info(
+            "No forecast of this curve has been scored yet. Every fit of the laws records its predictions above the "
+            "data; materialize a larger scale and fit again to score them: " + todo
+        )
+        return
+    st.caption(
+        "Each law's forecast, made when the curve stopped at a smaller N, against what the larger scale then "
+        "measured: error (forecast \u2212 observed) and whether the observation fell inside the forecast's 95% "
+        "predictive interval (the bootstrap curves plus the noise of one new point)."
+    )
+    st.dataframe(sq.ledger_record_table(led), hide_index=True, width="stretch", key="ledger_record")
+    if led["inside"].isna().all():
+        st.caption(
+            "No interval: the fits these forecasts came from had too few points to estimate the noise (the laws "
+            "table's reason says how many); their errors are still the record. Run several seeds per size, or "
+            "more sizes, for forecasts with intervals."
+        )
+    with st.expander("Every scored forecast"):
+        st.dataframe(sq.ledger_table(led), hide_index=True, width="stretch", key="ledger_rows")
+
+
+def comparison_section(scaling_task: str | None) -> None:
+    """Pheno-CA's supervision comparison, on the task the scaling view shows."""
     st.header("IBP vs task-supervised vs CP/MP")
+    todo = sq.what_to_run(dataset, "phenoca_ood")
     if not present["phenoca_results"]:
-        st.warning(f"The snapshot holds no Pheno-CA results (`phenoca_results`) yet: {WHAT_TO_RUN}")
+        st.warning(f"The snapshot holds no Pheno-CA results (`phenoca_results`) yet: {todo}")
         return
     res = sq.phenoca_results(dataset)
     options = sq.task_options(res)
     if not options:
-        st.warning(f"No Pheno-CA results for {dataset}: {WHAT_TO_RUN}")
+        st.info(f"{dataset} has no Pheno-CA results (a profile dataset's study); for its own: {todo}")
         return
     c1, c2 = st.columns(2)
     # keyed on the scaling task, so the comparison follows it when it changes (and keeps a manual choice otherwise)
@@ -312,5 +413,4 @@ def comparison_section() -> None:
     st.dataframe(sq.comparison_table(comp), hide_index=True, width="stretch", key="comparison")
 
 
-scaling_section()
-comparison_section()
+comparison_section(scaling_section())

@@ -46,6 +46,31 @@ PHENOCA_TASKS = {
     ("molecule", "replicate", "top10"): "molecule_top10",
     ("discovery", "novel", "auc"): "discovery_auc",
 }
+#: The x axis of each study: what N counts.
+STUDY_X = {
+    "phenoca_ood": "training molecules",
+    "phenoca_replicates": "training wells",
+    "mp_fractions": "training wells",
+}
+
+
+def task_source(task: str) -> tuple[str, str, str] | None:
+    """The (task, split, metric) of ``phenoca_results`` a scaling task is read from (the inverse of
+    :data:`PHENOCA_TASKS`), or None for a task that is not a Pheno-CA one (e.g. MP's ``knn_f1``)."""
+    for source, name in PHENOCA_TASKS.items():
+        if name == task:
+            return source
+    return None
+
+
+def fraction_train_wells(splits: pd.DataFrame, fractions, *, seed: int) -> dict[str, int]:
+    """MOAProfiler's x axis: the training wells of each replicate fraction of a dataset's ``splits``
+    (:func:`moa_core.splits.fraction_split`, the split every fraction's model trains on)."""
+    from moa_core.splits import SPLIT_COL, fraction_split
+
+    return {str(f): int(fraction_split(splits, f, seed=seed)[SPLIT_COL].eq("train").sum()) for f in fractions}
+
+
 SUPERVISION_FAMILY = {
     "ibp": "IBP",
     "ibp_invariant": "IBP invariant",

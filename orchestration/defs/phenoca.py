@@ -11,7 +11,6 @@ import pandas as pd
 
 from moa_core.datasets import FRACTIONS, data_scale
 from moa_core.methods import METHODS, phenoca_inputs
-from moa_core.splits import SPLIT_COL, fraction_split
 from moa_core.storage import partition_table, write_parquet_atomic
 from orchestration.defs.executors import executed_by
 from orchestration.partitions import dataset_fraction_keys, dataset_fraction_partitions, dataset_key, dataset_partitions
@@ -264,15 +263,14 @@ def phenoca_results(phenoca_profiles):
 def _mp_fraction_points(store: MoaStore, ds: str) -> tuple[pd.DataFrame, dict[str, float]]:
     """MOAProfiler's replicate-fraction curve of an image dataset (x = training wells of each fraction), and
     the training wells of every replicate fraction of the catalogue (the scales the curve can grow to)."""
-    from moa_core.scaling.studies import fraction_points
+    from moa_core.scaling.studies import fraction_points, fraction_train_wells
 
     wh = store.warehouse()
     if not wh.has_table("evaluation_results") or not wh.has_table(partition_table("splits", ds)):
         return pd.DataFrame(), {}
     ev = wh.read_table("evaluation_results", {"dataset": ds})
     sp = wh.read_table(partition_table("splits", ds))
-    seed = store.dataset(ds).split_seed
-    wells = {frac: int(fraction_split(sp, frac, seed=seed)[SPLIT_COL].eq("train").sum()) for frac in FRACTIONS}
+    wells = fraction_train_wells(sp, FRACTIONS, seed=store.dataset(ds).split_seed)
     done = {f: wells[f] for f in ev["fraction"].astype(str).unique() if f in wells}
     return fraction_points(ev, done, ds), {f: float(n) for f, n in wells.items()}
 

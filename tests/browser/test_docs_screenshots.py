@@ -85,26 +85,35 @@ def test_explorer_screenshot(demo_server, demo_page, shots_dir):
     _shoot(demo_page, shots_dir / "explorer.png", f"explorer ?compound={compound}")
 
 
-def test_scaling_page_screenshot(demo_server, demo_page, shots_dir):
-    """The scaling page on the Pheno-CA profile set (its OOD-molecule study has several data sizes, so the laws
-    are fitted and extrapolated) for MoA top-10 accuracy, scrolled to its first chart."""
+def test_scaling_page_screenshot(demo_server, demo_page, shots_dir, monkeypatch):
+    """The scaling page's first view, as it opens with no choice made: it must open on the curve with a reliable
+    fit (:func:`dashboard.scaling_queries.default_view` on the demo's snapshot), with its chart bounded; shot at
+    the top, at the chart and at the forecast ledger, which must hold the demo's scored forecasts."""
     from playwright.sync_api import expect
 
-    from tests.support.browser import wait_rendered
+    from dashboard import scaling_queries as sq
 
-    server, _ = demo_server
+    server, data_dir = demo_server
+    monkeypatch.setenv("MOA_DATA_DIR", str(data_dir))
+    opening = sq.default_view()
+    assert opening is not None, "the demo's snapshot holds no stored scaling laws"
     open_page(demo_page, f"{server.url}/scaling_laws")
     main = demo_page.get_by_test_id("stMain")
-    for label, choice in (("Dataset", "synthetic_jump_profiles_small"), ("Task and metric", "MoA top-10")):
+    for label, value in (("Dataset", opening[0]), ("Study", sq.study_label(opening[1]))):
         box = main.get_by_test_id("stSelectbox").filter(has_text=label).first.get_by_role("combobox")
-        box.click()
-        option = demo_page.get_by_role("option").filter(has_text=choice).first
-        expect(option).to_be_visible()
-        option.click()
-        wait_rendered(demo_page)
-        expect(main.get_by_text("Pick at least one model family")).to_have_count(0)
+        expect(box).to_be_visible()
+        shown = box.evaluate("e => e.value || e.getAttribute('aria-valuetext') || e.textContent || ''")
+        assert value in (shown or "") or value in box.aria_snapshot(), (label, shown, box.aria_snapshot())
+    expect(main.get_by_text("Pick at least one model family")).to_have_count(0)
+    _shoot(demo_page, shots_dir / "scaling_laws_first_view.png", f"scaling laws, first view ({opening})")
     chart = main.locator('[data-testid="stPlotlyChart"]').first
     expect(chart).to_be_visible()
     chart.evaluate("e => e.scrollIntoView({block: 'center'})")
     demo_page.wait_for_timeout(500)
-    _shoot(demo_page, shots_dir / "scaling_laws.png", "scaling laws, synthetic_jump_profiles_small")
+    _shoot(demo_page, shots_dir / "scaling_laws.png", f"scaling laws chart, {opening}")
+    head = main.get_by_text("Forecast ledger: earlier predictions checked against later data")
+    expect(head).to_be_visible()
+    head.evaluate("e => e.scrollIntoView({block: 'start'})")
+    expect(main.get_by_text("No forecast of this curve has been scored yet")).to_have_count(0)
+    demo_page.wait_for_timeout(500)
+    _shoot(demo_page, shots_dir / "scaling_ledger.png", f"forecast ledger, {opening}")

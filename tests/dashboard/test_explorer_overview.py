@@ -183,9 +183,9 @@ def test_numbers_have_three_significant_figures_and_p_values_scientific_notation
         "1.00",
         "0.553",
         "35.1",
-        "1020",
+        "1,020",
         "0.000123",
-        "1.23e+07",
+        "12.3M",
         "0",
         "\u2013",
     ]

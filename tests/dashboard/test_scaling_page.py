@@ -373,3 +373,99 @@ def test_helpers_format_and_reduce():
     assert list(env.columns) == ["n", "metric"] and env["metric"].tolist() == [0.3, 0.5, 0.6]
     assert sq.family_points(models, "IBP", "largest")["metric"].tolist() == [0.2, 0.5, 0.5]
     assert list(sq.family_points(zoo.assign(model_size=np.nan), "IBP").columns) == ["n", "metric", "run"]
+
+
+def _chart(at: AppTest) -> dict:
+    import json
+
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+def _values(v) -> np.ndarray:
+    """A plotly trace's data: a list, or plotly's typed array ``{"dtype", "bdata"}``."""
+    import base64
+
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v, dtype=float)
+
+
+def _ledger(pts: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Forecasts of the IBP MoA curve fitted on its 4 smaller sizes, scored against all 6."""
+    from moa_core.scaling import ledger
+    from moa_core.scaling.studies import fit_curve_reports
+
+    curve = pts[(pts["task"] == "moa_top10") & (pts["family"] == "IBP")]
+    early = fit_curve_reports(curve[curve["n"] <= SIZES[3] * 1.001], n_boot=50)
+    fc = ledger.forecasts([(k, p, r) for k, p, r in early])
+    full = fit_curve_reports(curve, n_boot=0)
+    led = ledger.score_forecasts(fc, pd.concat([p.assign(**k) for k, p, _ in full]))
+    return fc, led
+
+
+def test_the_first_view_is_bounded_and_tells_fitted_from_withheld_points(snapshot):
+    at = _run()
+    spec = _chart(at)
+    lay = spec["layout"]
+    lo, hi = lay["yaxis"]["range"]
+    assert 0.0 <= lo < hi <= 1.0  # the metric's own range, not a line's extrapolation past 1
+    x_lo, x_hi = lay["xaxis"]["range"]
+    budget = 10.0 * SIZES[-1]  # the default data budget: 10x the largest observed N
+    assert x_lo < np.log10(SIZES[0]) and np.log10(budget) <= x_hi < np.log10(budget) + 0.5
+    names = [t.get("name", "") for t in spec["data"]]
+    assert any("points fitted" in n for n in names) and any("withheld in the back-test" in n for n in names)
+    withheld = [t for t in spec["data"] if "withheld" in t.get("name", "")]
+    assert all(t["marker"]["symbol"] == "circle-open" for t in withheld)
+    assert all(np.allclose(_values(t["x"]), SIZES[-1]) for t in withheld)  # the largest size, the one the back-test hid
+    # the top axis reads N in plates and dollars
+    assert lay["xaxis2"]["overlaying"] == "x" and all("plates" in t and "$" in t for t in lay["xaxis2"]["ticktext"])
+    readoff = _frame(at, "N needed [95% CI]")
+    assert "Decades past the data" in readoff.columns
+    assert any(c.startswith("Expected error there") for c in readoff.columns)
+    decades = readoff["Decades past the data"][readoff["Decades past the data"] != "\u2013"].astype(float)
+    factors = readoff.loc[decades.index, "Extrapolation (\u00d7 largest observed N)"].str.rstrip("\u00d7").astype(float)
+    assert np.allclose(decades, np.log10(factors.clip(lower=1)), atol=0.01)
+
+
+def test_the_page_opens_on_a_curve_with_a_reliable_fit(tmp_path, monkeypatch, tables):
+    """A dataset whose name sorts first but whose only curve is flat does not open the page."""
+    flat = tables["scaling_points"]
+    flat = flat[(flat["task"] == "target_top10")].assign(dataset="aaa_flat")
+    laws = tables["scaling_laws"]
+    flat_laws = laws[laws["task"] == "target_top10"].assign(dataset="aaa_flat")
+    wh = Warehouse(tmp_path / "warehouse.duckdb")
+    for name, df in tables.items():
+        wh.replace_rows(name, df, {"dataset": DATASET})
+    wh.replace_rows("scaling_points", flat, {"dataset": "aaa_flat"})
+    wh.replace_rows("scaling_laws", flat_laws, {"dataset": "aaa_flat"})
+    wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
+    monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
+    assert sq.default_view() == (DATASET, "phenoca_ood", "moa_top10")
+    at = _run()
+    assert at.selectbox(key="dataset").value == DATASET and at.selectbox(key="task").value == "moa_top10"
+    # choosing the flat dataset: its message names its own dataset and jobs
+    at.selectbox(key="dataset").set_value("aaa_flat").run()
+    assert not at.exception
+    texts = " ".join(w.value for w in at.warning) + " ".join(i.value for i in at.info)
+    assert "aaa_flat" in texts and "synthetic_jump_profiles " not in texts
+
+
+def test_the_forecast_ledger_shows_the_record_per_law(tmp_path, monkeypatch, tables):
+    fc, led = _ledger(tables["scaling_points"])
+    assert not led.empty
+    _publish(tmp_path, monkeypatch, {**tables, "scaling_forecasts": fc, "scaling_ledger": led})
+    at = _run()
+    record = _frame(at, "Forecasts scored")
+    assert set(record["Law"]) == {sq.form_label(f) for f in set(led["form"])}
+    avg = record[record["Law"] == sq.form_label("averaged")].iloc[0]
+    assert int(avg["Forecasts scored"]) == len(led[led["form"] == "averaged"]) == 2  # the two withheld sizes
+    rows = _frame(at, "Forecast [95% predictive interval]")
+    assert len(rows) == len(led) and set(rows["Inside?"]) <= {"yes", "no"}
+    inside = led[led["form"] == "averaged"]["inside"].astype(bool)
+    assert avg["Inside the 95% interval"].startswith(sq.pct(inside.mean()))
+
+
+def test_without_scored_forecasts_the_ledger_says_what_to_run(snapshot):
+    at = _run()
+    assert any("No forecast of this curve has been scored yet" in i.value for i in at.info)
+    assert any(f"materialize {DATASET} phenoca_job" in i.value for i in at.info)

@@ -144,3 +144,39 @@ def test_demo_on_the_mini_dataset_runs_every_job_on_two_workers(tmp_path, shared
     assert res["run"]["machine"]["cores"] and res["seconds"]["total"] > 0
     assert (tmp_path / "data" / "snapshot" / "warehouse.duckdb").is_file()
     assert "# Demo results" in render_markdown([res])
+
+
+def test_the_results_page_gives_the_forecast_ledgers_record_per_law():
+    from orchestration.report import ledger_record_table
+
+    row = {"dataset": "p", "study": "phenoca_ood", "task": "moa_top10", "family": "IBP", "reliable": True}
+    rows = [
+        row
+        | {"form": "averaged", "fit_id": "a", "n_max_observed": 100.0, "n": 300.0, "decades": 0.477}
+        | {
+            "predicted": 0.7,
+            "low": 0.6,
+            "high": 0.8,
+            "observed": 0.75,
+            "error": -0.05,
+            "abs_error": 0.05,
+            "inside": True,
+        },
+        row
+        | {"form": "linear", "fit_id": "a", "n_max_observed": 100.0, "n": 300.0, "decades": 0.477}
+        | {
+            "predicted": 0.9,
+            "low": None,
+            "high": None,
+            "observed": 0.75,
+            "error": 0.15,
+            "abs_error": 0.15,
+            "inside": None,
+        },
+    ]
+    table = ledger_record_table({"forecast_ledger": rows})
+    lines = table.splitlines()
+    avg = next(line for line in lines if line.startswith("| averaged"))
+    assert "100% of 1" in avg and "0.05" in avg
+    assert "no interval" in next(line for line in lines if line.startswith("| linear"))
+    assert ledger_record_table({}) == ""
