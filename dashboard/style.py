@@ -12,12 +12,12 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from moa_core.methods import METHODS, OTHER_COLOURS, method_order
+from moa_core.methods import colour_map, method_order
 
 # ---- methods ------------------------------------------------------------------------
 # one registry of methods (moa_core.methods): its colours and order, here only looked up
 METHOD_ORDER = method_order()
-METHOD_COLORS = {**{m.name: m.colour for m in METHODS.values()}, **OTHER_COLOURS}
+METHOD_COLORS = colour_map()
 _EXTRA = ["#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5"]  # names outside the registry
 
 

@@ -127,14 +127,15 @@ METHODS: dict[str, Method] = {
 #: Colours of what is not a method in METHODS but is drawn next to them.
 OTHER_COLOURS = {
     "MP (compound holdout)": "#8c564b",  # brown
-    # the scaling studies' model families: IBP's own orange, its invariant variant a lighter orange, the CP
-    # profiles CP's blue
+    # the scaling studies' model families: IBP's own orange, its invariant variant a lighter orange
     "IBP invariant": "#ffbb78",  # light orange
     "task-supervised": "#637939",  # dark olive
-    "profiles (CP)": "#1f77b4",  # CP's blue
     "random": "#7f7f7f",  # grey: chance / random baselines
-    "chance": "#7f7f7f",
 }
+
+#: Drawn names that are another name under a different label, so share its colour: the scaling studies'
+#: "profiles (CP)" family is the CP method's profiles, "chance" is the random baseline.
+COLOUR_ALIASES = {"profiles (CP)": "CP", "chance": "random"}
 
 
 def method_tables(*, evaluated_only: bool = True) -> dict[str, tuple[str, bool]]:
@@ -149,4 +150,10 @@ def phenoca_inputs() -> list[str]:
 
 def method_order() -> list[str]:
     """Method names in the order pages list them (the registry's, then the other drawn names)."""
-    return [*METHODS, *OTHER_COLOURS]
+    return [*METHODS, *OTHER_COLOURS, *COLOUR_ALIASES]
+
+
+def colour_map() -> dict[str, str]:
+    """Every drawn name -> its colour: the registry's methods, the other drawn names, and the aliases."""
+    colours = {**{m.name: m.colour for m in METHODS.values()}, **OTHER_COLOURS}
+    return {**colours, **{alias: colours[name] for alias, name in COLOUR_ALIASES.items()}}

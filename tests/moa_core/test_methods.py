@@ -2,14 +2,17 @@
 
 import re
 
-from moa_core.methods import METHODS, OTHER_COLOURS, method_order, method_tables
+from moa_core.methods import COLOUR_ALIASES, METHODS, OTHER_COLOURS, colour_map, method_order, method_tables
 
 
 def test_every_method_has_a_distinct_table_and_colour():
     tables = [m.table for m in METHODS.values()]
-    colours = [m.colour for m in METHODS.values()] + [c for k, c in OTHER_COLOURS.items() if k != "chance"]
+    colours = [m.colour for m in METHODS.values()] + list(OTHER_COLOURS.values())
     assert len(set(tables)) == len(tables)
     assert len(set(colours)) == len(colours)
+    # an alias is another drawn name under a second label, never a new colour
+    assert not set(COLOUR_ALIASES) & (set(METHODS) | set(OTHER_COLOURS))
+    assert all(colour_map()[alias] == colour_map()[name] for alias, name in COLOUR_ALIASES.items())
     assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colours)
     assert all(re.fullmatch(r"[a-z_]+", t) for t in tables)
 
