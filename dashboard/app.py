@@ -8,15 +8,11 @@ one by one). Every page reads ``$MOA_DATA_DIR/snapshot/warehouse.duckdb`` and th
 indexes that snapshot names; none writes anything.
 """
 
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from dashboard import warmup  # noqa: E402
+from dashboard import warmup
 
 st.set_page_config(page_title="MOA profiling", layout="wide")
 PAGES = Path(__file__).resolve().parent / "views"
@@ -43,7 +39,7 @@ nav = st.navigation(
         ),
     ]
 )
-from dashboard.common import run_page  # noqa: E402
+from dashboard.common import run_page  # noqa: E402 (after the navigation is declared)
 
 run_page(nav.run)
 warmup.start()  # after the first page rendered: it does not compete with it

@@ -131,15 +131,9 @@ def rematerialize_hint(dataset: str, fraction: str) -> str:
 
 # ---------------------------------------------------------------------- partitions and results
 def fraction_order(fractions: list[str]) -> list[str]:
-    """Fractions largest first (numeric where possible)."""
+    """Fractions largest first, each followed by its seed replicates (:func:`dashboard.queries.fraction_sort_key`)."""
 
-    def key(f: str) -> tuple[int, float, str]:
-        try:
-            return (0, -float(f), f)
-        except ValueError:
-            return (1, 0.0, f)
-
-    return sorted(set(fractions), key=key)
+    return sorted(set(fractions), key=queries.fraction_sort_key)
 
 
 def partitions(path: Path | None = None) -> pd.DataFrame:
@@ -401,7 +395,8 @@ def cp_ablation(dataset: str, path: Path | None = None) -> pd.DataFrame:
 
 def fraction_curves(all_fractions: pd.DataFrame, methods: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Headline metrics (:data:`dashboard.queries.FRACTION_METRICS`) of every method at every fraction of
-    :func:`dataset_results`, with ``metric_label`` and numeric ``fraction_pct`` (CIs where stored)."""
+    :func:`dataset_results`, with ``metric_label``, numeric ``fraction_pct`` and ``seed`` (a seed replicate's
+    offset, 0 for the plain key; :func:`dashboard.queries.with_fraction_scale`), CIs where stored."""
     keys = pd.Series(
         list(zip(all_fractions["analysis"], all_fractions["metric"])), index=all_fractions.index, dtype=object
     )
@@ -409,10 +404,10 @@ def fraction_curves(all_fractions: pd.DataFrame, methods: tuple[str, ...] | None
     if methods is not None:
         fc = fc[fc["method"].isin(methods)]
     fc["metric_label"] = [queries.FRACTION_METRICS[(a, m)] for a, m in zip(fc["analysis"], fc["metric"])]
-    fc["fraction_pct"] = pd.to_numeric(fc["fraction"], errors="coerce")
+    fc = queries.with_fraction_scale(fc)
     order = {lab: i for i, lab in enumerate(queries.FRACTION_METRICS.values())}
     fc["_o"] = fc["metric_label"].map(order)
-    fc = fc.dropna(subset=["fraction_pct"]).sort_values(["_o", "method", "fraction_pct"])
+    fc = fc.sort_values(["_o", "method", "fraction_pct", "seed"])
     return fc.drop(columns="_o").reset_index(drop=True)
 
 

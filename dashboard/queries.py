@@ -245,6 +245,34 @@ def training_history(dataset: str, path: Path | None = None) -> pd.DataFrame:
     return long
 
 
+def fraction_scale(fraction: str) -> tuple[float, int]:
+    """``(replicate share in %, training seed)`` of a fraction key: "50" -> (50, 0), a seed replicate
+    "50s1" -> (50, 1) (:func:`moa_core.datasets.seed_replicate`); an OOD share or unknown key -> (NaN, 0)."""
+    from moa_core.datasets import FRACTIONS, seed_replicate
+    from moa_core.errors import SchemaError
+
+    try:
+        scale, seed = seed_replicate(str(fraction))
+    except SchemaError:
+        return float("nan"), 0
+    return (100.0 * FRACTIONS[scale], seed) if scale in FRACTIONS else (float("nan"), 0)
+
+
+def with_fraction_scale(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``fraction_pct`` (the replicate share of its ``fraction`` key) and ``seed`` (0, or the seed
+    replicate's offset); rows of other keys (OOD shares) dropped."""
+    scales = [fraction_scale(f) for f in df["fraction"]]
+    out = df.assign(fraction_pct=[p for p, _ in scales], seed=[s for _, s in scales])
+    return out.dropna(subset=["fraction_pct"])
+
+
+def fraction_sort_key(fraction: str) -> tuple[int, float, int, str]:
+    """Sort key of fraction keys: replicate shares largest first, each followed by its seed replicates; then
+    the others (OOD shares) by name."""
+    pct, seed = fraction_scale(fraction)
+    return (1, 0.0, 0, str(fraction)) if pct != pct else (0, -pct, seed, str(fraction))
+
+
 FRACTION_METRICS = {
     ("knn", "best_f1"): "k-NN best weighted F1",
     ("latent", "f1"): "Class latent assignment F1",
@@ -253,7 +281,8 @@ FRACTION_METRICS = {
 
 
 def fraction_curve(dataset: str, path: Path | None = None) -> pd.DataFrame:
-    """The replicate-fraction study: headline metrics of every method at every materialized fraction."""
+    """The replicate-fraction study: headline metrics of every method at every materialized fraction, with
+    its replicate share ``fraction_pct`` and ``seed`` (:func:`with_fraction_scale`)."""
     if not has_table("evaluation_results", path):
         return pd.DataFrame()
     res = query(
@@ -265,5 +294,5 @@ def fraction_curve(dataset: str, path: Path | None = None) -> pd.DataFrame:
     if res.empty:
         return res
     res["metric_label"] = [FRACTION_METRICS[(a, m)] for a, m in zip(res["analysis"], res["metric"])]
-    res["fraction_pct"] = res["fraction"].astype(float)
-    return res.sort_values(["metric_label", "method", "fraction_pct"]).reset_index(drop=True)
+    res = with_fraction_scale(res)
+    return res.sort_values(["metric_label", "method", "fraction_pct", "seed"]).reset_index(drop=True)

@@ -32,7 +32,6 @@ PRELOAD = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(APP.parents[1]))
     from dashboard import warmup
 
     for name in (*PRELOAD, *warmup.MODULES):  # before the server listens: nothing competes with a first page

@@ -372,18 +372,58 @@ def load_catalogue(
 FRACTIONS: dict[str, float] = {k: parse_scale(k)[1] for k in SCALE_KEYS if not k.startswith("ood")}
 #: OOD-molecule shares (profile studies only): the share of unannotated compounds in (IBP) training.
 OOD_SHARES: dict[str, float] = {k: parse_scale(k)[0] for k in SCALE_KEYS if k.startswith("ood")}
+#: Training seeds of the image models' seed replicates: key ``"<share>s<seed>"`` (``"50s1"``, ``"50s2"``) is a
+#: second (third) run of the replicate fraction ``"<share>"``, its training seed (initialisation, sampling) and
+#: its draw of each compound's replicate wells offset by ``<seed>``. Seed 0 is the plain key ``"<share>"``.
+#: Runs of one scale give MOAProfiler's replicate-fraction curve the run-to-run noise an interval needs.
+SEED_REPLICATES: tuple[int, ...] = (1, 2)
+#: The seed-replicate keys (image models only; the Pheno-CA studies draw their own seeds inside the zoo).
+SEED_KEYS: list[str] = [f"{k}s{i}" for k in FRACTIONS for i in SEED_REPLICATES]
 #: Every key of the pipeline's ``fraction`` partition dimension.
-FRACTION_KEYS: list[str] = list(SCALE_KEYS)
+FRACTION_KEYS: list[str] = [*SCALE_KEYS, *SEED_KEYS]
+_SEED_KEY = re.compile(r"(?P<scale>[0-9]+)s(?P<seed>[0-9]+)")
+
+
+def seed_replicate(key: str) -> tuple[str, int]:
+    """``(scale key, training seed offset)`` of a ``fraction`` partition key: "50s2" -> ("50", 2), "50" -> ("50", 0).
+
+    Raises :class:`SchemaError` for a key that is not a partition key (the message lists them)."""
+    if key not in FRACTION_KEYS:
+        raise SchemaError(
+            f"unparsable fraction key {key!r}: use a replicate share {list(FRACTIONS)}, a seed replicate "
+            f"'<share>s<seed>' of one ({SEED_KEYS[0]!r} ... {SEED_KEYS[-1]!r}) or an OOD-molecule share "
+            f"{list(OOD_SHARES)}"
+        )
+    m = _SEED_KEY.fullmatch(key)
+    return (m["scale"], int(m["seed"])) if m else (key, 0)
+
+
+def training_seed(key: str) -> int:
+    """The seed offset of a ``fraction`` key (0 for a plain scale key): see :data:`SEED_REPLICATES`."""
+    return seed_replicate(key)[1]
+
+
+def image_fraction_keys() -> list[str]:
+    """The keys an image model trains at: every replicate fraction and its seed replicates."""
+    return [*FRACTIONS, *SEED_KEYS]
 
 
 def data_scale(key: str) -> tuple[float, float]:
-    """``(ood_share, replicate_share)`` of a ``fraction`` partition key: "50" -> (1, 0.5), "ood25" -> (0.25, 1)."""
-    if key not in FRACTION_KEYS:
+    """``(ood_share, replicate_share)`` of a ``fraction`` partition key: "50" -> (1, 0.5), "ood25" -> (0.25, 1);
+    a seed replicate has its scale's: "50s1" -> (1, 0.5)."""
+    return parse_scale(seed_replicate(key)[0])
+
+
+def profile_scale(key: str) -> tuple[float, float]:
+    """:func:`data_scale` for the Pheno-CA profile studies, which take scale keys only: their zoo draws its own
+    seeds, so a seed-replicate key (an image model's run) is refused rather than silently repeated."""
+    scale, seed = seed_replicate(key)
+    if seed:
         raise SchemaError(
-            f"unparsable fraction key {key!r}: use a replicate share {list(FRACTIONS)} or an "
-            f"OOD-molecule share {list(OOD_SHARES)}"
+            f"fraction {key!r} is a seed replicate of an image model (MP, DP recipe); the Pheno-CA studies take "
+            f"the scale key {scale!r} and draw their seeds inside the zoo"
         )
-    return parse_scale(key)
+    return parse_scale(scale)
 
 
 def replicate_fraction(key: str) -> float:

@@ -157,11 +157,13 @@ def subsample_training(
 def fraction_split(splits: pd.DataFrame, fraction_key: str, *, seed: int = 0) -> pd.DataFrame:
     """The well split an image model of fraction ``fraction_key`` (``"100"``, ``"50"``, ...) trains and is
     scored with: :func:`subsample_training` at the key's replicate share
-    (:func:`moa_core.datasets.replicate_fraction`; an OOD-molecule key is an error). The one rule that
-    training, evaluation and the replicate-fraction scaling curve all use."""
-    from moa_core.datasets import replicate_fraction
+    (:func:`moa_core.datasets.replicate_fraction`; an OOD-molecule key is an error). A seed replicate
+    (``"50s1"``, :data:`moa_core.datasets.SEED_REPLICATES`) draws its wells with ``seed`` plus its offset:
+    the same number of wells per compound, another draw of which. The one rule that training, evaluation and
+    the replicate-fraction scaling curve all use."""
+    from moa_core.datasets import replicate_fraction, training_seed
 
-    return subsample_training(splits, replicate_fraction(fraction_key), seed=seed)
+    return subsample_training(splits, replicate_fraction(fraction_key), seed=seed + training_seed(fraction_key))
 
 
 def choose_holdout_compounds(

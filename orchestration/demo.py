@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from moa_core.datasets import DEFAULT_DATASET, DEFAULT_FRACTION, FRACTIONS, data_scale
+from moa_core.datasets import DEFAULT_DATASET, DEFAULT_FRACTION, FRACTIONS, data_scale, image_fraction_keys
 
 DEMO_FRACTIONS = "100,50,25"
 DEMO_PROFILES = "synthetic_jump_profiles_small"
@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--fractions",
         default=DEMO_FRACTIONS,
-        help=f"comma-separated training-replicate fractions to train and evaluate (of {list(FRACTIONS)}); "
+        help=f"comma-separated training-replicate fractions to train and evaluate (of {list(FRACTIONS)}, or a "
+        f"seed replicate of one: '50s1', '50s2'); "
         f"the first is the headline, the DP recipe trains at {DEFAULT_FRACTION}",
     )
     ap.add_argument("--profiles", default=DEMO_PROFILES, help="the profile dataset of the Pheno-CA part ('' skips it)")
@@ -282,9 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     fractions = [f.strip() for f in args.fractions.split(",") if f.strip()]
-    bad = [f for f in fractions if f not in FRACTIONS]
+    bad = [f for f in fractions if f not in image_fraction_keys()]
     if bad or not fractions:
-        ap.error(f"--fractions: unknown fraction(s) {bad}; use some of {list(FRACTIONS)}")
+        ap.error(
+            f"--fractions: unknown fraction(s) {bad}; use some of {list(FRACTIONS)} or their seed replicates "
+            f"('100s1', '50s2', ...)"
+        )
 
     if args.data_dir:
         os.environ["MOA_DATA_DIR"] = str(Path(args.data_dir).resolve())

@@ -4,18 +4,15 @@ Deep links: ``/explorer?dataset=...&fraction=...&method=...&compound=<name or ID
 """
 
 import html
-import sys
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import common  # noqa: E402
-from dashboard import explorer_queries as eq  # noqa: E402
-from dashboard.style import EMPTY, method_color, pval, sig3, sort_methods  # noqa: E402
-from moa_core.data.display import composite, placeholder, stretch, to_uint8  # noqa: E402
-from moa_core.retrieval import (  # noqa: E402
+from dashboard import common
+from dashboard import explorer_queries as eq
+from dashboard.style import EMPTY, method_color, pval, sig3, sort_methods
+from moa_core.data.display import composite, placeholder, stretch, to_uint8
+from moa_core.retrieval import (
     IndexError_,
     confidence,
     knn_vote,

@@ -7,19 +7,15 @@ plate; every result as a table. One colour per method (``dashboard.style``), hum
 significant figures, p-values in scientific notation.
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.colors as pcolors
 import plotly.graph_objects as go
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import common, queries  # noqa: E402
-from dashboard import comparison_queries as cq  # noqa: E402
-from dashboard.style import color_map, method_color, rgba, sig3, sort_methods  # noqa: E402
+from dashboard import common, queries
+from dashboard import comparison_queries as cq
+from dashboard.style import color_map, method_color, rgba, sig3, sort_methods
 
 GREY = method_color("random")
 HOVER = "%{y:.3g}"
@@ -348,9 +344,28 @@ def section_held_out() -> None:
 
 
 # ---------------------------------------------------------------------- replicate fraction
+def _seed_runs(fig: go.Figure, df: pd.DataFrame, x: str, name: str, color: str) -> None:
+    """A method's seed replicates (``seed`` > 0) as open markers of its colour, grouped with its line."""
+    runs = df[df["seed"].gt(0)]
+    if runs.empty:
+        return
+    fig.add_trace(
+        go.Scatter(
+            x=runs[x].to_numpy(float),
+            y=runs["value"].to_numpy(float),
+            mode="markers",
+            marker=dict(color=color, symbol="circle-open", size=9),
+            name=f"{name} (seed replicates)",
+            legendgroup=name,
+            customdata=runs["seed"].to_numpy(int),
+            hovertemplate="seed %{customdata}: %{y:.3f}<extra></extra>",
+        )
+    )
+
+
 def section_replicate_fraction() -> None:
     fc = _fractions(SIG, dataset)
-    if not fc.empty and fc["fraction"].nunique() > 1:
+    if not fc.empty and fc["fraction_pct"].nunique() > 1:
         fc = fc[fc["method"].isin(methods)]
         st.subheader("Replicate-fraction curves")
         labels = list(dict.fromkeys(fc["metric_label"]))
@@ -360,8 +375,9 @@ def section_replicate_fraction() -> None:
         frames = []
         for m in sort_methods(sel["method"].unique()):
             g = sel[sel["method"] == m].sort_values("fraction_pct")
-            frames.append(g)
-            _line(fig, g, "fraction_pct", m, method_color(m), markers=True)
+            frames.append(g[g["seed"].eq(0)])
+            _line(fig, g[g["seed"].eq(0)], "fraction_pct", m, method_color(m), markers=True)
+            _seed_runs(fig, g, "fraction_pct", m, method_color(m))
         if which in {"k-NN best weighted F1", "Class latent assignment F1", "Logistic regression F1"} and not np.isnan(
             chance.f1
         ):
@@ -370,8 +386,16 @@ def section_replicate_fraction() -> None:
             _layout(fig, f"{which} over the share of training replicates", "training-data fraction (%)", which),
             key="fractions",
         )
+        seeds = int(sel["seed"].nunique())
         st.caption(
-            _ci_note(frames, "fraction") + " Methods without a per-fraction model (CP) are flat by construction."
+            _ci_note(frames, "fraction")
+            + " Methods without a per-fraction model (CP) are flat by construction."
+            + (
+                f" Open markers: the seed replicates ({seeds - 1} more training seed(s) and draws of the wells at "
+                "some fractions); the line is seed 0."
+                if seeds > 1
+                else ""
+            )
         )
     else:
         st.info(

@@ -1,22 +1,12 @@
 """Model health: learning curves, checkpoint selection and warnings, and the replicate-fraction study."""
 
-import sys
-from pathlib import Path
-
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import common, queries  # noqa: E402
+from dashboard import common, queries
+from dashboard.style import method_color
 
-COLORS = {
-    "MP": "#d62728",
-    "CP": "#1f77b4",
-    "CP published": "#9467bd",
-    "DP recipe (trained here)": "#2ca02c",
-    "MP (compound holdout)": "#ff7f0e",
-}
 st.title("Model training and the replicate-fraction study")
 
 common.require_snapshot()
@@ -70,7 +60,7 @@ if not hist.empty:
     c1, c2 = st.columns(2)
     models = sorted(hist["model"].unique())
     model = c1.selectbox("Model", models)
-    fracs = sorted(hist[hist["model"] == model]["fraction"].unique(), key=lambda f: -float(f))
+    fracs = sorted(hist[hist["model"] == model]["fraction"].unique(), key=queries.fraction_sort_key)
     frac = c2.selectbox("Fraction (%)", fracs)
     h = hist[(hist["model"] == model) & (hist["fraction"] == frac)]
     acc = h[h["curve"] != "train loss"]
@@ -81,7 +71,7 @@ if not hist.empty:
         color="curve",
         markers=True,
         labels={"value": "accuracy", "curve": ""},
-        title=f"{model}, {frac} % of training replicates",
+        title=f"{model}, fraction {frac} (% of training replicates; 's<k>': its seed replicate k)",
     )
     k = ck[(ck["model"] == model) & (ck["fraction"] == frac)]["classes"]
     if len(k):
@@ -90,18 +80,21 @@ if not hist.empty:
     st.plotly_chart(fig, width="stretch")
 
 curve = queries.fraction_curve(dataset)
-if not curve.empty and curve["fraction"].nunique() > 1:
+if not curve.empty and curve["fraction_pct"].nunique() > 1:
     st.subheader("Replicate-fraction study (Wong et al. ESI Fig. 10)")
     st.caption(
         "Each fraction keeps that share of every compound's training replicate wells (nested); every method "
         "is scored on the same test wells. CP's profiles need no training (flat), except its logistic "
-        "regression, which trains on the fraction's wells. Bands: 95% bootstrap CIs over wells."
+        "regression, which trains on the fraction's wells. Bands: 95% bootstrap CIs over wells (seed 0). "
+        "Open markers: seed replicates (fraction keys such as 50s1: another training seed and draw of the wells); "
+        "the table gives the mean over the seeds of each fraction."
     )
     metric = st.radio("Metric", sorted(curve["metric_label"].unique()), horizontal=True)
     c = curve[curve["metric_label"] == metric]
     fig = go.Figure()
-    for method, g in c.groupby("method"):
-        color = COLORS.get(method)
+    for method, runs in c.groupby("method"):
+        color = method_color(method)
+        g = runs[runs["seed"].eq(0)]
         if g["ci_low"].notna().any():
             fig.add_trace(
                 go.Scatter(
@@ -118,9 +111,21 @@ if not curve.empty and curve["fraction"].nunique() > 1:
         fig.add_trace(
             go.Scatter(x=g["fraction_pct"], y=g["value"], mode="lines+markers", name=method, line={"color": color})
         )
+        seeds = runs[runs["seed"].gt(0)]
+        if not seeds.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=seeds["fraction_pct"],
+                    y=seeds["value"],
+                    mode="markers",
+                    marker={"color": color, "symbol": "circle-open", "size": 9},
+                    name=f"{method} (seed replicates)",
+                    legendgroup=method,
+                )
+            )
     fig.update_layout(xaxis_title="training replicates kept (%)", yaxis_title=metric, xaxis_type="log")
     st.plotly_chart(fig, width="stretch")
-    piv = c.pivot_table(index="fraction_pct", columns="method", values="value").reset_index()
+    piv = c.pivot_table(index="fraction_pct", columns="method", values="value", aggfunc="mean").reset_index()
     piv["fraction_pct"] = piv["fraction_pct"].round().astype(int)
     common.table(
         piv.rename(columns={"fraction_pct": "training replicates kept (%)"}), "fraction study", key="mt_fraction"

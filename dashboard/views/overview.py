@@ -1,17 +1,13 @@
 """Overview: what the snapshot holds, for which dataset and release, when, from which code; model health;
 missing partitions and how to backfill them."""
 
-import sys
-from pathlib import Path
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import common, queries  # noqa: E402
-from dashboard.queries import MODEL_LABELS  # noqa: E402
-from dashboard.style import EMPTY, method_color, sig3  # noqa: E402
+from dashboard import common, queries
+from dashboard.queries import MODEL_LABELS
+from dashboard.style import EMPTY, method_color, sig3
 
 #: The job that materializes each partitioned asset (orchestration/defs/jobs.py), for backfill instructions.
 ASSET_JOBS = {

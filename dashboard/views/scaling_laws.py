@@ -6,18 +6,14 @@ interactivity, cached per points and settings); the target, budget and cost inpu
 that fit (:func:`dashboard.scaling_queries.at_target`), so they respond at once.
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from dashboard import common  # noqa: E402
-from dashboard import scaling_queries as sq  # noqa: E402
-from moa_core.scaling import ScalingError  # noqa: E402
+from dashboard import common
+from dashboard import scaling_queries as sq
+from moa_core.scaling import ScalingError
 
 st.title("Scaling laws: how much data reaches a target?")
 st.caption(

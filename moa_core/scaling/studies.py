@@ -15,7 +15,8 @@ Two kinds of curve feed :func:`moa_core.scaling.fit_scaling_laws`:
   fit uses the best model per size (the paper's "best-of-zoo" envelope, biased upward by
   the maximum over models: stated, not corrected).
 - **MOAProfiler's replicate-fraction curve** (``evaluation_results`` at fractions 25 … 100):
-  study ``mp_fractions``, x = training wells of the fraction, one run per method.
+  study ``mp_fractions``, x = training wells of the fraction, a family per method whose runs are
+  its training seeds (the fraction keys' seed replicates ``"50s1"``, ``"50s2"``).
 
 :func:`curve_points` is the one rule of what a curve's fitted points are (the envelope of a zoo,
 the seeds of one model kept as replicates); :func:`mp_targets` and :func:`default_target` the
@@ -130,12 +131,26 @@ def fraction_points(
     evaluation: pd.DataFrame, train_wells: dict[str, int], dataset: str, tasks: dict[tuple[str, str], str] | None = None
 ) -> pd.DataFrame:
     """Scaling points of MOAProfiler's replicate-fraction study: ``evaluation_results`` rows at every fraction,
-    x = the fraction's training wells (``train_wells``: fraction key -> count)."""
+    x = the fraction's training wells (``train_wells``: fraction key -> count).
+
+    A method is a family; its seed replicates (fraction keys ``"50s1"``, ``"50s2"``:
+    :data:`moa_core.datasets.SEED_REPLICATES`) are its further runs, ``"<method> s<seed>"``, each one
+    run across the sizes (the seed-``k`` models of every fraction share their draws, nested as the
+    fractions are). At a seed-replicate key only the methods trained per fraction count (MP, DP recipe:
+    the registry's ``per_fraction``); a method with no training of its own (CP) repeats its seed-0
+    value there, which would pass for noise-free replicates."""
+    from moa_core.datasets import seed_replicate
+    from moa_core.methods import METHODS
+
     tasks = tasks or {("knn", "best_f1"): "knn_f1", ("latent", "f1"): "latent_f1"}
+    trained = {m.name for m in METHODS.values() if m.per_fraction}
     rows = []
     for r in evaluation.itertuples(index=False):
         task = tasks.get((r.analysis, r.metric))
         if task is None or str(r.fraction) not in train_wells:
+            continue
+        seed = seed_replicate(str(r.fraction))[1]
+        if seed and r.method not in trained:
             continue
         rows.append(
             {
@@ -145,7 +160,7 @@ def fraction_points(
                 "family": r.method,
                 "n": float(train_wells[str(r.fraction)]),
                 "metric": float(r.value),
-                "run": r.method,
+                "run": f"{r.method} s{seed}" if seed else r.method,
                 "model_size": float("nan"),
             }
         )

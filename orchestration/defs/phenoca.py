@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from moa_core.datasets import FRACTIONS, data_scale
+from moa_core.datasets import FRACTIONS, image_fraction_keys, profile_scale
 from moa_core.methods import METHODS, phenoca_inputs
 from moa_core.storage import partition_table, write_parquet_atomic
 from orchestration.defs.executors import executed_by
@@ -138,6 +138,16 @@ def _load_study_inputs(store: MoaStore, ds: str):
     return pd.read_parquet(path), None, None
 
 
+def _scale(frac: str) -> tuple[float, float]:
+    """``(ood_share, replicate_share)`` of a Pheno-CA partition (a seed-replicate key is a clear failure)."""
+    from moa_core.errors import SchemaError
+
+    try:
+        return profile_scale(frac)
+    except SchemaError as exc:
+        raise dg.Failure(str(exc)) from None
+
+
 @dg.op(
     ins={"start": dg.In(dg.Nothing)},
     out=dg.DynamicOut(dict),
@@ -147,6 +157,7 @@ def phenoca_zoo(context: dg.OpExecutionContext, config: StudyOverrides, store: M
     from moa_core.phenoca.study import zoo_members
 
     ds, frac = dataset_fraction_keys(context)
+    _scale(frac)  # a seed-replicate key is refused before any member runs
     cfg = config.apply(store.dataset(ds).phenoca)
     size = config.zoo_group_size if config.zoo_group_size is not None else int(os.environ.get(ZOO_GROUP_ENV) or 0)
     archs = [a for g in zoo_members(cfg) for a in g]
@@ -168,7 +179,7 @@ def phenoca_member(context: dg.OpExecutionContext, store: MoaStore, member: dict
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
     cfg = StudyConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in member["config"].items()})
-    ood_share, rep_share = data_scale(frac)
+    ood_share, rep_share = _scale(frac)
     profiles, X, feats = _load_study_inputs(store, ds)
     res = run_study(
         profiles,
@@ -205,7 +216,7 @@ def phenoca_collect(context: dg.OpExecutionContext, store: MoaStore, members: li
 
     ds, frac = dataset_fraction_keys(context)
     t0 = time.time()
-    ood_share, rep_share = data_scale(frac)
+    ood_share, rep_share = _scale(frac)
     parts = [
         StudyResult(
             pd.read_parquet(m["table"]),
@@ -270,9 +281,10 @@ def _mp_fraction_points(store: MoaStore, ds: str) -> tuple[pd.DataFrame, dict[st
         return pd.DataFrame(), {}
     ev = wh.read_table("evaluation_results", {"dataset": ds})
     sp = wh.read_table(partition_table("splits", ds))
-    wells = fraction_train_wells(sp, FRACTIONS, seed=store.dataset(ds).split_seed)
+    keys = [*FRACTIONS, *(f for f in image_fraction_keys() if f in set(ev["fraction"].astype(str)) - set(FRACTIONS))]
+    wells = fraction_train_wells(sp, keys, seed=store.dataset(ds).split_seed)
     done = {f: wells[f] for f in ev["fraction"].astype(str).unique() if f in wells}
-    return fraction_points(ev, done, ds), {f: float(n) for f, n in wells.items()}
+    return fraction_points(ev, done, ds), {f: float(wells[f]) for f in FRACTIONS}
 
 
 @dg.asset(

@@ -23,7 +23,11 @@ GROUP = "publish"
 
 
 def _kind(fraction: str) -> str:
-    return "ood" if fraction.startswith("ood") else "replicate"
+    """The kind of scale a fraction key is: OOD share, replicate share, or a seed replicate of one (which a
+    dataset's coverage lists only once any seed replicate was run)."""
+    from moa_core.datasets import SEED_KEYS
+
+    return "ood" if fraction.startswith("ood") else "seed" if fraction in SEED_KEYS else "replicate"
 
 
 def _asset_defs() -> dict[dg.AssetKey, dg.AssetsDefinition]:

@@ -176,6 +176,13 @@ def _run_training(context: dg.AssetExecutionContext, spec: TrainSpec, nproc: int
     }, hist
 
 
+def _seeded(cfg: TrainConfig, fraction: str) -> TrainConfig:
+    """``cfg`` with its seed offset by the fraction key's seed replicate (``"50s2"``: +2; a plain key: +0)."""
+    from moa_core.datasets import training_seed
+
+    return dataclasses.replace(cfg, seed=cfg.seed + training_seed(fraction))
+
+
 def _train(
     context: dg.AssetExecutionContext,
     store: MoaStore,
@@ -184,11 +191,13 @@ def _train(
     overrides: TrainOverrides,
     ckpt_path: Path,
     base: TrainConfig | None = None,
+    fraction: str = "100",
 ) -> tuple[dict, pd.DataFrame]:
-    """Train MP on the ``train`` wells of ``sp``, select on ``val``; returns (metadata, history)."""
+    """Train MP on the ``train`` wells of ``sp``, select on ``val``; returns (metadata, history).
+    ``fraction``: the partition's key, whose seed replicate (``"50s1"``) offsets the training seed."""
     from moa_core.model.launch import write_fields
 
-    cfg = overrides.apply(base or store.dataset(ds).train)
+    cfg = _seeded(overrides.apply(base or store.dataset(ds).train), fraction)
     t0 = time.time()
     store_path, index = _store_index(store, ds)
     classes = sorted(sp["Metadata_moa"].unique())
@@ -344,7 +353,9 @@ def _fraction_splits(store: MoaStore, ds: str, frac: str) -> pd.DataFrame:
 def mp_checkpoint(context: dg.AssetExecutionContext, config: TrainOverrides, store: MoaStore) -> dg.MaterializeResult:
     ds, frac = dataset_fraction_keys(context)
     sp = _fraction_splits(store, ds, frac)
-    meta, hist = _train(context, store, ds, sp, config, store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt")
+    meta, hist = _train(
+        context, store, ds, sp, config, store.artifact_dir(ds, frac) / "mp_efficientnet_b0.pt", fraction=frac
+    )
     _record_history(store, ds, frac, "mp", hist)
     _record_checkpoint(store, ds, frac, "mp", meta)
     return dg.MaterializeResult(metadata=meta)
@@ -476,7 +487,7 @@ def dp_checkpoint(context: dg.AssetExecutionContext, config: DPRecipeConfig, sto
 
     ds, frac = dataset_fraction_keys(context)
     entry = store.dataset(ds)
-    cfg = config.apply(entry.dp_train)
+    cfg = _seeded(config.apply(entry.dp_train), frac)
     crop = config.cell_crop or entry.dp_cell_crop
     t0 = time.time()
     sp = _fraction_splits(store, ds, frac)

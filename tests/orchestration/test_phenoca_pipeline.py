@@ -98,6 +98,17 @@ def test_an_unparsable_or_image_only_fraction_fails_clearly(materialized):
         data_scale("ood7x")
     with pytest.raises(SchemaError, match="image models"):
         replicate_fraction("ood25")
+    # a seed replicate is an image model's run: the zoo refuses it before training anything
+    defs = build_definitions(store)
+    instance = dg.DagsterInstance.ephemeral()
+    sync_dataset_partitions(instance, [DS])
+    res = defs.resolve_job_def("phenoca_job").execute_in_process(
+        instance=instance, partition_key=multi_key(DS, "50s1"), raise_on_error=False
+    )
+    assert not res.success
+    msg = " ".join(str(e.event_specific_data.error) for e in res.all_events if e.is_step_failure)
+    assert "'50s1' is a seed replicate" in msg and "scale key '50'" in msg
+    assert not any(e.is_step_success and "phenoca_member" in e.step_key for e in res.all_events)
 
 
 def test_the_zoo_fans_out_one_step_per_architecture_into_the_same_table(materialized):

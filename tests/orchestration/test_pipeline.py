@@ -266,3 +266,41 @@ def test_index_rebuilds_keep_what_the_snapshot_names_and_remove_the_rest(materia
         slug(m) for m in ("MP", "CP", "DP recipe (trained here)", "CP (JUMP recipe)", "CP spherized", "cell count")
     }
     assert run("publish_job", None).success
+
+
+def test_a_seed_replicate_trains_with_its_own_seed_and_becomes_a_run_of_mps_curve(materialized):
+    """Fraction key "100s1": the same wells as "100" (all of them), training seed + 1; evaluated like any
+    fraction, and a second run of MP at the same size on the replicate-fraction curve (not of CP)."""
+    from moa_core.model.train import load_checkpoint
+    from orchestration.defs.phenoca import _mp_fraction_points
+
+    store, instance, _ = materialized
+    seed_key = "100s1"
+    r = (
+        build_definitions(store)
+        .resolve_job_def("train_eval_job")
+        .execute_in_process(
+            instance=instance,
+            partition_key=multi_key(DS, seed_key),
+            asset_selection=[dg.AssetKey(k) for k in ("mp_checkpoint", "mp_embeddings", "evaluation_results")],
+        )
+    )
+    assert r.success
+    wh = Warehouse(store.root_path / "warehouse.duckdb", read_only=True)
+    ckpts = {}
+    for frac in (FRAC, seed_key):
+        row = wh.read_table("checkpoints", {"dataset": DS, "fraction": frac, "model": "mp"}).iloc[0]
+        path = store.artifact_dir(DS, frac) / row["checkpoint_path"].rsplit("/", 1)[-1]
+        ckpts[frac] = load_checkpoint(path, expected_sha256=row["sha256"])[1]
+    assert ckpts[seed_key]["config"]["seed"] == ckpts[FRAC]["config"]["seed"] + 1
+    assert ckpts[seed_key]["classes"] == ckpts[FRAC]["classes"]
+    a, b = (wh.read_table(partition_table("mp_embeddings", DS, f)) for f in (FRAC, seed_key))
+    common = sorted(set(feature_columns(a)) & set(feature_columns(b)))  # features constant on DMSO are dropped
+    assert len(a) == len(b) and len(common) > 100
+    assert not np.allclose(a[common].to_numpy(), b[common].to_numpy())  # another seed, another model
+    res = wh.read_table("evaluation_results", {"dataset": DS, "fraction": seed_key})
+    assert {"MP", "CP"} <= set(res["method"])
+    points, sizes = _mp_fraction_points(store, DS)
+    mp = points[points["family"].eq("MP") & points["task"].eq("knn_f1")]
+    assert set(mp["run"]) == {"MP", "MP s1"} and mp["n"].nunique() == 1  # two runs at one size
+    assert set(points[points["family"].eq("CP")]["run"]) == {"CP"} and seed_key not in sizes
