@@ -35,8 +35,6 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 TARGET_N, TARGET_S, TARGET_MB = 2000, 30.0, 2048.0
 

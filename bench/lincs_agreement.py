@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reference_paper_algorithm import enrichment_reference, knn_reference, latent_reference  # noqa: E402
+from reference_paper_algorithm import enrichment_reference, knn_reference, latent_reference
 
-from moa_core.evaluation import (  # noqa: E402
+from moa_core.evaluation import (
     DEFAULT_PERCENTILES,
     class_latent_assignment,
     enrichment,
