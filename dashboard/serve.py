@@ -26,7 +26,9 @@ PRELOAD = (
     "dashboard.queries",
     "dashboard.style",
     "dashboard.comparison_queries",
-    "dashboard.scaling_queries",
+    "dashboard.scaling_sql",
+    "dashboard.scaling_labels",
+    "dashboard.scaling_fits",
     "dashboard.warmup",
 )
 

@@ -3,7 +3,7 @@
 Reads the snapshot's ``scaling_points`` (and ``scaling_laws`` / ``phenoca_results``) and refits
 every law live with :func:`moa_core.scaling.fit_scaling_laws` (500 bootstrap resamples for
 interactivity, cached per points and settings); the target, budget and cost inputs only re-read
-that fit (:func:`dashboard.scaling_queries.at_target`), so they respond at once.
+that fit (:func:`dashboard.scaling_fits.at_target`), so they respond at once.
 """
 
 import numpy as np
@@ -12,32 +12,34 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import common
-from dashboard import scaling_queries as sq
+from dashboard import scaling_fits as fits
+from dashboard import scaling_labels as labels
+from dashboard import scaling_sql as sql
 from moa_core.scaling import ScalingError
 
 st.title("Scaling laws: how much data reaches a target?")
 st.caption(
     "Each law is fitted to the points of one model family, ranked by how well it predicts the largest "
     "size when that size is withheld (back-test error, metric units), with 95% bootstrap intervals over "
-    f"runs ({sq.N_BOOT} resamples, refitted live). Flat or non-monotone points get no extrapolation."
+    f"runs ({fits.N_BOOT} resamples, refitted live). Flat or non-monotone points get no extrapolation."
 )
 
 
 @st.cache_data(show_spinner="Fitting scaling laws\u2026", max_entries=64)
 def fit_family(points: pd.DataFrame, n_boot: int, seed: int):
     """Cached on the points and the settings: every form fitted, bootstrapped and back-tested."""
-    return sq.fit(points, n_boot=n_boot, seed=seed)
+    return fits.fit(points, n_boot=n_boot, seed=seed)
 
 
-common.require_snapshot(sq.what_to_run(None).rstrip("."))
-present = sq.tables_present()
+common.require_snapshot(labels.what_to_run(None).rstrip("."))
+present = sql.tables_present()
 if not present["scaling_points"] and not present["phenoca_results"]:
-    st.warning(f"The snapshot holds no scaling points and no Pheno-CA results yet: {sq.what_to_run(None)}")
+    st.warning(f"The snapshot holds no scaling points and no Pheno-CA results yet: {labels.what_to_run(None)}")
     st.stop()
 
 # the first view: the curve with a reliable fit and an interval (not merely the first dataset by name)
-opening = sq.default_view()
-all_datasets = sq.datasets()
+opening = fits.default_view()
+all_datasets = sql.datasets()
 dataset = st.selectbox(
     "Dataset",
     all_datasets,
@@ -53,11 +55,11 @@ def _index_of(options: list[str], wanted: str | None) -> int:
 def scaling_section() -> str | None:
     """The scaling-law view of one (study, task) of the dataset; returns the task shown (None if none)."""
     if not present["scaling_points"]:
-        st.warning(f"The snapshot holds no scaling points (`scaling_points`) yet: {sq.what_to_run(dataset)}")
+        st.warning(f"The snapshot holds no scaling points (`scaling_points`) yet: {labels.what_to_run(dataset)}")
         return None
-    index = sq.scaling_index(dataset)
+    index = sql.scaling_index(dataset)
     if index.empty:
-        st.warning(f"No scaling points for {dataset}: {sq.what_to_run(dataset)}")
+        st.warning(f"No scaling points for {dataset}: {labels.what_to_run(dataset)}")
         return None
     first = opening if opening and opening[0] == dataset else None
     c1, c2, c3 = st.columns([2, 1, 2])
@@ -66,7 +68,7 @@ def scaling_section() -> str | None:
         "Study",
         studies,
         index=_index_of(studies, first[1] if first else None),
-        format_func=sq.study_label,
+        format_func=labels.study_label,
         key="study",
     )
     tasks = index[index["study"] == study]["task"].drop_duplicates().tolist()
@@ -74,10 +76,10 @@ def scaling_section() -> str | None:
         "Task and metric",
         tasks,
         index=_index_of(tasks, first[2] if first and first[1] == study else None),
-        format_func=sq.task_label,
+        format_func=labels.task_label,
         key="task",
     )
-    todo = sq.what_to_run(dataset, study)
+    todo = labels.what_to_run(dataset, study)
     fam_index = index[(index["study"] == study) & (index["task"] == task)]
     all_families = fam_index["family"].tolist()
     # Widgets whose options or defaults depend on the dataset, study and task are keyed by them: a choice
@@ -88,15 +90,15 @@ def scaling_section() -> str | None:
         all_families,
         default=all_families,
         key=f"families:{view_key}",
-        format_func=sq.family_label,
+        format_func=labels.family_label,
     )
     if not families:
         st.info("Pick at least one model family.")
         return task
 
-    pts = sq.points(dataset, study, task)
+    pts = sql.points(dataset, study, task)
     model_sizes = "best"
-    if sq.mixes_model_sizes(pts[pts["family"].isin(families)]):
+    if fits.mixes_model_sizes(pts[pts["family"].isin(families)]):
         model_sizes = st.radio(
             "Families with several model sizes",
             ["best", "largest"],
@@ -110,29 +112,29 @@ def scaling_section() -> str | None:
 
     reports, fam_points = {}, {}
     for family in families:
-        fp = sq.family_points(pts, family, model_sizes)
+        fp = fits.family_points(pts, family, model_sizes)
         k = fp["n"].nunique()
-        if k < sq.MIN_SIZES:
+        if k < fits.MIN_SIZES:
             st.warning(
-                f"{sq.family_label(family)} has {k} training-set size{'s' if k != 1 else ''}; a scaling law "
-                f"needs at least {sq.MIN_SIZES}. Materialize more data scales: {todo}"
+                f"{labels.family_label(family)} has {k} training-set size{'s' if k != 1 else ''}; a scaling law "
+                f"needs at least {fits.MIN_SIZES}. Materialize more data scales: {todo}"
             )
             continue
         try:
-            reports[family] = fit_family(fp, sq.N_BOOT, sq.SEED)
+            reports[family] = fit_family(fp, fits.N_BOOT, fits.SEED)
         except ScalingError as exc:
-            st.error(f"{sq.family_label(family)}: the points cannot be fitted ({exc}).")
+            st.error(f"{labels.family_label(family)}: the points cannot be fitted ({exc}).")
             continue
         fam_points[family] = fp
     if not reports:
         return task
 
-    stored = sq.stored_laws(dataset, study, task)
+    stored = sql.stored_laws(dataset, study, task)
     forms = st.multiselect(
         "Laws",
-        list(sq.LAW_CHOICES),
-        default=sq.default_forms(reports),
-        format_func=sq.form_label,
+        list(fits.LAW_CHOICES),
+        default=fits.default_forms(reports),
+        format_func=labels.form_label,
         key=f"forms:{view_key}",
         help="Default: the average over the laws weighted by how well each predicted the withheld sizes (its band "
         "includes the uncertainty about the form), and the law with the lowest back-test error.",
@@ -142,7 +144,7 @@ def scaling_section() -> str | None:
     n_min = min(float(fp["n"].min()) for fp in fam_points.values())
     c1, c2, c3, c4, c5 = st.columns(5)
     target = c1.slider(
-        f"Target {sq.task_label(task)}", 0.0, 1.0, sq.default_target(pts, stored), 0.01, key=f"target:{view_key}"
+        f"Target {labels.task_label(task)}", 0.0, 1.0, fits.default_target(pts, stored), 0.01, key=f"target:{view_key}"
     )
     budget = c2.number_input(
         "Data budget (\u00d7 the largest observed N)",
@@ -165,7 +167,7 @@ def scaling_section() -> str | None:
         c5.number_input(
             "Wells per plate",
             min_value=1,
-            value=sq.WELLS_PER_PLATE,
+            value=fits.WELLS_PER_PLATE,
             step=1,
             key="wells_per_plate",
             help="For the chart's top axis, which reads the x axis in plates and dollars.",
@@ -173,27 +175,29 @@ def scaling_section() -> str | None:
     )
     budget_n = budget * n_max
     st.caption(
-        f"Largest observed N: {sq.count(n_max)} {sq.x_label(study)}; the data budget is "
-        f"{sq.count(budget_n)}. Cost = N needed \u00d7 cost per compound \u00d7 replicates (the whole N, "
+        f"Largest observed N: {fits.count(n_max)} {labels.x_label(study)}; the data budget is "
+        f"{fits.count(budget_n)}. Cost = N needed \u00d7 cost per compound \u00d7 replicates (the whole N, "
         "not only the increment)."
         + (
             " Here N counts wells: read the cost per compound as the cost per well, with 1 replicate."
-            if sq.x_label(study) == "training wells"
+            if labels.x_label(study) == "training wells"
             else ""
         )
     )
 
-    tables = {sq.family_label(f): sq.at_target(rep, target, cost, replicates).table() for f, rep in reports.items()}
-    labelled = {sq.family_label(f): rep for f, rep in reports.items()}
+    tables = {
+        labels.family_label(f): fits.at_target(rep, target, cost, replicates).table() for f, rep in reports.items()
+    }
+    labelled = {labels.family_label(f): rep for f, rep in reports.items()}
 
     # ---- chart
     grid = np.geomspace(n_min, budget_n, 120)
     fig = go.Figure()
     drawn = [target]  # the y values shown, for an axis bounded by what is drawn (and by [0, 1])
     for family, rep in reports.items():
-        name = sq.family_label(family)
-        color = sq.family_color(name)
-        reliable = sq.unreliable_reason(tables[name]) is None
+        name = labels.family_label(family)
+        color = labels.family_color(name)
+        reliable = fits.unreliable_reason(tables[name]) is None
         curves = rep.curves(grid if reliable else np.geomspace(n_min, float(fam_points[family]["n"].max()), 60))
         for form in forms:
             c = curves[curves["form"] == form]
@@ -208,7 +212,7 @@ def scaling_section() -> str | None:
                         y=list(c["metric_high"]) + list(c["metric_low"])[::-1],
                         fill="toself",
                         line={"width": 0},
-                        fillcolor=sq.rgba(color, 0.12),
+                        fillcolor=fits.rgba(color, 0.12),
                         showlegend=False,
                         hoverinfo="skip",
                         legendgroup=name,
@@ -220,8 +224,8 @@ def scaling_section() -> str | None:
                     y=c["metric"],
                     mode="lines",
                     legendgroup=name,
-                    name=f"{name}: {sq.form_label(form)}",
-                    line={"color": color, "dash": sq.FORM_DASH.get(form, "solid")},
+                    name=f"{name}: {labels.form_label(form)}",
+                    line={"color": color, "dash": labels.FORM_DASH.get(form, "solid")},
                 )
             )
         p = fam_points[family]
@@ -244,10 +248,10 @@ def scaling_section() -> str | None:
                         marker={"color": color, "size": 8, "symbol": symbol, "line": {"width": 2, "color": color}},
                     )
                 )
-    x_rng = sq.x_range(n_min, budget_n)
-    fig.add_hline(y=target, line_dash="dash", line_color="#555", annotation_text=f"target {sq.sig(target)}")
+    x_rng = fits.x_range(n_min, budget_n)
+    fig.add_hline(y=target, line_dash="dash", line_color="#555", annotation_text=f"target {fits.sig(target)}")
     fig.add_vline(x=n_max, line_dash="dot", line_color="#999", annotation_text="largest observed N")
-    ticks, tick_text = sq.cost_axis(
+    ticks, tick_text = fits.cost_axis(
         x_rng, study, wells_per_plate=wells_per_plate, cost_per_unit=cost, replicates=replicates
     )
     fig.add_trace(  # carries the top axis (plates, dollars) over the same N
@@ -262,7 +266,7 @@ def scaling_section() -> str | None:
         )
     )
     fig.update_layout(
-        xaxis={"type": "log", "range": x_rng, "title": sq.x_label(study)},
+        xaxis={"type": "log", "range": x_rng, "title": labels.x_label(study)},
         xaxis2={
             "type": "log",
             "range": x_rng,
@@ -273,8 +277,11 @@ def scaling_section() -> str | None:
             "title": "cost: plates \u00b7 dollars",
             "showgrid": False,
         },
-        yaxis={"range": sq.y_range(drawn, bounded=True), "title": sq.task_label(task)},
-        title={"text": f"{sq.task_label(task)} vs {sq.x_label(study)} (bands: 95% bootstrap intervals)", "y": 0.98},
+        yaxis={"range": fits.y_range(drawn, bounded=True), "title": labels.task_label(task)},
+        title={
+            "text": f"{labels.task_label(task)} vs {labels.x_label(study)} (bands: 95% bootstrap intervals)",
+            "y": 0.98,
+        },
         legend_title_text="",
         margin={"t": 110},
     )
@@ -286,25 +293,25 @@ def scaling_section() -> str | None:
     )
 
     # ---- read-off
-    st.subheader(f"Data needed for {sq.task_label(task)} = {sq.sig(target)}")
+    st.subheader(f"Data needed for {labels.task_label(task)} = {fits.sig(target)}")
     for name, tab in tables.items():
-        reason = sq.unreliable_reason(tab)
+        reason = fits.unreliable_reason(tab)
         if reason is not None:
             st.warning(f"{name}: {reason}")
-    readoff = sq.readoff_table(tables, labelled, forms, budget_n)
+    readoff = fits.readoff_table(tables, labelled, forms, budget_n)
     if not readoff.empty:
         st.caption(
             "P(reachable): share of bootstrap fits whose asymptote exceeds the target (for the linear laws, "
             "which grow without bound, only the share with a positive slope). Extrapolations beyond "
-            f"{sq.FLAG_FACTOR:g}\u00d7 the largest observed N are flagged."
+            f"{fits.FLAG_FACTOR:g}\u00d7 the largest observed N are flagged."
         )
         st.dataframe(readoff, hide_index=True, width="stretch", key="readoff")
-        far = readoff[readoff[f"Beyond {sq.FLAG_FACTOR:g}\u00d7 observed?"] == "yes"]
+        far = readoff[readoff[f"Beyond {fits.FLAG_FACTOR:g}\u00d7 observed?"] == "yes"]
         if not far.empty:
             st.info(
                 "Flagged: "
                 + ", ".join(f"{a} ({b})" for a, b in zip(far["Model family"], far["Law"]))
-                + f" extrapolate more than {sq.FLAG_FACTOR:g}\u00d7 past the data; treat those numbers as "
+                + f" extrapolate more than {fits.FLAG_FACTOR:g}\u00d7 past the data; treat those numbers as "
                 "speculative."
             )
 
@@ -314,9 +321,9 @@ def scaling_section() -> str | None:
         "Back-test error: mean absolute error at the withheld largest size, fitted on the rest. In-sample "
         "R\u00b2 is shown for reference only (it favours flexible laws). Reliability at the current target."
     )
-    st.dataframe(sq.forms_table(tables), hide_index=True, width="stretch", key="forms_table")
+    st.dataframe(fits.forms_table(tables), hide_index=True, width="stretch", key="forms_table")
 
-    view = sq.stored_table(stored, families)
+    view = fits.stored_table(stored, families)
     if not view.empty:
         with st.expander("The pipeline's stored fits (its default target and bootstrap size)"):
             st.dataframe(view, hide_index=True, width="stretch", key="stored")
@@ -329,7 +336,7 @@ def scaling_section() -> str | None:
 def ledger_section(study: str, task: str, families: list[str], todo: str) -> None:
     """The forecast ledger of the curve: earlier fits' forecasts scored against the scales materialized since."""
     st.subheader("Forecast ledger: earlier predictions checked against later data")
-    led = sq.ledger_rows(dataset, study, task)
+    led = sql.ledger_rows(dataset, study, task)
     led = led[led["family"].isin(families)]
     if led.empty:
         st.info(
@@ -342,7 +349,7 @@ def ledger_section(study: str, task: str, families: list[str], todo: str) -> Non
         "measured: error (forecast \u2212 observed) and whether the observation fell inside the forecast's 95% "
         "predictive interval (the bootstrap curves plus the noise of one new point)."
     )
-    st.dataframe(sq.ledger_record_table(led), hide_index=True, width="stretch", key="ledger_record")
+    st.dataframe(fits.ledger_record_table(led), hide_index=True, width="stretch", key="ledger_record")
     if led["inside"].isna().all():
         st.caption(
             "No interval: the fits these forecasts came from had too few points to estimate the noise (the laws "
@@ -350,18 +357,18 @@ def ledger_section(study: str, task: str, families: list[str], todo: str) -> Non
             "more sizes, for forecasts with intervals."
         )
     with st.expander("Every scored forecast"):
-        st.dataframe(sq.ledger_table(led), hide_index=True, width="stretch", key="ledger_rows")
+        st.dataframe(fits.ledger_table(led), hide_index=True, width="stretch", key="ledger_rows")
 
 
 def comparison_section(scaling_task: str | None) -> None:
     """Pheno-CA's supervision comparison, on the task the scaling view shows."""
     st.header("IBP vs task-supervised vs CP/MP")
-    todo = sq.what_to_run(dataset, "phenoca_ood")
+    todo = labels.what_to_run(dataset, "phenoca_ood")
     if not present["phenoca_results"]:
         st.warning(f"The snapshot holds no Pheno-CA results (`phenoca_results`) yet: {todo}")
         return
-    res = sq.phenoca_results(dataset)
-    options = sq.task_options(res)
+    res = sql.phenoca_results(dataset)
+    options = fits.task_options(res)
     if not options:
         st.info(f"{dataset} has no Pheno-CA results (a profile dataset's study); for its own: {todo}")
         return
@@ -370,19 +377,21 @@ def comparison_section(scaling_task: str | None) -> None:
     task, metric = c1.selectbox(
         "Task and metric",
         options,
-        index=sq.matching_option(options, scaling_task),
-        format_func=lambda o: sq.task_label(*o),
+        index=fits.matching_option(options, scaling_task),
+        format_func=lambda o: labels.task_label(*o),
         key=f"cmp_task:{scaling_task}",
     )
-    splits = sq.ordered_splits(res[(res["task"].astype(str) == task) & (res["metric"].astype(str) == metric)]["split"])
+    splits = fits.ordered_splits(
+        res[(res["task"].astype(str) == task) & (res["metric"].astype(str) == metric)]["split"]
+    )
     split = c2.selectbox(
         "Evaluation split",
         splits,
-        index=sq.matching_split(splits, scaling_task),
-        format_func=sq.split_label,
+        index=fits.matching_split(splits, scaling_task),
+        format_func=labels.split_label,
         key=f"cmp_split:{scaling_task}:{task}:{metric}",
     )
-    comp = sq.comparison(res, task, metric, split)
+    comp = fits.comparison(res, task, metric, split)
     if comp.empty:
         st.info("No results for this task and split.")
         return
@@ -394,19 +403,19 @@ def comparison_section(scaling_task: str | None) -> None:
         go.Bar(
             x=comp["family"],
             y=comp["value"],
-            marker_color=[sq.family_color(f) for f in order],
+            marker_color=[labels.family_color(f) for f in order],
             error_y={"type": "data", "array": err_hi, "arrayminus": err_lo, "visible": bool(np.isfinite(err_hi).any())},
-            text=[sq.sig(v) for v in comp["value"]],
+            text=[fits.sig(v) for v in comp["value"]],
             textposition="outside",
         )
     )
     fig.update_layout(
-        yaxis_title=sq.task_label(task, metric),
+        yaxis_title=labels.task_label(task, metric),
         xaxis_title="supervision",
-        title=f"{sq.task_label(task, metric)} on {sq.split_label(split)}",
+        title=f"{labels.task_label(task, metric)} on {labels.split_label(split)}",
     )
     st.plotly_chart(fig, width="stretch", key="comparison_chart")
-    st.dataframe(sq.comparison_table(comp), hide_index=True, width="stretch", key="comparison")
+    st.dataframe(fits.comparison_table(comp), hide_index=True, width="stretch", key="comparison")
 
 
 comparison_section(scaling_section())

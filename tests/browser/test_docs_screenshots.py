@@ -87,19 +87,20 @@ def test_explorer_screenshot(demo_server, demo_page, shots_dir):
 
 def test_scaling_page_screenshot(demo_server, demo_page, shots_dir, monkeypatch):
     """The scaling page's first view, as it opens with no choice made: it must open on the curve with a reliable
-    fit (:func:`dashboard.scaling_queries.default_view` on the demo's snapshot), with its chart bounded; shot at
+    fit (:func:`dashboard.scaling_fits.default_view` on the demo's snapshot), with its chart bounded; shot at
     the top, at the chart and at the forecast ledger, which must hold the demo's scored forecasts."""
     from playwright.sync_api import expect
 
-    from dashboard import scaling_queries as sq
+    from dashboard import scaling_fits as fits
+    from dashboard import scaling_labels as labels
 
     server, data_dir = demo_server
     monkeypatch.setenv("MOA_DATA_DIR", str(data_dir))
-    opening = sq.default_view()
+    opening = fits.default_view()
     assert opening is not None, "the demo's snapshot holds no stored scaling laws"
     open_page(demo_page, f"{server.url}/scaling_laws")
     main = demo_page.get_by_test_id("stMain")
-    for label, value in (("Dataset", opening[0]), ("Study", sq.study_label(opening[1]))):
+    for label, value in (("Dataset", opening[0]), ("Study", labels.study_label(opening[1]))):
         box = main.get_by_test_id("stSelectbox").filter(has_text=label).first.get_by_role("combobox")
         expect(box).to_be_visible()
         shown = box.evaluate("e => e.value || e.getAttribute('aria-valuetext') || e.textContent || ''")

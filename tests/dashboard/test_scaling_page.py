@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import scaling_queries as sq
+from dashboard import scaling_fits as fits
+from dashboard import scaling_labels as labels
 from moa_core.scaling import fit_scaling_laws
 from moa_core.storage import Warehouse
 
@@ -129,7 +130,7 @@ def _frame(at: AppTest, column: str) -> pd.DataFrame:
 
 
 def _row(table: pd.DataFrame, family: str, law: str) -> pd.Series:
-    sel = table[(table["Model family"] == family) & (table["Law"] == sq.form_label(law))]
+    sel = table[(table["Model family"] == family) & (table["Law"] == labels.form_label(law))]
     assert len(sel) == 1, table
     return sel.iloc[0]
 
@@ -163,24 +164,24 @@ def test_page_renders_points_curves_and_ranked_forms(snapshot):
     assert len(chosen) == 2
     forms = _frame(at, "Rank (back-test)")
     assert set(forms["Law"]) == {
-        sq.form_label(f) for f in ("averaged", "linear", "log_linear", "power_floor", "m4", "broken_power")
+        labels.form_label(f) for f in ("averaged", "linear", "log_linear", "power_floor", "m4", "broken_power")
     }
     assert chosen[0] == "averaged"  # the first view draws the averaged law (form uncertainty in its band)
     for family in LAWS:
         fam = forms[forms["Model family"] == family]
         ranks = fam["Rank (back-test)"].tolist()
         assert sorted(ranks) == ["1", "2", "3", "4", "5", "\u2013"]  # the averaged law has no rank
-        weights = fam[fam["Law"] != sq.form_label("averaged")]["Weight in the average"].astype(float)
+        weights = fam[fam["Law"] != labels.form_label("averaged")]["Weight in the average"].astype(float)
         assert weights.sum() == pytest.approx(1.0, abs=0.01)
         # the default laws are the top-2 by back-test rank (mean over families)
         top = forms[(forms["Model family"] == family) & forms["Rank (back-test)"].isin(["1", "2"])]["Law"]
-        assert set(top) & {sq.form_label(f) for f in chosen}
+        assert set(top) & {labels.form_label(f) for f in chosen}
     # the data follow a power law with a floor: the straight line is ranked last, and its R² is below the floor's
     ibp = forms[forms["Model family"] == "IBP"].set_index("Law")
-    assert ibp.loc[sq.form_label("linear"), "Rank (back-test)"] == "5"
-    assert float(ibp.loc[sq.form_label("power_floor"), "In-sample R\u00b2"]) > 0.95
-    assert ibp.loc[sq.form_label("linear"), "Asymptote [95% CI]"].startswith("none")
-    asym = ibp.loc[sq.form_label("power_floor"), "Asymptote [95% CI]"]
+    assert ibp.loc[labels.form_label("linear"), "Rank (back-test)"] == "5"
+    assert float(ibp.loc[labels.form_label("power_floor"), "In-sample R\u00b2"]) > 0.95
+    assert ibp.loc[labels.form_label("linear"), "Asymptote [95% CI]"].startswith("none")
+    asym = ibp.loc[labels.form_label("power_floor"), "Asymptote [95% CI]"]
     assert 0.9 < float(asym.split(" [")[0]) < 1.0  # true floor 0.95
     assert any("Data needed" in h.value for h in at.subheader)
     assert len(at.get("plotly_chart")) >= 2  # scaling chart + comparison chart
@@ -242,7 +243,7 @@ def test_target_above_the_asymptote_is_unreachable(snapshot):
     assert row["N needed [95% CI]"] == "unreachable"
     assert float(row["P(reachable)"].rstrip("%")) < 10
     forms = _frame(at, "Rank (back-test)")
-    reason = forms[(forms["Model family"] == "task-supervised") & (forms["Law"] == sq.form_label("power_floor"))][
+    reason = forms[(forms["Model family"] == "task-supervised") & (forms["Law"] == labels.form_label("power_floor"))][
         "Reason"
     ].iloc[0]
     assert "unreachable" in reason
@@ -317,15 +318,15 @@ def test_live_readoff_matches_fit_scaling_laws_with_a_target(tables):
     """The page's cheap re-read at a new target equals a full refit with that target."""
     pts = tables["scaling_points"]
     g = pts[(pts["task"] == "moa_top10") & (pts["family"] == "IBP")]
-    fp = sq.family_points(g, "IBP")
+    fp = fits.family_points(g, "IBP")
     kw = dict(n_boot=40, seed=3)
-    live = sq.at_target(sq.fit(fp, **kw), 0.85, 100.0, 2).table()
+    live = fits.at_target(fits.fit(fp, **kw), 0.85, 100.0, 2).table()
     full = fit_scaling_laws(fp, n_boot=40, seed=3, target=0.85, cost_per_compound=100.0, replicates=2).table()
     pd.testing.assert_frame_equal(live, full)
 
 
 def test_helpers_format_and_reduce():
-    assert [sq.sig(x) for x in (0.52345, 1137.1, 52345, 3.25e6, 3.25e8 * 1.0, np.nan, np.inf)] == [
+    assert [fits.sig(x) for x in (0.52345, 1137.1, 52345, 3.25e6, 3.25e8 * 1.0, np.nan, np.inf)] == [
         "0.523",
         "1,140",
         "52,300",
@@ -334,19 +335,19 @@ def test_helpers_format_and_reduce():
         "\u2013",
         "\u221e",
     ]
-    assert sq.sig(0.72) == "0.720" and sq.sig(3.3e6) == "3.30M" and sq.count(50.0) == "50"
-    assert sq.sig_ci(1137, 1025, np.inf) == "1,140 [1,020, \u221e]"
-    assert sq.sig_ci(4.04e9, 1.51e9, np.inf, prefix="$") == "$4.04B [$1.51B, \u221e]"
-    assert sq.sig(3.34e292) == "3.34e+292"
-    assert sq._sentence("log_linear has no asymptote; back-test of 'm4' failed") == (
+    assert fits.sig(0.72) == "0.720" and fits.sig(3.3e6) == "3.30M" and fits.count(50.0) == "50"
+    assert fits.sig_ci(1137, 1025, np.inf) == "1,140 [1,020, \u221e]"
+    assert fits.sig_ci(4.04e9, 1.51e9, np.inf, prefix="$") == "$4.04B [$1.51B, \u221e]"
+    assert fits.sig(3.34e292) == "3.34e+292"
+    assert fits._sentence("log_linear has no asymptote; back-test of 'm4' failed") == (
         "The log-linear law has no asymptote; back-test of M4 failed"
     )
-    assert sq.task_label("moa_top10") == sq.task_label("moa", "top10") == "MoA top-10 accuracy"
+    assert labels.task_label("moa_top10") == labels.task_label("moa", "top10") == "MoA top-10 accuracy"
     opts = [("discovery", "auc"), ("moa", "top10"), ("target", "top10")]
-    assert opts[sq.matching_option(opts, "moa_top10_novel")] == ("moa", "top10")
-    assert opts[sq.matching_option(opts, "discovery_auc")] == ("discovery", "auc")
-    assert sq.matching_split(["replicate", "novel"], "moa_top10_novel") == 1
-    assert sq.family_label("none") == "profiles (CP)"
+    assert opts[fits.matching_option(opts, "moa_top10_novel")] == ("moa", "top10")
+    assert opts[fits.matching_option(opts, "discovery_auc")] == ("discovery", "auc")
+    assert fits.matching_split(["replicate", "novel"], "moa_top10_novel") == 1
+    assert labels.family_label("none") == "profiles (CP)"
     zoo = pd.DataFrame(
         {
             "family": "IBP",
@@ -356,9 +357,9 @@ def test_helpers_format_and_reduce():
             "model_size": [1.0, 2.0] * 3,
         }
     )
-    assert sq.mixes_model_sizes(zoo)
-    assert sq.family_points(zoo, "IBP", "largest")["metric"].tolist() == [0.3, 0.5, 0.6]
-    assert sq.family_points(zoo, "IBP", "best")["metric"].tolist() == [0.3, 0.5, 0.6]  # per size and seed
+    assert fits.mixes_model_sizes(zoo)
+    assert fits.family_points(zoo, "IBP", "largest")["metric"].tolist() == [0.3, 0.5, 0.6]
+    assert fits.family_points(zoo, "IBP", "best")["metric"].tolist() == [0.3, 0.5, 0.6]  # per size and seed
     # the pipeline's zoo: one run per model; the envelope is the best model per size (runs collapsed)
     models = pd.DataFrame(
         {
@@ -369,10 +370,10 @@ def test_helpers_format_and_reduce():
             "model_size": [1.0, 2.0, 3.0] * 3,
         }
     )
-    env = sq.family_points(models, "IBP")
+    env = fits.family_points(models, "IBP")
     assert list(env.columns) == ["n", "metric"] and env["metric"].tolist() == [0.3, 0.5, 0.6]
-    assert sq.family_points(models, "IBP", "largest")["metric"].tolist() == [0.2, 0.5, 0.5]
-    assert list(sq.family_points(zoo.assign(model_size=np.nan), "IBP").columns) == ["n", "metric", "run"]
+    assert fits.family_points(models, "IBP", "largest")["metric"].tolist() == [0.2, 0.5, 0.5]
+    assert list(fits.family_points(zoo.assign(model_size=np.nan), "IBP").columns) == ["n", "metric", "run"]
 
 
 def _chart(at: AppTest) -> dict:
@@ -440,7 +441,7 @@ def test_the_page_opens_on_a_curve_with_a_reliable_fit(tmp_path, monkeypatch, ta
     wh.replace_rows("scaling_laws", flat_laws, {"dataset": "aaa_flat"})
     wh.publish_snapshot(tmp_path / "snapshot" / "warehouse.duckdb")
     monkeypatch.setenv("MOA_DATA_DIR", str(tmp_path))
-    assert sq.default_view() == (DATASET, "phenoca_ood", "moa_top10")
+    assert fits.default_view() == (DATASET, "phenoca_ood", "moa_top10")
     at = _run()
     assert at.selectbox(key="dataset").value == DATASET and at.selectbox(key="task").value == "moa_top10"
     # choosing the flat dataset: its message names its own dataset and jobs
@@ -456,13 +457,13 @@ def test_the_forecast_ledger_shows_the_record_per_law(tmp_path, monkeypatch, tab
     _publish(tmp_path, monkeypatch, {**tables, "scaling_forecasts": fc, "scaling_ledger": led})
     at = _run()
     record = _frame(at, "Forecasts scored")
-    assert set(record["Law"]) == {sq.form_label(f) for f in set(led["form"])}
-    avg = record[record["Law"] == sq.form_label("averaged")].iloc[0]
+    assert set(record["Law"]) == {labels.form_label(f) for f in set(led["form"])}
+    avg = record[record["Law"] == labels.form_label("averaged")].iloc[0]
     assert int(avg["Forecasts scored"]) == len(led[led["form"] == "averaged"]) == 2  # the two withheld sizes
     rows = _frame(at, "Forecast [95% predictive interval]")
     assert len(rows) == len(led) and set(rows["Inside?"]) <= {"yes", "no"}
     inside = led[led["form"] == "averaged"]["inside"].astype(bool)
-    assert avg["Inside the 95% interval"].startswith(sq.pct(inside.mean()))
+    assert avg["Inside the 95% interval"].startswith(fits.pct(inside.mean()))
 
 
 def test_without_scored_forecasts_the_ledger_says_what_to_run(snapshot):

@@ -1,219 +1,64 @@
-"""Read-only queries and small compute helpers for the *Scaling laws* page.
+"""The *Scaling laws* page's live fits and the tables and ranges it draws, from what
+:mod:`dashboard.scaling_sql` reads.
 
-Everything reads the published snapshot through :mod:`dashboard.queries` (SQL parameters only)
-and never writes. The fits are recomputed from the snapshot's ``scaling_points`` with
+The fits are recomputed from the snapshot's ``scaling_points`` with
 :func:`moa_core.scaling.fit_scaling_laws` (no target: fit, bootstrap, back-test); the
 target-dependent read-off (N needed, P(reachable), extrapolation distance, cost) is then
 :func:`moa_core.scaling.extrapolate` on that same fit and bootstrap, so moving the target slider
 costs microseconds and gives exactly what ``fit_scaling_laws(points, target=...)`` reports
-(same seed, same resamples; see :func:`at_target`).
-
-Human labels and number formatting (3 significant figures) live here too, so that the page
-shows no raw column names.
+(same seed, same resamples; see :func:`at_target`). Numbers are formatted by the dashboard's one
+formatter (:mod:`dashboard.style`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from dashboard import queries, style
+from dashboard import style
+from dashboard.scaling_labels import (
+    FORM_NAMES_IN_TEXT,
+    FORM_RE,
+    PROBE_LABELS,
+    SPLIT_LABELS,
+    STUDY_ORDER,
+    TASK_LABELS,
+    family_label,
+    form_label,
+    pretty,
+    x_label,
+)
+from dashboard.scaling_sql import view_candidates
 from moa_core.scaling import AVERAGED, FORMS, ScalingReport, extrapolate, fit_scaling_laws, ledger, studies
 from moa_core.scaling.studies import curve_points
 
-SCALING_TABLES = ("scaling_points", "scaling_laws", "phenoca_results", "scaling_ledger")
-_CLI = "uv run python -m orchestration.materialize"
 N_BOOT = 500
 """Bootstrap resamples of the page's live fits: enough for stable 95% percentile intervals while
 keeping a refit under ~1 s per model family on 2 cores (the pipeline's stored fits may use more)."""
+
+
 SEED = 0
+
+
 MIN_SIZES = 3
+
+
 FLAG_FACTOR = 3.0
+
+
 CI = 0.95
 
-#: The jobs behind each study's points: (job, the partition keys it runs at, what it materializes).
-STUDY_JOBS = {
-    "mp_fractions": (
-        "train_eval_job",
-        "100, 50 and 25",
-        "MOAProfiler's training and `evaluation_results` at each fraction",
-    ),
-    "phenoca_ood": (
-        "phenoca_job",
-        "ood0, ood10, ood25 and 100",
-        "the Pheno-CA zoo (`phenoca_results`) at each OOD share",
-    ),
-    "phenoca_replicates": (
-        "phenoca_job",
-        "100, 75, 50 and 25",
-        "the Pheno-CA zoo (`phenoca_results`) at each replicate share",
-    ),
-}
+
 WELLS_PER_PLATE = 384
-
-
-def what_to_run(dataset: str | None, study: str | None = None) -> str:
-    """What to run so that ``study`` of ``dataset`` has points and fits: its own jobs, named for that dataset."""
-    ds = dataset or "DATASET"
-    if dataset is None and study is None:  # no dataset yet: the embedded ones as the example
-        return (
-            f"materialize `phenoca_results` at each data scale for a profile dataset (`{_CLI} synthetic_jump_profiles "
-            f"phenoca_job --fraction KEY`) or `evaluation_results` at each replicate fraction for an image dataset "
-            f"(`{_CLI} synthetic_cpjump1 train_eval_job --fraction F`); then the `scaling_laws` of that dataset "
-            f"(`{_CLI} DATASET scaling_job`) and the snapshot (`{_CLI} DATASET publish_job`)."
-        )
-    job, keys, what = STUDY_JOBS.get(study or "", ("phenoca_job", "each data scale", "the study at each scale"))
-    if study is None:  # no study yet: both kinds
-        return (
-            f"materialize `phenoca_results` at each data scale for a profile dataset (`{_CLI} {ds} phenoca_job "
-            f"--fraction KEY`) or `evaluation_results` at each replicate fraction for an image dataset (`{_CLI} {ds} "
-            f"train_eval_job --fraction F`); then the `scaling_laws` (`{_CLI} {ds} scaling_job`) and the snapshot "
-            f"(`{_CLI} {ds} publish_job`)."
-        )
-    return (
-        f"run {what} (`{_CLI} {ds} {job} --fraction KEY` for KEY in {keys}), then the `scaling_laws` "
-        f"(`{_CLI} {ds} scaling_job`), then publish the snapshot (`{_CLI} {ds} publish_job`)."
-    )
-
-
-# ---------------------------------------------------------------------- labels
-STUDY_LABELS = {
-    "phenoca_ood": "Pheno-CA: more training molecules (out-of-distribution share grows)",
-    "phenoca_replicates": "Pheno-CA: more replicate wells per molecule",
-    "mp_fractions": "MOAProfiler: replicate-fraction curve",
-}
-TASK_LABELS = {
-    "moa_top10": "MoA top-10 accuracy",
-    "target_top10": "Target top-10 accuracy",
-    "molecule_top10": "Molecule top-10 accuracy",
-    "moa_top10_novel": "MoA top-10 accuracy (novel molecules)",
-    "target_top10_novel": "Target top-10 accuracy (novel molecules)",
-    "discovery_auc": "Discovery AUC",
-    "knn_f1": "k-NN weighted F1",
-    "latent_f1": "Class latent assignment F1",
-}
-METRIC_LABELS = {
-    "top10": "top-10 accuracy",
-    "top1": "top-1 accuracy",
-    "top5": "top-5 accuracy",
-    "accuracy": "accuracy",
-    "auc": "AUC",
-    "f1": "F1",
-    "best_f1": "best weighted F1",
-    "top10_accuracy": "top-10 accuracy",
-}
-TASK_NAMES = {
-    "moa": "MoA",
-    "target": "Target",
-    "molecule": "Molecule",
-    "discovery": "Discovery",
-    "knn": "k-NN",
-    "latent": "Class latent assignment",
-}
-FORM_LABELS = {
-    AVERAGED: "Averaged over the laws (back-test weights)",
-    "linear": "Linear, a + bN (Pheno-CA)",
-    "log_linear": "Log-linear, a + b log10 N",
-    "power_floor": "Power law with floor, a\u221e \u2212 A N^\u2212\u03b1",
-    "m4": "M4 (Alabdulmohsin et al.)",
-    "broken_power": "Broken power law (Caballero et al.)",
-}
-FORM_NAMES_IN_TEXT = {
-    AVERAGED: "the averaged law",
-    "linear": "the linear law",
-    "log_linear": "the log-linear law",
-    "power_floor": "the power law with floor",
-    "m4": "M4",
-    "broken_power": "the broken power law",
-}
-_FORM_RE = re.compile(r"'?\b(log_linear|power_floor|broken_power|linear|m4)\b'?")
-SPLIT_LABELS = {
-    "replicate": "held-out replicates of training molecules",
-    "novel": "novel molecules (OOD)",
-    "test": "test",
-    "ood": "out-of-distribution molecules",
-    "val": "validation",
-}
-FAMILY_LABELS = {
-    "ibp": "IBP",
-    "ibp_invariant": "IBP invariant",
-    "task": "task-supervised",
-    "task_supervised": "task-supervised",
-    "none": "profiles (CP)",
-    "cp": "profiles (CP)",
-    "profiles": "profiles (CP)",
-    "mp": "MP",
-}
-PROBE_LABELS = {
-    "mlp3": "3-layer MLP",
-    "head": "trained head",
-    "cosine": "cosine similarity",
-    "knn": "k-NN",
-    "linear": "linear",
-}
-FORM_DASH = {
-    AVERAGED: "solid",
-    "linear": "dot",
-    "log_linear": "dashdot",
-    "power_floor": "solid",
-    "m4": "dash",
-    "broken_power": "longdash",
-}
-
-
-def _pretty(raw: str) -> str:
-    return str(raw).replace("_", " ")
-
-
-def study_label(study: str) -> str:
-    return STUDY_LABELS.get(study, _pretty(study))
-
-
-def x_label(study: str) -> str:
-    return studies.STUDY_X.get(study, "training-set size N")
-
-
-def task_label(task: str, metric: str | None = None) -> str:
-    """``moa_top10`` -> "MoA top-10 accuracy"; ``("moa", "top10")`` likewise."""
-    if metric is None:
-        if task in TASK_LABELS:
-            return TASK_LABELS[task]
-        head, _, tail = str(task).partition("_")
-        if tail and head in TASK_NAMES:
-            return f"{TASK_NAMES[head]} {METRIC_LABELS.get(tail, _pretty(tail))}"
-        return _pretty(task).capitalize()
-    joined = f"{task}_{metric}"
-    if joined in TASK_LABELS:
-        return TASK_LABELS[joined]
-    return f"{task_label(task)}: {METRIC_LABELS.get(metric, _pretty(metric))}"
-
-
-def form_label(form: str) -> str:
-    return FORM_LABELS.get(form, _pretty(form))
-
-
-def split_label(split: str) -> str:
-    return SPLIT_LABELS.get(split, _pretty(split))
-
-
-def family_label(family: str) -> str:
-    return FAMILY_LABELS.get(str(family).lower(), str(family))
-
-
-def family_color(family: str) -> str:
-    """The family's colour: the method registry's (:mod:`moa_core.methods`, as on every page)."""
-    return style.method_color(family)
 
 
 rgba = style.rgba
 
 
-# ---------------------------------------------------------------------- formatting: the dashboard's one formatter
 sig, count, sig_ci, pct = style.sig3, style.count, style.sig_ci, style.pct
 
 
@@ -223,74 +68,12 @@ def _n_needed(v: float, lo: float, hi: float) -> str:
     return sig_ci(v, lo, hi)
 
 
-# ---------------------------------------------------------------------- queries
-def tables_present(path: Path | None = None) -> dict[str, bool]:
-    return {t: queries.has_table(t, path) for t in SCALING_TABLES}
-
-
-def datasets(path: Path | None = None) -> list[str]:
-    """Datasets with scaling points or Pheno-CA results (union, sorted)."""
-    found: set[str] = set()
-    for table, sql in (
-        ("scaling_points", "SELECT DISTINCT dataset FROM scaling_points"),
-        ("phenoca_results", "SELECT DISTINCT dataset FROM phenoca_results"),
-    ):
-        if queries.has_table(table, path):
-            found |= set(queries.query(sql, path=path)["dataset"].dropna().astype(str))
-    return sorted(found)
-
-
-def scaling_index(dataset: str, path: Path | None = None) -> pd.DataFrame:
-    """(study, task, family) of one dataset with their number of distinct sizes and points."""
-    if not queries.has_table("scaling_points", path):
-        return pd.DataFrame(columns=["study", "task", "family", "n_sizes", "n_points"])
-    return queries.query(
-        "SELECT study, task, family, count(DISTINCT n) AS n_sizes, count(*) AS n_points FROM scaling_points "
-        "WHERE dataset = ? GROUP BY study, task, family ORDER BY study, task, family",
-        [dataset],
-        path,
-    )
-
-
-def points(dataset: str, study: str, task: str, path: Path | None = None) -> pd.DataFrame:
-    """The scaling points of one (dataset, study, task), every family."""
-    return queries.query(
-        "SELECT family, n, metric, run, model_size FROM scaling_points WHERE dataset = ? AND study = ? AND task = ? "
-        "ORDER BY family, n, run",
-        [dataset, study, task],
-        path,
-    )
-
-
-def stored_laws(dataset: str, study: str, task: str, path: Path | None = None) -> pd.DataFrame:
-    """The pipeline's stored fits (``scaling_laws``) of one (dataset, study, task); empty if absent."""
-    if not queries.has_table("scaling_laws", path):
-        return pd.DataFrame()
-    return queries.query(
-        "SELECT * FROM scaling_laws WHERE dataset = ? AND study = ? AND task = ? "
-        "ORDER BY family, rank NULLS LAST, form",
-        [dataset, study, task],
-        path,
-    )
-
-
-STUDY_ORDER = ("phenoca_ood", "mp_fractions", "phenoca_replicates")
-
-
 def default_view(path: Path | None = None) -> tuple[str, str, str] | None:
     """The (dataset, study, task) the page opens on: the curve with the most model families whose stored
     averaged law is reliable and has an interval of N needed (then the most with a reliable fit at all), by
-    study (Pheno-CA's OOD study first) and task; None without stored fits."""
-    if not queries.has_table("scaling_laws", path):
-        return None
-    df = queries.query(
-        "SELECT dataset, study, task, "
-        "count(*) FILTER (WHERE form = ? AND reliable AND n_needed_low IS NOT NULL AND isfinite(n_needed)) AS good, "
-        "count(*) FILTER (WHERE form = ? AND reliable) AS fitted "
-        "FROM scaling_laws GROUP BY dataset, study, task",
-        [AVERAGED, AVERAGED],
-        path,
-    )
+    study (Pheno-CA's OOD study first, :data:`dashboard.scaling_labels.STUDY_ORDER`) and task; None without
+    stored fits."""
+    df = view_candidates(path)
     if df.empty:
         return None
     df["study_rank"] = df["study"].map(lambda x: STUDY_ORDER.index(x) if x in STUDY_ORDER else len(STUDY_ORDER))
@@ -301,26 +84,6 @@ def default_view(path: Path | None = None) -> tuple[str, str, str] | None:
     return str(top["dataset"]), str(top["study"]), str(top["task"])
 
 
-def ledger_rows(dataset: str, study: str, task: str, path: Path | None = None) -> pd.DataFrame:
-    """The scored forecasts (``scaling_ledger``) of one (dataset, study, task); empty if absent."""
-    if not queries.has_table("scaling_ledger", path):
-        return pd.DataFrame(columns=ledger.LEDGER_COLUMNS)
-    return queries.query(
-        "SELECT * FROM scaling_ledger WHERE dataset = ? AND study = ? AND task = ? ORDER BY family, form, made_at, n",
-        [dataset, study, task],
-        path,
-    )
-
-
-def phenoca_results(dataset: str, path: Path | None = None) -> pd.DataFrame:
-    if not queries.has_table("phenoca_results", path):
-        return pd.DataFrame()
-    return queries.query(
-        "SELECT * FROM phenoca_results WHERE dataset = ? ORDER BY supervision, model, probe", [dataset], path
-    )
-
-
-# ---------------------------------------------------------------------- compute
 def family_points(pts: pd.DataFrame, family: str, model_sizes: str = "best") -> pd.DataFrame:
     """The points of one family ready for :func:`fit_scaling_laws`: :func:`moa_core.scaling.studies.curve_points`,
     the rule the pipeline's ``scaling_laws`` fits by (the best-of-zoo envelope of a zoo, or its ``largest`` model)."""
@@ -437,7 +200,7 @@ def forms_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def _sentence(text: object) -> str:
     """A library reason for people: form names spelled out, first letter capitalised."""
     s = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
-    s = _FORM_RE.sub(lambda m: FORM_NAMES_IN_TEXT[m.group(1)], s)
+    s = FORM_RE.sub(lambda m: FORM_NAMES_IN_TEXT[m.group(1)], s)
     return s[:1].upper() + s[1:] if s else ""
 
 
@@ -528,7 +291,6 @@ def readoff_table(
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------------- forecast ledger
 def ledger_record_table(led: pd.DataFrame) -> pd.DataFrame:
     """The ledger's record per law form (:func:`moa_core.scaling.ledger.ledger_record`), for people."""
     rec = ledger.ledger_record(led)
@@ -569,7 +331,6 @@ def ledger_table(led: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-# ---------------------------------------------------------------------- chart
 def x_range(n_min: float, budget_n: float) -> list[float]:
     """The chart's log x range: from just below the smallest observed N to just past the data budget."""
     return [math.log10(n_min) - 0.1, math.log10(budget_n) + 0.1]
@@ -637,7 +398,6 @@ def stored_table(stored: pd.DataFrame, families: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------------- IBP vs task-supervised vs CP/MP
 def task_options(results: pd.DataFrame) -> list[tuple[str, str]]:
     if results.empty:
         return []
@@ -718,7 +478,7 @@ def comparison_table(comp: pd.DataFrame) -> pd.DataFrame:
             "Supervision": comp["family"],
             "Value [95% CI]": [sig_ci(v, lo, hi) for v, lo, hi in zip(comp["value"], comp["ci_low"], comp["ci_high"])],
             "Best model": comp["model"].astype(str),
-            "Probe": comp["probe"].astype(str).map(lambda p: PROBE_LABELS.get(p, _pretty(p))),
+            "Probe": comp["probe"].astype(str).map(lambda p: PROBE_LABELS.get(p, pretty(p))),
             "Training molecules": comp["n_train_compounds"].map(count),
             "Training wells": comp["n_train_wells"].map(count),
         }
