@@ -31,9 +31,9 @@ def test_asset_graph_partitions_and_jobs():
         "scaling_laws",
     } <= keys
     fractions = graph.get(dg.AssetKey("phenoca_results")).partitions_def.get_partitions_def_for_dimension("fraction")
-    assert {"100", "75", "50", "25", "10", "ood0", "ood1", "ood3", "ood10", "ood25", "ood30", "ood50"} == set(
-        fractions.get_partition_keys()
-    )
+    scales = {"100", "75", "50", "25", "10", "ood0", "ood1", "ood3", "ood10", "ood25", "ood30", "ood50"}
+    seeds = {f"{k}s{i}" for k in ("100", "75", "50", "25", "10") for i in (1, 2)}  # image models' seed replicates
+    assert scales | seeds == set(fractions.get_partition_keys())
     ds_fraction = graph.get(dg.AssetKey("mp_checkpoint")).partitions_def
     assert isinstance(ds_fraction, dg.MultiPartitionsDefinition)
     assert {d.name for d in ds_fraction.partitions_defs} == {"dataset", "fraction"}

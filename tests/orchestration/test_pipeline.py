@@ -304,3 +304,38 @@ def test_a_seed_replicate_trains_with_its_own_seed_and_becomes_a_run_of_mps_curv
     mp = points[points["family"].eq("MP") & points["task"].eq("knn_f1")]
     assert set(mp["run"]) == {"MP", "MP s1"} and mp["n"].nunique() == 1  # two runs at one size
     assert set(points[points["family"].eq("CP")]["run"]) == {"CP"} and seed_key not in sizes
+
+
+def test_three_seeds_at_three_fractions_give_mps_replicate_fraction_law_an_interval(materialized):
+    """The seed study of the replicate-fraction curve on the mini dataset: 3 fractions x 3 seeds (the previous
+    test trained 100s1) -> scaling_laws. MP's curve then has noise to estimate and its forecasts intervals;
+    CP's (one run per size, no training of its own) has none. Runs after the tests above: it adds
+    partitions to the shared mini store."""
+    store, instance, _ = materialized
+    defs = build_definitions(store)
+    keys = ["100s2", "50", "50s1", "50s2", "25", "25s1", "25s2"]
+    for key in keys:
+        r = defs.resolve_job_def("train_eval_job").execute_in_process(
+            instance=instance,
+            partition_key=multi_key(DS, key),
+            asset_selection=[dg.AssetKey(k) for k in ("mp_checkpoint", "mp_embeddings", "evaluation_results")],
+        )
+        assert r.success, key
+    assert defs.resolve_job_def("scaling_job").execute_in_process(instance=instance, partition_key=DS).success
+    wh = Warehouse(store.root_path / "warehouse.duckdb", read_only=True)
+    pts = wh.read_table("scaling_points", {"dataset": DS})
+    mp = pts[pts["study"].eq("mp_fractions") & pts["family"].eq("MP") & pts["task"].eq("knn_f1")]
+    assert len(mp) == 9 and mp["n"].nunique() == 3 and set(mp["run"]) == {"MP", "MP s1", "MP s2"}
+    assert mp.groupby("n")["run"].nunique().eq(3).all()  # three runs at every size
+    laws = wh.read_table("scaling_laws", {"dataset": DS})
+    mp_laws = laws[laws["study"].eq("mp_fractions") & laws["family"].eq("MP") & laws["task"].eq("knn_f1")]
+    fitted = mp_laws.dropna(subset=["n_points"])  # forms with more parameters than 3 sizes allow carry a reason
+    assert "averaged" in set(fitted["form"]) and (fitted["n_points"] == 9).all() and (fitted["n_sizes"] == 3).all()
+    assert mp_laws.loc[mp_laws["n_points"].isna(), "reason"].notna().all()
+    fc = wh.read_table("scaling_forecasts", {"dataset": DS})
+    fc = fc[fc["study"].eq("mp_fractions") & fc["task"].eq("knn_f1")]
+    mp_fc, cp_fc = fc[fc["family"].eq("MP")], fc[fc["family"].eq("CP")]
+    assert not mp_fc.empty and mp_fc["metric_low"].notna().all()  # six noise degrees of freedom: intervals
+    assert (mp_fc["metric_low"] <= mp_fc["metric_high"]).all()
+    # CP: flat by construction, one run per size - whatever it forecasts carries no interval
+    assert cp_fc["metric_low"].isna().all() and mp_fc["fit_id"].nunique() >= 1
