@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import common, queries
-from dashboard import comparison_queries as cq
+from dashboard import comparison_sql as csql
+from dashboard import comparison_tables as cq
 from dashboard.style import color_map, method_color, rgba, sig3, sort_methods
 
 GREY = method_color("random")
@@ -28,32 +29,34 @@ SIG = queries.signature()
 # ---------------------------------------------------------------------- cached reads (keyed on the snapshot)
 @st.cache_data(show_spinner=False, max_entries=64)
 def _partitions(sig: tuple) -> pd.DataFrame:
-    return cq.partitions()
+    return csql.partitions()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _dataset_results(sig: tuple, dataset: str) -> pd.DataFrame:
-    return cq.dataset_results(dataset)
+    return csql.dataset_results(dataset)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _chance(sig: tuple, dataset: str, fraction: str) -> cq.Chance:
-    return cq.chance(dataset, fraction, cq.results(dataset, fraction, all_fractions=_dataset_results(sig, dataset)))
+    return cq.chance(
+        csql.chance_rows(dataset, fraction), cq.results(dataset, fraction, all_fractions=_dataset_results(sig, dataset))
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _per_moa(sig: tuple, dataset: str, fraction: str) -> pd.DataFrame:
-    return cq.per_moa(dataset, fraction)
+    return csql.per_moa(dataset, fraction)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _confusion(sig: tuple, dataset: str, fraction: str) -> pd.DataFrame:
-    return cq.confusion(dataset, fraction)
+    return csql.confusion(dataset, fraction)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _maps(sig: tuple, dataset: str, fraction: str) -> pd.DataFrame:
-    return cq.embedding_maps(dataset, fraction)
+    return csql.embedding_maps(dataset, fraction)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -589,7 +592,7 @@ def section_embedding_map() -> None:
 # ---------------------------------------------------------------------- CP recipe ablation
 @st.cache_data(show_spinner=False, max_entries=64)
 def _ablation(sig: tuple, dataset: str) -> pd.DataFrame:
-    return cq.cp_ablation(dataset)
+    return cq.cp_ablation(csql.cp_ablation_rows(dataset))
 
 
 def section_cp_ablation() -> None:

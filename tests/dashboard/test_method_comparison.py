@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import comparison_queries as cq
+from dashboard import comparison_tables as cq
 from dashboard.style import method_color
 from moa_core.storage import Warehouse
 

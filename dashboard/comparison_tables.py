@@ -1,7 +1,5 @@
-"""Read-only queries and table builders for the *Method comparison* page.
-
-Everything reads the published snapshot through :mod:`dashboard.queries` (SQL parameters only,
-results cached per snapshot signature) and never writes. Nothing here imports
+"""Table builders and labels of the *Method comparison* page, on the frames :mod:`dashboard.comparison_sql`
+reads from the published snapshot (this module runs no SQL and never writes). Nothing here imports
 :mod:`moa_core.evaluation` (its scikit-learn/scipy imports alone would cost seconds of the
 page's first render); the few formulas used (chance baselines) are stated where they live.
 
@@ -34,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dashboard import queries
+from dashboard import comparison_sql, queries
 from dashboard.style import EMPTY, label, sig3, sort_methods, with_ci
 
 NEW_TABLES = ("evaluation_per_moa", "evaluation_confusion", "embedding_maps")
@@ -136,37 +134,6 @@ def fraction_order(fractions: list[str]) -> list[str]:
     return sorted(set(fractions), key=queries.fraction_sort_key)
 
 
-def partitions(path: Path | None = None) -> pd.DataFrame:
-    """(dataset, fraction) pairs with evaluation results."""
-    return queries.evaluated_partitions(path)
-
-
-def dataset_results(dataset: str, path: Path | None = None) -> pd.DataFrame:
-    """Every ``evaluation_results`` row of one dataset (all fractions: one read serves the partition's
-    tables and the replicate-fraction curves)."""
-    if not queries.has_table("evaluation_results", path):
-        return pd.DataFrame(
-            columns=[
-                "dataset",
-                "fraction",
-                "method",
-                "analysis",
-                "metric",
-                "parameter",
-                "value",
-                "ci_low",
-                "ci_high",
-                "p_value",
-                "n",
-            ]
-        )
-    return queries.query(
-        "SELECT * FROM evaluation_results WHERE dataset = ? ORDER BY fraction, method, analysis, metric, parameter",
-        [dataset],
-        path,
-    )
-
-
 def results(
     dataset: str,
     fraction: str,
@@ -176,48 +143,11 @@ def results(
     all_fractions: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The partition's ``evaluation_results`` rows (optionally only some methods)."""
-    res = dataset_results(dataset, path) if all_fractions is None else all_fractions
+    res = comparison_sql.dataset_results(dataset, path) if all_fractions is None else all_fractions
     res = res[res["fraction"] == fraction]
     if methods is not None:
         res = res[res["method"].isin(methods)]
     return res.reset_index(drop=True)
-
-
-def _partition_rows(
-    table: str, columns: str, order: str, dataset: str, fraction: str, path: Path | None
-) -> pd.DataFrame:
-    """Rows of one partition of ``table`` (a constant name); empty when the table or partition is missing."""
-    if not queries.has_table(table, path):
-        return pd.DataFrame()
-    return queries.query(
-        f'SELECT {columns} FROM "{table}" WHERE dataset = ? AND fraction = ? ORDER BY {order}',
-        [dataset, fraction],
-        path,
-    )
-
-
-def per_moa(dataset: str, fraction: str, path: Path | None = None) -> pd.DataFrame:
-    """``evaluation_per_moa`` rows of one partition (empty when missing)."""
-    return _partition_rows(
-        "evaluation_per_moa",
-        "method, analysis, moa, n, precision, recall, f1",
-        "method, analysis, moa",
-        dataset,
-        fraction,
-        path,
-    )
-
-
-def confusion(dataset: str, fraction: str, path: Path | None = None) -> pd.DataFrame:
-    """``evaluation_confusion`` rows of one partition (empty when missing)."""
-    return _partition_rows(
-        "evaluation_confusion",
-        "method, analysis, true_moa, predicted_moa, count",
-        "method, analysis, true_moa, predicted_moa",
-        dataset,
-        fraction,
-        path,
-    )
 
 
 def confusion_matrix(conf: pd.DataFrame, method: str, analysis: str, moas: list[str] | None = None) -> pd.DataFrame:
@@ -226,18 +156,6 @@ def confusion_matrix(conf: pd.DataFrame, method: str, analysis: str, moas: list[
     labels = sorted(set(moas or []) | set(sel["true_moa"]) | set(sel["predicted_moa"]))
     mat = sel.pivot_table(index="true_moa", columns="predicted_moa", values="count", aggfunc="sum", fill_value=0)
     return mat.reindex(index=labels, columns=labels, fill_value=0).astype(int)
-
-
-def embedding_maps(dataset: str, fraction: str, path: Path | None = None) -> pd.DataFrame:
-    """``embedding_maps`` rows of one partition (empty when missing)."""
-    return _partition_rows(
-        "embedding_maps",
-        "* EXCLUDE (dataset, fraction)",
-        "method, Metadata_Plate, Metadata_Well",
-        dataset,
-        fraction,
-        path,
-    )
 
 
 # ---------------------------------------------------------------------- chance baselines
@@ -250,15 +168,14 @@ class Chance:
     source: str
 
 
-def chance(dataset: str, fraction: str, results_frame: pd.DataFrame | None = None, path: Path | None = None) -> Chance:
-    """Chance weighted F1 of one partition: the ``evaluation_chance`` row the evaluation wrote from the wells it
-    scored (:func:`moa_core.evaluation.compare.chance_baselines`); for a snapshot older than that table,
-    1 / #MOAs of the suite's filtering rows."""
-    rows = _partition_rows("evaluation_chance", "metric, value, n_moas", "metric", dataset, fraction, path)
+def chance(rows: pd.DataFrame, res: pd.DataFrame) -> Chance:
+    """Chance weighted F1 of one partition from its ``evaluation_chance`` rows
+    (:func:`dashboard.comparison_sql.chance_rows`, written by the evaluation from the wells it scored:
+    :func:`moa_core.evaluation.compare.chance_baselines`); for a snapshot older than that table, 1 / #MOAs of
+    the suite's filtering rows of ``res`` (the partition's results)."""
     if not rows.empty and (rows["metric"] == "weighted_f1").any():
         r = rows[rows["metric"] == "weighted_f1"].iloc[0]
         return Chance(float(r["value"]), int(r["n_moas"]), "MOA prevalences of the evaluated test wells")
-    res = results_frame if results_frame is not None else results(dataset, fraction, path=path)
     moas = res[(res["analysis"] == "filtering") & (res["metric"] == "n_moas_output")]["value"]
     if not moas.empty and moas.iloc[0] >= 1:
         c = int(moas.iloc[0])
@@ -377,19 +294,11 @@ def holdout_topk(
     return topk.sort_values(["method", "vote", "parameter"]).reset_index(drop=True), rnd.reset_index(drop=True)
 
 
-def cp_ablation(dataset: str, path: Path | None = None) -> pd.DataFrame:
-    """The CP recipes' ablation of one dataset (:func:`moa_core.evaluation.ablation.ablation_wide` of the
-    ``cp_ablation`` rows: one row per recipe step, one column per metric); empty when not materialized."""
+def cp_ablation(rows: pd.DataFrame) -> pd.DataFrame:
+    """The CP recipes' ablation (:func:`moa_core.evaluation.ablation.ablation_wide` of the ``cp_ablation`` rows,
+    :func:`dashboard.comparison_sql.cp_ablation_rows`: one row per recipe step, one column per metric)."""
     from moa_core.evaluation.ablation import ablation_wide
 
-    if not queries.has_table("cp_ablation", path):
-        return pd.DataFrame()
-    rows = queries.query(
-        "SELECT recipe, step_index, step, features, label, analysis, metric, parameter, value FROM cp_ablation "
-        "WHERE dataset = ? ORDER BY step_index",
-        [dataset],
-        path,
-    )
     return ablation_wide(rows) if not rows.empty else rows
 
 
