@@ -11,6 +11,8 @@ import pandas as pd
 
 from dashboard import queries
 
+#: ``evaluation_results``' columns: partition keys + :data:`moa_core.evaluation.results.RESULT_COLUMNS`, spelled
+#: out because importing moa_core.evaluation (scikit-learn, scipy) would cost the page's first render seconds.
 EVALUATION_COLUMNS = [
     "dataset",
     "fraction",

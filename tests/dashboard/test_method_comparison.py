@@ -389,3 +389,11 @@ def test_labels_for_metrics_and_analyses():
 
     assert prevalence_f1([2, 2, 4]) == pytest.approx(0.375)
     assert prevalence_f1([5, 5, 5, 5]) == pytest.approx(0.25)
+
+
+def test_the_pages_column_list_is_the_evaluations():
+    """comparison_sql spells the columns out (no moa_core.evaluation import on the page); they must agree."""
+    from dashboard.comparison_sql import EVALUATION_COLUMNS
+    from moa_core.evaluation.results import RESULT_COLUMNS
+
+    assert EVALUATION_COLUMNS == ["dataset", "fraction", *RESULT_COLUMNS]
