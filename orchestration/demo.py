@@ -255,7 +255,10 @@ def run_plan(plan: list[Run], pool, parallel: int) -> tuple[list[dict], list[dic
 
 
 def main(argv: list[str] | None = None) -> int:
+    from moa_core.provenance import MachineShare
+
     t_start = time.time()
+    share = MachineShare.start()  # whether the run had the machine to itself (stopped once the workers exited)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default=DEFAULT_DATASET, help="a synthetic or image dataset of the catalogue")
     ap.add_argument(
@@ -324,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         pipeline = time.time() - t_all
         results = pool.submit(_collect, str(data_dir), args.dataset, fractions, args.profiles).result()
+    share.stop()
 
     from moa_core.atomic import write_json_atomic
     from orchestration import report
@@ -345,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pipeline": round(pipeline, 1),
                 "total": round(time.time() - t_start, 1),
             },
+            "machine_share": share.as_dict(),
         }
     )
     out = Path(args.results) if args.results else data_dir / "results" / "demo_results.json"

@@ -461,15 +461,59 @@ def holdout_table(res: dict) -> str:
     )
 
 
+#: A run whose machine gave more than this share of its CPU to other processes or guests was not timed alone.
+SHARED_MACHINE = 0.05
+
+
+def machine_share_text(res: dict) -> str:
+    """What the run's :class:`moa_core.provenance.MachineShare` says, in words ("" when not recorded)."""
+    ms = res.get("machine_share") or {}
+    other, steal = ms.get("other_share"), ms.get("steal_share")
+    if other is None and steal is None:
+        return ""
+    parts = []
+    if other is not None:
+        parts.append(f"other processes used {100 * other:.1f} % of the machine's CPU ({ms.get('other_cpu_s')} core-s)")
+    if steal is not None:
+        parts.append(f"steal {100 * steal:.1f} %")
+    alone = max(v for v in (other, steal) if v is not None) <= SHARED_MACHINE
+    return ", ".join(parts) + ("" if alone else " - not timed alone: its times are an upper bound")
+
+
+def shared_runs(runs: Sequence[dict]) -> list[int]:
+    """The 1-based numbers of the runs that did not have the machine to themselves."""
+    out = []
+    for i, r in enumerate(runs, 1):
+        ms = r.get("machine_share") or {}
+        if any(v is not None and v > SHARED_MACHINE for v in (ms.get("other_share"), ms.get("steal_share"))):
+            out.append(i)
+    return out
+
+
+def differing_runs(runs: Sequence[dict]) -> list[int]:
+    """The 1-based numbers of the runs whose headline metrics differ from run 1's (another machine's floating
+    point gives the trained models other trajectories; one machine replays a seeded run exactly)."""
+
+    def key(res: dict) -> list:
+        return sorted(
+            (h["fraction"], h["method"], h["label"], round(float(h["value"]), 6)) for h in res.get("headline", [])
+        )
+
+    ref = key(runs[0]) if runs else []
+    return [i for i, r in enumerate(runs, 1) if i > 1 and key(r) != ref]
+
+
 def _provenance(runs: Sequence[dict]) -> str:
     lines = []
     for i, r in enumerate(runs, 1):
         run, m = r.get("run", {}), r.get("run", {}).get("machine", {})
+        share = machine_share_text(r)
         lines.append(
             f"- run {i}: code `{run.get('code_version', '?')}`, finished {run.get('finished_at', '?')}, "
             f"{m.get('cores', '?')} × {m.get('cpu', '?')}, {m.get('memory_gib', '?')} GiB, "
             f"Python {m.get('python', '?')}, torch {m.get('torch', '?')}"
             + (f", {m['cuda']}" if m.get("cuda") else ", no GPU")
+            + (f"; {share}" if share else "; machine share not recorded")
         )
     return "\n".join(lines)
 
@@ -489,10 +533,12 @@ def render_markdown(runs: Sequence[dict]) -> str:
         f"`{plan.get('dataset')}` at fractions {', '.join(plan.get('fractions', []))}, Pheno-CA on "
         f"`{plan.get('profiles') or '–'}` at scales {', '.join(plan.get('scales', []))}. Times are ranges over "
         f"{len(runs)} run(s) of the README's first command on a fresh clone with a warm package cache; the "
-        f"metrics are those of run 1 (the runs are seeded and replay exactly on one machine).",
+        f"metrics are those of run 1 (the runs are seeded and replay exactly on one machine; a CPU with other "
+        f"floating-point kernels trains other models from the same seed).",
         "",
         _provenance(runs),
         "",
+        *_caveats(runs),
         "## Wall time",
         "",
         jobs_table(runs),
@@ -563,6 +609,20 @@ def render_markdown(runs: Sequence[dict]) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+def _caveats(runs: Sequence[dict]) -> list[str]:
+    out = []
+    shared, differ = shared_runs(runs), differing_runs(runs)
+    if shared:
+        out += [
+            f"Run(s) {', '.join(map(str, shared))} shared the machine with other work (above): their wall times "
+            f"overstate the demo's own.",
+            "",
+        ]
+    if differ:
+        out += [f"Run(s) {', '.join(map(str, differ))} measured other metrics than run 1.", ""]
+    return out
+
+
 def render_readme_block(runs: Sequence[dict]) -> str:
     """The README's short summary: the total time and the headline table of run 1."""
     first = runs[0]
@@ -572,7 +632,8 @@ def render_readme_block(runs: Sequence[dict]) -> str:
             README_START,
             f"On {m.get('cores', '?')} cores ({m.get('cpu', '?')}), the demo (from its start, `uv sync` excluded) took "
             f"**{_span(r['seconds']['total'] for r in runs)} s** over {len(runs)} run(s) "
-            f"(code `{first.get('run', {}).get('code_version', '?')}`). Test-well metrics at fraction "
+            f"(code `{first.get('run', {}).get('code_version', '?')}`{_alone_text(runs)}). "
+            f"Test-well metrics at fraction "
             f"{first.get('headline_fraction')}:",
             "",
             headline_table(first),
@@ -581,10 +642,25 @@ def render_readme_block(runs: Sequence[dict]) -> str:
     )
 
 
+def _alone_text(runs: Sequence[dict]) -> str:
+    worst = [
+        max(v for v in (ms.get("other_share"), ms.get("steal_share")) if v is not None)
+        for ms in (r.get("machine_share") or {} for r in runs)
+        if ms.get("other_share") is not None or ms.get("steal_share") is not None
+    ]
+    if len(worst) < len(runs):
+        return "; machine share not recorded for every run"
+    if shared_runs(runs):
+        return f"; run(s) {', '.join(map(str, shared_runs(runs)))} shared the machine"
+    return f"; each alone on the machine: other processes and steal at most {100 * max(worst):.1f} % of its CPU"
+
+
 def render_console(res: dict) -> str:
     """What the demo prints at its end."""
+    share = machine_share_text(res)
     lines = [
         "",
+        *([f"Machine: {share}.", ""] if share else []),
         "Wall time (s):",
         jobs_table([res]),
         "",

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -106,6 +107,38 @@ def test_results_page_gives_the_spread_of_several_runs(tmp_path):
     assert "old" not in text and "**480 s**" in text and text.endswith("tail\n")
 
 
+def test_results_page_says_which_runs_shared_the_machine_or_measured_other_metrics():
+    from orchestration.report import render_readme_block
+
+    alone, shared = _results(480.0, 180.0), _results(700.0, 260.0)
+    alone["machine_share"] = {"other_share": 0.004, "steal_share": 0.0, "other_cpu_s": 3.8}
+    shared["machine_share"] = {"other_share": 0.41, "steal_share": 0.01, "other_cpu_s": 574.0}
+    shared["headline"] = [{**shared["headline"][0], "value": 0.2}]
+    page = render_markdown([alone, shared])
+    assert "other processes used 0.4 % of the machine's CPU (3.8 core-s)" in page
+    assert "other processes used 41.0 %" in page and "not timed alone" in page
+    assert "Run(s) 2 shared the machine" in page and "Run(s) 2 measured other metrics than run 1" in page
+    assert "each alone on the machine: other processes and steal at most 0.4 %" in render_readme_block([alone])
+    assert "run(s) 2 shared the machine" in render_readme_block([alone, shared])
+    assert "machine share not recorded" in render_readme_block([_results(480.0, 180.0)])
+
+
+def test_machine_share_counts_a_sibling_process_as_other_work_and_waited_children_as_own():
+    from moa_core.provenance import MachineShare
+
+    burn = [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"]
+    share = MachineShare.start()
+    sibling = subprocess.Popen(burn)  # not waited for before stop(): another process's work
+    time.sleep(1.8)
+    share.stop()
+    sibling.wait()
+    assert share.other_cpu_s is not None and share.other_cpu_s > 1.0
+    share = MachineShare.start()
+    subprocess.run(burn, check=True)  # a waited child: the run's own
+    share.stop()
+    assert share.own_cpu_s > 1.0 and 0 <= share.as_dict()["other_share"] < 1
+
+
 def test_report_command_refuses_what_is_not_a_results_file(tmp_path, capsys):
     from orchestration.report import main as report_main
 
@@ -142,6 +175,8 @@ def test_demo_on_the_mini_dataset_runs_every_job_on_two_workers(tmp_path, shared
     assert len({j["worker"] for j in res["jobs"]}) == 2  # both workers ran something
     assert {h["method"] for h in res["headline"]} >= {"MP", "CP"}
     assert res["run"]["machine"]["cores"] and res["seconds"]["total"] > 0
+    ms = res["machine_share"]  # the workers' CPU is the demo's own once they have exited
+    assert ms["own_cpu_s"] > 10 and ms["wall_s"] > 0 and ms["other_share"] is not None
     assert (tmp_path / "data" / "snapshot" / "warehouse.duckdb").is_file()
     assert "# Demo results" in render_markdown([res])
 
