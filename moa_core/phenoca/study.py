@@ -183,6 +183,51 @@ def _discovery(
     return rows
 
 
+def scaled_split(df: pd.DataFrame, split_name: str, *, ood_share: float, replicate_share: float, seed: int):
+    """The split ``split_name`` (``"replicate"`` or ``"novel"``) of ``df`` at one data scale: what every model of a
+    study at that scale trains and is scored on (:func:`run_study`, :func:`scale_counts`)."""
+    if split_name == "replicate":
+        sp = replicate_split(df, seed=seed)
+    elif split_name == "novel":
+        sp = novel_compound_split(df, seed=seed)
+    else:
+        raise SchemaError(f"unknown Pheno-CA split {split_name!r}: use 'replicate' or 'novel'")
+    return scale_training(df, sp, ood_share=ood_share, replicate_share=replicate_share, seed=seed)
+
+
+def training_counts(df: pd.DataFrame, train: np.ndarray) -> dict[str, int]:
+    """The data-scale counts of the ``train`` wells of ``df``: perturbation wells (compounds; not CRISPR, whose
+    wells are queries only, nor the plates' DMSO), their molecules, and the OOD ones among them."""
+    ptype = df["Metadata_pert_type"].astype(str).to_numpy()
+    is_ood = df["Metadata_is_ood"].astype(bool).to_numpy()
+    compounds = df["Metadata_JCP2022"].astype(str).to_numpy()
+    pert_train = np.asarray(train, bool) & (ptype != "crispr") & (ptype != "negcon")
+    return {
+        "n_train_wells": int(pert_train.sum()),
+        "n_train_compounds": int(len(set(compounds[pert_train]))),
+        "n_ood_compounds": int(len(set(compounds[pert_train & is_ood]))),
+    }
+
+
+def scale_counts(
+    profiles: pd.DataFrame, scales: dict[str, tuple[float, float]], config: StudyConfig | None = None
+) -> pd.DataFrame:
+    """The data-scale counts a study would train on at each of ``scales`` (key -> ``(ood_share,
+    replicate_share)``), without training: one row per (``fraction``, ``split``) with ``n_train_wells``,
+    ``n_train_compounds``, ``n_ood_compounds`` - the numbers :func:`run_study` writes into its result rows at
+    that scale (the same split functions, seeded by ``config.seed``). Only the ``Metadata_`` columns are read,
+    so a JUMP-sized table's metadata suffices. The forecast ledger uses them as the exact sizes of the scales
+    not yet materialized."""
+    cfg = config or StudyConfig()
+    df = profiles.reset_index(drop=True)
+    rows = []
+    for key, (ood_share, replicate_share) in scales.items():
+        for split_name in cfg.splits:
+            sp = scaled_split(df, split_name, ood_share=ood_share, replicate_share=replicate_share, seed=cfg.seed)
+            rows.append({"fraction": str(key), "split": split_name, **training_counts(df, sp.mask("train"))})
+    return pd.DataFrame(rows, columns=["fraction", "split", "n_train_wells", "n_train_compounds", "n_ood_compounds"])
+
+
 def run_study(
     profiles: pd.DataFrame,
     *,
@@ -236,13 +281,7 @@ def run_study(
     pca_info: dict = {}
     t_all = time.time()
     for split_name in cfg.splits:
-        if split_name == "replicate":
-            sp = replicate_split(df, seed=cfg.seed)
-        elif split_name == "novel":
-            sp = novel_compound_split(df, seed=cfg.seed)
-        else:
-            raise SchemaError(f"unknown Pheno-CA split {split_name!r}: use 'replicate' or 'novel'")
-        sp = scale_training(df, sp, ood_share=ood_share, replicate_share=replicate_share, seed=cfg.seed)
+        sp = scaled_split(df, split_name, ood_share=ood_share, replicate_share=replicate_share, seed=cfg.seed)
         train, val, test = sp.mask("train"), sp.mask("val"), sp.mask("test")
         pre = fit_preprocessor(
             df,
@@ -258,12 +297,7 @@ def run_study(
         X = pre.transform(df, features)
         pca_info = {"pca_components": pre.n_components, "pca_explained_variance": pre.explained_variance}
         mol_train = train & (ptype != "crispr")
-        pert_train = mol_train & (ptype != "negcon")  # the data scale counts perturbations, not the plates' DMSO
-        n_train = {
-            "n_train_wells": int(pert_train.sum()),
-            "n_train_compounds": int(len(set(compounds[pert_train]))),
-            "n_ood_compounds": int(len(set(compounds[pert_train & is_ood]))),
-        }
+        n_train = training_counts(df, train)
         log(
             f"{split_name} split: {n_train['n_train_wells']} training wells of {n_train['n_train_compounds']} "
             f"molecules ({n_train['n_ood_compounds']} OOD), {int(val.sum())} val, {int(test.sum())} test; "

@@ -21,13 +21,17 @@ Two kinds of curve feed :func:`moa_core.scaling.fit_scaling_laws`:
 :func:`curve_points` is the one rule of what a curve's fitted points are (the envelope of a zoo,
 the seeds of one model kept as replicates); :func:`mp_targets` and :func:`default_target` the
 targets; :func:`next_scales` the scales a curve can still grow to (for the forecast ledger,
-:mod:`moa_core.scaling.ledger`). :func:`fit_curve_reports` fits every (study, task, family)
-curve with at least three sizes and :func:`laws_table` returns the ``scaling_laws`` rows
-(``SCALING_LAW_COLUMNS`` with the curve's keys; :func:`fit_curves` does both); curves with fewer
+:mod:`moa_core.scaling.ledger`), with their exact sizes (:func:`fraction_train_wells` for MOAProfiler,
+:func:`phenoca_scale_sizes` of :func:`moa_core.phenoca.study.scale_counts` for the Pheno-CA studies).
+:func:`fit_curve_reports` fits every (study, task, family) curve with at least three sizes and
+:func:`laws_table` returns the ``scaling_laws`` rows (``SCALING_LAW_COLUMNS`` with the curve's keys;
+:func:`fit_curves` does both); curves with fewer
 sizes are listed with the reason, not fitted.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -80,6 +84,46 @@ SUPERVISION_FAMILY = {
 }
 
 
+def _phenoca_studies(fraction: str, task: str, family: str | None) -> list[str]:
+    """The studies a Pheno-CA row at ``fraction`` belongs to: OOD shares and 100 make the OOD study, replicate
+    shares and 100 the replicate study. The OOD axis only changes what IBP trains on (task-supervised models and
+    the profiles see the annotated compounds alone), and molecule deconvolution gains classes along it: those
+    are on the replicate axis only. ``family`` None: every study the row's scale and task allow."""
+    study = "phenoca_ood" if fraction.startswith("ood") or fraction == "100" else "phenoca_replicates"
+    studies = [study] + (["phenoca_replicates"] if fraction == "100" else [])
+    ibp = family is None or family.startswith("IBP")
+    return [st for st in studies if st != "phenoca_ood" or (ibp and task != "molecule")]
+
+
+def _phenoca_x(study: str, row, ood_x: str) -> float | None:
+    """What N counts on ``study``'s axis for a row with the data-scale counts (None: no point)."""
+    if study != "phenoca_ood":
+        return float(row.n_train_wells)
+    if ood_x == "ood_molecules":
+        return float(row.n_ood_compounds) if row.n_ood_compounds > 0 else None
+    return float(row.n_train_compounds)
+
+
+def phenoca_scale_sizes(
+    counts: pd.DataFrame, *, ood_x: str = "train_molecules"
+) -> dict[tuple[str, str], dict[str, float]]:
+    """``(study, task) -> {scale key: N}`` from :func:`moa_core.phenoca.study.scale_counts` (the counts a study
+    trains on at each scale, materialized or not), on the axes :func:`phenoca_points` uses: the exact sizes of
+    the scales a Pheno-CA curve can still grow to, for :func:`next_scales` and the forecast ledger."""
+    if ood_x not in ("train_molecules", "ood_molecules"):
+        raise ScalingError(f"ood_x must be 'train_molecules' or 'ood_molecules', got {ood_x!r}")
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for r in counts.itertuples(index=False):
+        for (task, split, _), name in PHENOCA_TASKS.items():
+            if split != r.split:
+                continue
+            for st in _phenoca_studies(str(r.fraction), task, None):
+                n = _phenoca_x(st, r, ood_x)
+                if n is not None:
+                    out.setdefault((st, name), {})[str(r.fraction)] = n
+    return out
+
+
 def phenoca_points(results: pd.DataFrame, *, ood_x: str = "train_molecules") -> pd.DataFrame:
     """Scaling points of a ``phenoca_results`` table (see the module docstring).
 
@@ -97,21 +141,10 @@ def phenoca_points(results: pd.DataFrame, *, ood_x: str = "train_molecules") -> 
         family = SUPERVISION_FAMILY.get(r.supervision)
         if task is None or family is None or r.probe == "knn":
             continue
-        frac = str(r.fraction)
-        study = "phenoca_ood" if frac.startswith("ood") or frac == "100" else "phenoca_replicates"
-        studies = [study] + (["phenoca_replicates"] if frac == "100" else [])
-        # the OOD axis only changes what IBP trains on (task-supervised models and the profiles see the
-        # annotated compounds alone), and molecule deconvolution gains classes along it: replicate axis only
-        studies = [st for st in studies if st != "phenoca_ood" or (family.startswith("IBP") and r.task != "molecule")]
-        for st in studies:
-            if st != "phenoca_ood":
-                n = r.n_train_wells
-            elif ood_x == "ood_molecules":
-                n = r.n_ood_compounds
-                if not n > 0:
-                    continue
-            else:
-                n = r.n_train_compounds
+        for st in _phenoca_studies(str(r.fraction), r.task, family):
+            n = _phenoca_x(st, r, ood_x)
+            if n is None:
+                continue
             rows.append(
                 {
                     "dataset": r.dataset,
@@ -304,15 +337,19 @@ def typed_laws(laws: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def next_scales(points: pd.DataFrame, sizes: dict[str, dict[str, float]]) -> dict[tuple[str, str], dict[str, float]]:
-    """The scales each (study, task) of ``points`` can still grow to: of ``sizes`` (study -> {scale key:
-    its size N}, e.g. every replicate fraction's training wells), those above the curve's largest N."""
+def next_scales(
+    points: pd.DataFrame, sizes: Mapping[str | tuple[str, str], Mapping[str, float]]
+) -> dict[tuple[str, str], dict[str, float]]:
+    """The scales each (study, task) of ``points`` can still grow to: of ``sizes`` ({scale key: its size N} per
+    study, e.g. every replicate fraction's training wells, or per (study, task), as
+    :func:`phenoca_scale_sizes` gives them), those above the curve's largest N."""
     out: dict[tuple[str, str], dict[str, float]] = {}
     if points.empty:
         return out
     for (study, task), g in points.groupby(["study", "task"], sort=True):
         n_max = float(g["n"].max())
-        above = {k: float(v) for k, v in sizes.get(str(study), {}).items() if float(v) > n_max * (1 + 1e-9)}
+        of = sizes.get((str(study), str(task))) or sizes.get(str(study)) or {}
+        above = {k: float(v) for k, v in of.items() if float(v) > n_max * (1 + 1e-9)}
         if above:
             out[(str(study), str(task))] = above
     return out

@@ -287,6 +287,40 @@ def _mp_fraction_points(store: MoaStore, ds: str) -> tuple[pd.DataFrame, dict[st
     return fraction_points(ev, done, ds), {f: float(wells[f]) for f in FRACTIONS}
 
 
+def _phenoca_sizes(
+    context: dg.AssetExecutionContext, store: MoaStore, ds: str, results: pd.DataFrame
+) -> dict[tuple[str, str], dict[str, float]]:
+    """The exact N of every Pheno-CA scale key, materialized or not (the ledger's next scales), from the study
+    inputs' metadata and the catalogue's study config; {} without inputs or results, or (with a warning) when
+    the materialized results trained on other counts (a launchpad override of the split seed or splits)."""
+    from moa_core.phenoca.config import SCALE_KEYS
+    from moa_core.phenoca.study import scale_counts
+    from moa_core.scaling.studies import phenoca_scale_sizes
+
+    path = _inputs_path(store, ds)
+    if results.empty or not path.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    meta = [c for c in pq.ParquetFile(path).schema_arrow.names if c.startswith("Metadata_")]
+    counts = scale_counts(
+        pd.read_parquet(path, columns=meta), {k: profile_scale(k) for k in SCALE_KEYS}, store.dataset(ds).phenoca
+    )
+    cols = ["n_train_wells", "n_train_compounds", "n_ood_compounds"]
+    have = results[["fraction", "split", *cols]].drop_duplicates().astype({"fraction": str, "split": str})
+    both = have.merge(counts, on=["fraction", "split"], how="left", suffixes=("", "_now"))
+    differ = both[np.any([both[c].to_numpy() != both[f"{c}_now"].to_numpy() for c in cols], axis=0)]
+    if len(differ):
+        r = differ.iloc[0]
+        context.log.warning(
+            f"{ds}: phenoca_results at {r['fraction']} ({r['split']} split) trained on {int(r['n_train_wells'])} "
+            f"wells, the catalogue's study config gives {r['n_train_wells_now']}: the ledger forecasts the grid "
+            f"only (no exact next-scale sizes)"
+        )
+        return {}
+    return phenoca_scale_sizes(counts)
+
+
 @dg.asset(
     partitions_def=dataset_partitions,
     group_name=GROUP,
@@ -307,8 +341,11 @@ def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
     t0 = time.time()
     wh = store.warehouse()
     parts = []
+    pheno_sizes: dict = {}
     if wh.has_table("phenoca_results"):
-        parts.append(phenoca_points(wh.read_table("phenoca_results", {"dataset": ds})))
+        results = wh.read_table("phenoca_results", {"dataset": ds})
+        parts.append(phenoca_points(results))
+        pheno_sizes = _phenoca_sizes(context, store, ds, results)
     mp_points, mp_sizes = _mp_fraction_points(store, ds)
     parts.append(mp_points)
     points = (
@@ -327,7 +364,7 @@ def scaling_laws(context: dg.AssetExecutionContext, store: MoaStore) -> dg.Mater
     # scored against the points as they are now (larger scales materialized since it was made)
     new = ledger.forecasts(
         [(k, p, r if isinstance(r, ScalingReport) else None) for k, p, r in fitted],
-        next_scales=next_scales(points, {"mp_fractions": mp_sizes}),
+        next_scales=next_scales(points, {"mp_fractions": mp_sizes, **pheno_sizes}),
         code_version=code_version(),
     )
     old = wh.read_table("scaling_forecasts", {"dataset": ds}) if wh.has_table("scaling_forecasts") else None

@@ -164,3 +164,33 @@ def test_next_scales_are_the_sizes_above_each_curve():
     pts = _points(SIZES[:3])
     got = next_scales(pts, {"mp_fractions": {"100": 800.0, "50": 400.0, "25": 200.0}, "other": {"x": 1e9}})
     assert got == {("mp_fractions", "knn_f1"): {"100": 800.0}}
+
+
+def test_phenoca_scale_sizes_put_each_split_s_counts_on_its_studies_axes():
+    from moa_core.scaling.studies import phenoca_scale_sizes
+
+    counts = pd.DataFrame(
+        [
+            {"fraction": f, "split": s, "n_train_wells": w, "n_train_compounds": c, "n_ood_compounds": o}
+            for f, s, w, c, o in [
+                ("ood25", "replicate", 900, 300, 50),
+                ("100", "replicate", 2000, 450, 200),
+                ("50", "replicate", 1100, 450, 200),
+                ("100", "novel", 1500, 400, 200),
+                ("ood0", "novel", 700, 200, 0),
+            ]
+        ]
+    )
+    sizes = phenoca_scale_sizes(counts)
+    # the OOD axis counts training molecules, the replicate axis training wells; each task takes its split's counts
+    assert sizes[("phenoca_ood", "moa_top10")] == {"ood25": 300.0, "100": 450.0}
+    assert sizes[("phenoca_ood", "moa_top10_novel")] == {"100": 400.0, "ood0": 200.0}
+    assert sizes[("phenoca_replicates", "moa_top10")] == {"100": 2000.0, "50": 1100.0}
+    assert ("phenoca_ood", "molecule_top10") not in sizes  # molecule deconvolution: replicate axis only
+    assert sizes[("phenoca_replicates", "molecule_top10")] == {"100": 2000.0, "50": 1100.0}
+    assert "ood0" not in phenoca_scale_sizes(counts, ood_x="ood_molecules")[("phenoca_ood", "moa_top10_novel")]
+    # (study, task) sizes take precedence over a study's; the scales above each curve's largest N are kept
+    pts = pd.DataFrame(
+        {"study": "phenoca_ood", "task": "moa_top10", "family": "IBP", "n": [100.0, 300.0], "metric": 0.5, "run": "a"}
+    )
+    assert next_scales(pts, {"phenoca_ood": {"x": 1e9}, **sizes}) == {("phenoca_ood", "moa_top10"): {"100": 450.0}}

@@ -157,5 +157,13 @@ def test_the_ledger_scores_the_smaller_scales_forecasts_against_the_larger_one(m
         assert r.error == pytest.approx(r.predicted - r.observed)
         if not np.isnan(r.low):
             assert r.inside == (r.low <= r.observed <= r.high)
+    # the early fit forecast the 100 % scale at its exact size (scale_counts, before it was trained): scored there,
+    # not interpolated between grid sizes
+    assert early["scale"].eq("100").all()
+    first = ood[ood["n_sizes"] == 3]
+    at_100 = first[first["scale"] == "100"]
+    assert not at_100.empty and set(first["scale"].dropna()) - {""} <= {"ood30", "ood50", "100"}
+    res = wh.read_table("phenoca_results", {"dataset": DS})
+    assert set(at_100["n"]) == set(res[res["fraction"] == "100"]["n_train_compounds"])
     meta = results[-1].asset_materializations_for_node("scaling_laws")[0].metadata
     assert meta["forecasts_scored"].value == len(led)

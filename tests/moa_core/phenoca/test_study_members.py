@@ -9,7 +9,7 @@ import pytest
 
 from moa_core.errors import SchemaError
 from moa_core.phenoca.config import StudyConfig, SyntheticProfileSpec
-from moa_core.phenoca.study import merge_study_results, run_study, zoo_members
+from moa_core.phenoca.study import merge_study_results, run_study, scale_counts, zoo_members
 from moa_core.phenoca.synthetic import generate_profiles
 
 SPEC = SyntheticProfileSpec(
@@ -49,6 +49,22 @@ def test_members_merge_into_the_whole_study(whole_and_members):
     a = merged.embeddings.filter(like="IBP_").to_numpy()
     b = whole.embeddings.filter(like="IBP_").to_numpy()
     np.testing.assert_array_equal(a, b)
+
+
+def test_scale_counts_are_the_counts_the_study_trains_on(whole_and_members):
+    """The ledger's exact next-scale sizes: what run_study would count at a scale, without training."""
+    whole = whole_and_members[0]
+    prof = generate_profiles(SPEC).profiles
+    counts = scale_counts(prof, {"100": (1.0, 1.0), "ood10": (0.1, 1.0), "50": (1.0, 0.5)}, CFG)
+    cols = ["n_train_wells", "n_train_compounds", "n_ood_compounds"]
+    trained = whole.table.groupby("split")[cols].first()
+    at_100 = counts[counts["fraction"] == "100"].set_index("split")[cols]
+    pd.testing.assert_frame_equal(at_100.sort_index(), trained.sort_index(), check_dtype=False, check_names=False)
+    by = counts.set_index(["fraction", "split"])
+    for split in ("replicate", "novel"):  # fewer OOD molecules, fewer replicates: fewer of what the axis counts
+        assert by.loc[("ood10", split), "n_ood_compounds"] < by.loc[("100", split), "n_ood_compounds"]
+        assert by.loc[("50", split), "n_train_wells"] < by.loc[("100", split), "n_train_wells"]
+        assert by.loc[("50", split), "n_train_compounds"] == by.loc[("100", split), "n_train_compounds"]
 
 
 def test_unknown_architecture_and_bad_group_are_refused():
