@@ -490,13 +490,20 @@ def shared_runs(runs: Sequence[dict]) -> list[int]:
     return out
 
 
+def _rounded(value) -> str:
+    """A metric as compared between runs: 6 decimals; a missing or NaN value as itself."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return str(value)
+    return f"{float(value):.6f}"
+
+
 def differing_runs(runs: Sequence[dict]) -> list[int]:
     """The 1-based numbers of the runs whose headline metrics differ from run 1's (another machine's floating
     point gives the trained models other trajectories; one machine replays a seeded run exactly)."""
 
     def key(res: dict) -> list:
         return sorted(
-            (h["fraction"], h["method"], h["label"], round(float(h["value"]), 6)) for h in res.get("headline", [])
+            (h["fraction"], h["method"], h["label"], _rounded(h.get("value"))) for h in res.get("headline", [])
         )
 
     ref = key(runs[0]) if runs else []

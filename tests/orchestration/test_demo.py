@@ -121,6 +121,9 @@ def test_results_page_says_which_runs_shared_the_machine_or_measured_other_metri
     assert "each alone on the machine: other processes and steal at most 0.4 %" in render_readme_block([alone])
     assert "run(s) 2 shared the machine" in render_readme_block([alone, shared])
     assert "machine share not recorded" in render_readme_block([_results(480.0, 180.0)])
+    unscored = _results(480.0, 180.0)  # a metric without a value (e.g. no test well of a class) compares too
+    unscored["headline"] = [{**unscored["headline"][0], "value": None}]
+    assert "Run(s) 2 measured other metrics" in render_markdown([alone, unscored])
 
 
 def test_machine_share_counts_a_sibling_process_as_other_work_and_waited_children_as_own():
